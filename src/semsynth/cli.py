@@ -1,0 +1,166 @@
+"""The ``semsynth`` command. Each subcommand parses its options and calls one library function.
+
+User errors (bad config, data, paths) print one message and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import SemsynthError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def deco(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+# ------------------------------------------------------------------------------------------------------------
+# models
+
+
+@command("models")
+def cmd_models(args: argparse.Namespace) -> int:
+    from .presets import describe_models
+
+    table = describe_models()
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    for kind in ("generators", "discriminators", "encoders", "datasets"):
+        print(f"{kind}:")
+        for row in table[kind]:
+            print(f"  {row['name']:<18} {row['doc']}")
+    print("presets (parameters at the preset's dataset):")
+    for row in table["presets"]:
+        parts = [f"G {row['generator_parameters']:,}"]
+        if row.get("svg_parameters") is not None:
+            parts.append(f"SVG {row['svg_parameters']:,}")
+        parts.append(f"D {row['discriminator_parameters']:,}")
+        if row.get("encoder_parameters"):
+            parts.append(f"E {row['encoder_parameters']:,}")
+        print(f"  {row['name']:<24} {row['generator']}/{row['discriminator']} on {row['dataset']}: "
+              + ", ".join(parts))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# train
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    if args.resume is not None and not args.config:
+        cfg = _config_of_run(args.resume, args.set)
+    elif not args.config:
+        raise SemsynthError("give --config PRESET_OR_YAML (e.g. --config scgan-synthetic-faces), or --resume RUN")
+    else:
+        cfg = load_config(args.config, args.set)
+    if args.dry_run:
+        print(cfg.to_yaml(), end="")
+        return 0
+    from .training import train
+    from .utils.runtime import tune_malloc
+
+    tune_malloc()
+    resume = args.resume if args.resume not in (None, "") else None
+    if args.resume == "":  # --resume without a path: the latest run of this config in --outdir
+        resume = _latest_run(args.outdir, cfg.name)
+    run_dir = train(cfg, outdir=args.outdir, resume=resume)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def _latest_run(outdir: str, name: str) -> Path:
+    runs = sorted(p for p in Path(outdir).glob(f"*-{name}") if p.is_dir() and p.name.split("-", 1)[0].isdigit())
+    if not runs:
+        raise SemsynthError(f"--resume: no run of {name!r} in {outdir}/ to resume; give the run directory or "
+                            f"checkpoint path")
+    return runs[-1]
+
+
+def _config_of_run(resume: str, overrides: list[str]):
+    """The config stored in a run directory (or the run of a checkpoint file), plus overrides."""
+    from .config import read_yaml, resolve_config
+
+    p = Path(resume)
+    run = p if p.is_dir() else p.parent.parent
+    cfg_file = run / "config.yaml"
+    if not cfg_file.is_file():
+        raise SemsynthError(f"--resume {resume}: {cfg_file} not found; give --config too")
+    raw = read_yaml(cfg_file)
+    # interface keys were resolved from the dataset; drop them so they are derived again
+    for sec in ("generator", "discriminator"):
+        for k in ("num_classes", "use_instance", "resolution"):
+            raw.get(sec, {}).pop(k, None)
+    return resolve_config(raw, overrides, name=raw.get("name"))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# data
+
+
+@command("data")
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data.cli import run_data_command
+
+    return run_data_command(args)
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="semsynth", description="Semantic image synthesis: layouts to photos.")
+    p.add_argument("--version", action="version", version=f"semsynth {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    m = sub.add_parser("models", help="list registered models, datasets and presets with parameter counts")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    t = sub.add_parser("train", help="train a model from a preset or YAML config")
+    t.add_argument("--config", help="preset name (see 'semsynth models') or a YAML file")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.batch_size=8 (repeatable)")
+    t.add_argument("--outdir", default="runs", help="parent directory of run directories (default: runs)")
+    t.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   help="continue a run: a run directory or checkpoint file; without PATH, the latest run of "
+                        "this config in --outdir")
+    t.add_argument("--dry-run", action="store_true", help="print the fully resolved config and exit")
+
+    d = sub.add_parser("data", help="dataset tools: check a dataset, write built-in data to disk")
+    from .data.cli import add_data_commands
+
+    add_data_commands(d)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SemsynthError as e:
+        print(f"semsynth {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""From SVG features to routing weights: channel-group pooling into ``n`` bins and the mapping ``g``.
+
+The SC-GAN "semantic vector" at a pixel is a parameter-free mean over groups of the SVG stage's channels
+(official code: an adaptive average pool along the channel axis; bin ``i`` covers channels
+``[floor(i*C/n), ceil((i+1)*C/n))``, so bins overlap when ``n`` does not divide ``C``). The routing weights
+are then ``g(tau * v)`` with ``g`` one of the paper's Table 6 mappings; tau *multiplies* the logits
+(paper Eq. 2 and the official code: 0.05, a very flat softmax).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+MAPPINGS = ("softmax", "sigmoid", "tanh", "relu", "hardtanh", "none")
+
+
+def channel_pool(features: torch.Tensor, bins: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, bins, H, W], mean over (possibly overlapping) channel groups."""
+    b, c, h, w = features.shape
+    if bins > c:
+        raise ValueError(f"cannot pool {c} channels into {bins} bins; use at most {c} candidates")
+    return F.adaptive_avg_pool3d(features.unsqueeze(1), (bins, h, w)).squeeze(1)
+
+
+def channel_pool_bins(channels: int, bins: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` channel range of each bin (for documentation and tests)."""
+    return [((i * channels) // bins, -((-(i + 1) * channels) // bins)) for i in range(bins)]
+
+
+def apply_mapping(logits: torch.Tensor, mapping: str, temperature: float) -> torch.Tensor:
+    """``g(temperature * logits)`` over the candidate axis (dim 1)."""
+    x = logits * temperature
+    if mapping == "softmax":
+        return torch.softmax(x, dim=1)
+    if mapping == "sigmoid":
+        return torch.sigmoid(x)
+    if mapping == "tanh":
+        return torch.tanh(x)
+    if mapping == "relu":
+        return torch.relu(x)
+    if mapping == "hardtanh":
+        return F.hardtanh(x)
+    if mapping == "none":
+        return x
+    raise ValueError(f"unknown mapping {mapping!r}; valid choices are: {', '.join(MAPPINGS)}")

@@ -1,0 +1,56 @@
+"""Spatially conditional normalisation (SCN), SC-GAN paper Eq. 5 and supplementary Alg. 2.
+
+    y = BN(x) * (1 + s(p)) + m(p),     [s(p) | m(p)] = V(p)^T A
+
+``A`` ([n, 2C]) holds ``n`` candidate affine transforms and starts at zero, so an untrained SCN is the
+parameter-free normalisation itself (the paper's "scale candidates initialised to 1" in the ``(1 + s)``
+form). Row ``i`` of ``A`` is ``[scale_i (C) | shift_i (C)]``, the layout of the official checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ShapeError
+from .norm import param_free_norm
+from .scc import check_routing
+
+
+class SpatiallyConditionalNorm2d(nn.Module):
+    """SCN layer: ``forward(x [B, C, H, W], routing [B, n, H, W]) -> [B, C, H, W]``.
+
+    Args:
+        num_features: ``C``.
+        num_candidates: ``n``, rows of the candidate table ``A``.
+        norm: parameter-free normalisation, one of ``syncbatch`` (default, as the official code),
+            ``batch``, ``instance``, ``none``.
+    """
+
+    def __init__(self, num_features: int, num_candidates: int, norm: str = "syncbatch", eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features, self.num_candidates = num_features, num_candidates
+        self.param_free_norm = param_free_norm(norm, num_features, eps=eps)
+        self.candidates = nn.Parameter(torch.zeros(num_candidates, 2 * num_features))
+
+    def modulation(self, routing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel (scale, shift), each [B, C, H, W], from ``V^T A``."""
+        # V^T A per pixel is a 1x1 convolution of the routing map with A^T; scale and shift come from separate
+        # convolutions so that no gradient has to be scattered into a shared [B, 2C, H, W] buffer
+        a = self.candidates.to(routing.dtype)
+        c = self.num_features
+        scale = F.conv2d(routing, a[:, :c].t()[:, :, None, None])
+        shift = F.conv2d(routing, a[:, c:].t()[:, :, None, None])
+        return scale, shift
+
+    def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.num_features:
+            raise ShapeError(f"SCN: input has shape {tuple(x.shape)}, expected [B, {self.num_features}, H, W]")
+        check_routing(routing, self.num_candidates, x.shape[0], tuple(x.shape[2:]), "SCN")
+        normed = self.param_free_norm(x)
+        scale, shift = self.modulation(routing.to(normed.dtype))
+        return torch.addcmul(shift, normed, 1 + scale)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, num_candidates={self.num_candidates}"

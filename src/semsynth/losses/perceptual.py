@@ -1,0 +1,91 @@
+"""VGG19 perceptual loss (paper Eq. 7): L1 between relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 features,
+weighted 1/32, 1/16, 1/8, 1/4, 1 (as the official code). Images go in as they are, in [-1, 1], without
+ImageNet normalisation (official behaviour; ``imagenet_normalize=True`` changes that).
+
+ImageNet weights are read from a given file or from the standard torch hub cache
+(``<torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth``); nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from ..errors import MissingWeightsError
+
+VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
+_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def find_vgg19_weights(path: str | os.PathLike | None = None) -> Path:
+    """Locate the torchvision VGG19 ImageNet state dict, or raise a message that says how to provide it."""
+    candidates = [Path(path).expanduser()] if path else [hub_checkpoint_dir() / VGG19_FILENAME]
+    for c in candidates:
+        if c.is_file():
+            return c
+    where = candidates[0]
+    raise MissingWeightsError(
+        f"VGG19 ImageNet weights for the perceptual loss were not found at {where}. Download {VGG19_URL} "
+        f"(torchvision's vgg19 weights) on a machine with internet access and put the file at "
+        f"{hub_checkpoint_dir() / VGG19_FILENAME}, or give its path with --set loss.vgg_weights=PATH, "
+        f"or switch the term off with --set loss.perceptual=0"
+    )
+
+
+class VGG19Features(nn.Module):
+    """The five VGG19 slices ending at relu1_1 .. relu5_1; frozen, eval mode."""
+
+    def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True) -> None:
+        super().__init__()
+        vgg = torchvision.models.vgg19(weights=None)
+        if pretrained:
+            state = torch.load(find_vgg19_weights(weights), map_location="cpu", weights_only=True)
+            vgg.load_state_dict(state)
+        feats = vgg.features
+        self.slices = nn.ModuleList(nn.Sequential(*[feats[i] for i in range(a, b)]) for a, b in _SLICES)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGG19Features:  # always frozen
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for s in self.slices:
+            x = s(x)
+            out.append(x)
+        return out
+
+
+class VGGLoss(nn.Module):
+    """``forward(fake, real) = sum_i w_i * L1(phi_i(fake), phi_i(real))`` (real features detached)."""
+
+    def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True,
+                 imagenet_normalize: bool = False) -> None:
+        super().__init__()
+        self.vgg = VGG19Features(weights, pretrained)
+        self.imagenet_normalize = imagenet_normalize
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        if self.imagenet_normalize:
+            return ((x + 1) / 2 - self.mean) / self.std
+        return x
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            real_feats = self.vgg(self._prep(real))
+        fake_feats = self.vgg(self._prep(fake))
+        return sum(w * F.l1_loss(f, r) for w, f, r in zip(_WEIGHTS, fake_feats, real_feats))

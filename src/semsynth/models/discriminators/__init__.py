@@ -1,0 +1,3 @@
+"""Discriminators, one file per paper."""
+
+from . import fpse, multiscale  # noqa: F401

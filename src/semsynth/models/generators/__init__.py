@@ -1,0 +1,3 @@
+"""Generators, one file per paper."""
+
+from . import scgan  # noqa: F401

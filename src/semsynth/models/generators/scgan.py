@@ -1,0 +1,410 @@
+"""SC-GAN generator: "Image Synthesis via Semantic Composition" (Wang et al., ICCV 2021).
+
+Reading order follows the paper's Figure 2:
+
+1. The **Semantic Vector Generator (SVG)** refines the label pyramid coarse to fine (a CRN-like cascade) and
+   returns one feature map per scale plus a coarse RGB prediction (trained by the L_s loss).
+2. Each scale's features are pooled into ``n`` channel groups and mapped by ``g`` (softmax of tau * v):
+   the per-pixel **semantic vectors**, which route the operators below.
+3. The **Semantic Render Generator (SRG)** renders the image with **SC residual blocks** (Figure 4):
+   SCN -> LReLU -> SCC, twice, plus a learned SPADE + conv shortcut where the width changes.
+
+Defaults follow the official code (``dvlab-research/SCGAN``), so that its checkpoints load; where the paper
+says otherwise, the paper's choice is an option (see ``docs/scgan.md``):
+
+=========================  ==================================  ===================================
+topic                      official (default)                  paper option
+=========================  ==================================  ===================================
+SRG input                  ``input_mode="label"`` (conv on the  ``input_mode="noise"``: z ~ N(0, I)
+                           down-sampled one-hot map)           through a linear layer (also VAE z)
+SVG upsampling             ``svg_upsample="nearest"``          ``"bilinear"`` (supplement, Sec. A)
+SCB shortcut               ``shortcut="spade"``                ``"scn"`` (only SC operators)
+=========================  ==================================  ===================================
+
+Official option names: ``srg_width`` = ngf, ``fc_width`` = nff, ``svg_width`` = nrf, ``conv_candidates`` =
+num_experts_conv, ``norm_candidates`` = num_experts_norm, ``svg_spectral`` = not no_spectral_on_routing,
+``position_encoding`` = position, ``pyramid_position`` = pyr_pos, ``position_levels`` = pyr_rng.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ShapeError
+from ...layers import (
+    SPADE,
+    IterativeGaussian,
+    SpatiallyConditionalConv2d,
+    SpatiallyConditionalNorm2d,
+    apply_mapping,
+    channel_pool,
+    init_weights,
+    param_free_norm,
+    spectral_norm,
+)
+from ...layers.norm import SyncableBatchNorm2d
+from ...layers.routing import MAPPINGS
+from .. import GENERATORS
+from ..outputs import GeneratorOutput
+
+LAYOUTS = {"normal": 6, "more": 7}  # number of SVG stages / label-pyramid levels
+
+
+def _lrelu() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def _as_hw(resolution: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(resolution, int):
+        return resolution, resolution
+    h, w = resolution
+    return int(h), int(w)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 1. Semantic Vector Generator
+
+
+class SemanticVectorGenerator(nn.Module):
+    """SVG: ``forward(semantic [B, C, H, W]) -> (features coarse-to-fine, coarse_rgb [B, 3, H, W])``.
+
+    Stage widths are ``16f, 8f, 4f, 2f, f, f`` (``+ f`` for the 7-stage layout). Stage 1 reads the coarsest
+    label map; each later stage reads ``LReLU(cat(up2(previous), labels at its scale))``. A stage's output is
+    the raw output of its last conv (no activation).
+    """
+
+    def __init__(self, in_channels: int, label_channels: int, width: int = 32, num_stages: int = 6,
+                 spectral: bool = True, upsample: str = "nearest", position_encoding: bool = False,
+                 pyramid_position: bool = False, position_levels: int = 5, ig_size: int = 7,
+                 ig_sigma: float = 1.5, ig_iters: int = 1, ig_relative: bool = False) -> None:
+        super().__init__()
+        self.num_stages, self.label_channels, self.upsample = num_stages, label_channels, upsample
+        self.position_encoding, self.pyramid_position = position_encoding, pyramid_position
+        self.position_levels = position_levels
+        self.ig = IterativeGaussian(ig_size, ig_sigma, ig_iters, ig_relative) if position_encoding else None
+        widths = [16 * width, 8 * width, 4 * width, 2 * width] + [width] * (num_stages - 4)
+        self.widths = widths
+
+        def conv(cin: int, cout: int) -> nn.Module:
+            return spectral_norm(nn.Conv2d(cin, cout, 3, padding=1), spectral)
+
+        stages = [nn.Sequential(conv(in_channels, widths[0]), _lrelu(), conv(widths[0], widths[0]))]
+        for k in range(1, num_stages):
+            stages.append(nn.Sequential(_lrelu(), conv(widths[k - 1] + in_channels, widths[k]), _lrelu(),
+                                        conv(widths[k], widths[k])))
+        self.stages = nn.ModuleList(stages)
+        self.to_rgb = nn.Sequential(nn.Conv2d(width, width // 2, 3, padding=1), _lrelu(),
+                                    nn.Conv2d(width // 2, 3, 3, padding=1), nn.Hardtanh())
+
+    def _encode_position(self, x: torch.Tensor) -> torch.Tensor:
+        """IG on the label channels; an instance-edge channel (last) passes through."""
+        labels, rest = x[:, : self.label_channels], x[:, self.label_channels :]
+        return torch.cat([self.ig(labels), rest], dim=1)
+
+    def pyramid(self, semantic: torch.Tensor) -> list[torch.Tensor]:
+        """Label maps at every stage's scale, coarse to fine."""
+        levels = [semantic]
+        if self.ig is not None and self.pyramid_position:
+            # official CelebA path: nearest down-sampling from the top, IG on the finest few levels
+            n = self.num_stages
+            for i in range(n - 2, -1, -1):
+                x = F.interpolate(levels[0], scale_factor=0.5, mode="nearest")
+                if n - i < self.position_levels:
+                    x = self._encode_position(x)
+                levels.insert(0, x)
+            levels[-1] = self._encode_position(levels[-1])
+            return levels
+        if self.ig is not None:
+            levels = [self._encode_position(semantic)]
+        for _ in range(self.num_stages - 1):
+            # bilinear 0.5x of an even-sized map = 2x2 average: class area fractions
+            levels.insert(0, F.interpolate(levels[0], scale_factor=0.5, mode="bilinear", align_corners=False))
+        return levels
+
+    def forward(self, semantic: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        labels = self.pyramid(semantic)
+        x = self.stages[0](labels[0])
+        features = [x]
+        for stage, lab in zip(self.stages[1:], labels[1:]):
+            up = F.interpolate(x, scale_factor=2.0, mode=self.upsample,
+                               **({} if self.upsample == "nearest" else {"align_corners": False}))
+            x = stage(torch.cat([up, lab], dim=1))
+            features.append(x)
+        return features, self.to_rgb(x)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2. Operators of the SC residual block and their ablation replacements (paper Tables 3 and 5)
+
+
+class RoutedConcatConv(nn.Module):
+    """Ablation "conv": ``n`` plain convs in a chain, each reading its input concatenated with the routing
+    map V (paper Sec. 4.3: "we triple its Conv number ... use extra input (concatenating V)")."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_routing: int, num_convs: int,
+                 spectral: bool) -> None:
+        super().__init__()
+        convs = []
+        for i in range(num_convs):
+            cin = (in_channels if i == 0 else out_channels) + num_routing
+            convs.append(spectral_norm(nn.Conv2d(cin, out_channels, 3, padding=1, bias=False), spectral))
+        self.convs = nn.ModuleList(convs)
+        self.act = _lrelu()
+
+    def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            if i > 0:
+                x = self.act(x)
+            x = conv(torch.cat([x, routing.to(x.dtype)], dim=1))
+        return x
+
+
+class UnconditionalNorm(nn.Module):
+    """Ablation "batch": normalisation with a learned per-channel affine; the routing map is ignored."""
+
+    def __init__(self, num_features: int, norm: str) -> None:
+        super().__init__()
+        if norm == "syncbatch":
+            self.norm = SyncableBatchNorm2d(num_features, affine=True)
+        elif norm == "batch":
+            self.norm = nn.BatchNorm2d(num_features, affine=True)
+        elif norm == "instance":
+            self.norm = nn.InstanceNorm2d(num_features, affine=True)
+        else:
+            self.norm = nn.Identity()
+
+    def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 3. SC residual block (paper Figure 4)
+
+
+class SCResBlock(nn.Module):
+    """``x + SCC(LReLU(SCN(SCC(LReLU(SCN(x)))))``, with ``conv_s(SPADE(x))`` as the shortcut when the
+    width changes. Both convs use the stage's conv routing, both norms its norm routing."""
+
+    def __init__(self, fin: int, fout: int, label_channels: int, conv_candidates: int, norm_candidates: int,
+                 conv_type: str, norm_type: str, param_free_norm: str, shortcut: str, spade_hidden: int,
+                 spectral: bool) -> None:
+        super().__init__()
+        fmid = min(fin, fout)
+
+        def conv(cin: int, cout: int) -> nn.Module:
+            if conv_type == "scc":
+                return SpatiallyConditionalConv2d(cin, cout, conv_candidates, 3, spectral=spectral)
+            return RoutedConcatConv(cin, cout, conv_candidates, conv_candidates, spectral)
+
+        def norm(c: int) -> nn.Module:
+            if norm_type == "scn":
+                return SpatiallyConditionalNorm2d(c, norm_candidates, param_free_norm)
+            return UnconditionalNorm(c, param_free_norm)
+
+        self.learned_shortcut = fin != fout
+        if self.learned_shortcut:
+            self.shortcut_kind = shortcut
+            if shortcut == "spade":
+                self.norm_s = SPADE(fin, label_channels, spade_hidden, 3, param_free_norm)
+            else:
+                self.norm_s = SpatiallyConditionalNorm2d(fin, norm_candidates, param_free_norm)
+            self.conv_s = spectral_norm(nn.Conv2d(fin, fout, 3, padding=1, bias=True), spectral)
+        self.norm_0, self.conv_0 = norm(fin), conv(fin, fmid)
+        self.norm_1, self.conv_1 = norm(fmid), conv(fmid, fout)
+        self.act = _lrelu()
+
+    def forward(self, x: torch.Tensor, semantic: torch.Tensor, conv_routing: torch.Tensor,
+                norm_routing: torch.Tensor) -> torch.Tensor:
+        if self.learned_shortcut:
+            cond = semantic if self.shortcut_kind == "spade" else norm_routing
+            xs = self.conv_s(self.norm_s(x, cond))
+        else:
+            xs = x
+        dx = self.conv_0(self.act(self.norm_0(x, norm_routing)), conv_routing)
+        dx = self.conv_1(self.act(self.norm_1(dx, norm_routing)), conv_routing)
+        return xs + dx
+
+
+# --------------------------------------------------------------------------------------------------------
+# 4. The generator: SVG -> semantic vectors -> SRG
+
+
+@GENERATORS.register("scgan", "SC-GAN (ICCV 2021): SVG semantic vectors routing SCC/SCN residual blocks")
+class SCGANGenerator(nn.Module):
+    """SC-GAN generator. ``forward(semantic [B, C, H, W], z=None) -> image [B, 3, H, W]`` in ``[-1, 1]``.
+
+    Interface (from the dataset): ``num_classes`` one-hot channels (don't-care included), ``use_instance``
+    (one more, instance-edge channel), ``resolution`` (int or ``[height, width]``; needed for
+    ``input_mode="noise"``; with ``input_mode="label"`` any size divisible by 32 (64 for ``layout="more"``)
+    works).
+
+    Args:
+        srg_width: SRG width g (official ngf); blocks are 16g, 16g, 16g, 8g, 4g, 2g, g wide.
+        fc_width: q (official nff): the first layer outputs 16q channels.
+        svg_width: f (official nrf); SVG stages are 16f, 8f, 4f, 2f, f, f wide.
+        conv_candidates, norm_candidates: n for SCC and for SCN (official ADE20K: 3 and 4).
+        mapping, temperature: g and tau of paper Eq. 2 (``softmax(tau * v)``, tau multiplies the logits).
+        layout: ``normal`` (6 scales, SRG starts at H/32) or ``more`` (7 scales, H/64; Cityscapes).
+        input_mode: ``label`` (conv on the nearest-down-sampled label map; official, deterministic) or
+            ``noise`` (z [B, z_dim] through a linear layer; z ~ N(0, I) when not given, or a VAE encoder's z).
+        conv_type: ``scc`` or ``conv`` (ablation: n plain convs reading cat(F, V)).
+        norm_type: ``scn`` or ``batch`` (ablation: normalisation with a learned affine, no routing).
+        param_free_norm: normalisation inside SCN/SPADE: ``syncbatch``, ``batch``, ``instance``, ``none``.
+        shortcut: ``spade`` (official learned shortcut) or ``scn``.
+        spectral: spectral norm on the SRG convs (SCC candidates and shortcut convs).
+        svg_spectral: spectral norm on the SVG convs (official: on for ADE20K/COCO, off for CelebA).
+        svg_upsample: ``nearest`` (official) or ``bilinear`` (supplement).
+        position_encoding, pyramid_position, position_levels, ig_*: iterative-Gaussian position encoding
+            of the label pyramid (official CelebA preset).
+        output_activation: ``hardtanh`` (official) or ``tanh``.
+        init, init_gain: weight initialisation (official: xavier-normal, gain 0.02).
+    """
+
+    def __init__(self, num_classes: int, resolution: int | Sequence[int] = 256, use_instance: bool = False, *,
+                 srg_width: int = 32, fc_width: int = 32, svg_width: int = 32,
+                 conv_candidates: int = 3, norm_candidates: int = 4,
+                 mapping: str = "softmax", temperature: float = 0.05,
+                 layout: str = "normal", input_mode: str = "label", z_dim: int = 256,
+                 conv_type: str = "scc", norm_type: str = "scn", param_free_norm: str = "syncbatch",
+                 shortcut: str = "spade", spade_hidden: int = 128,
+                 spectral: bool = True, svg_spectral: bool = True, svg_upsample: str = "nearest",
+                 position_encoding: bool = False, pyramid_position: bool = False, position_levels: int = 5,
+                 ig_size: int = 7, ig_sigma: float = 1.5, ig_iters: int = 1, ig_relative: bool = False,
+                 output_activation: str = "hardtanh", init: str = "xavier", init_gain: float = 0.02) -> None:
+        super().__init__()
+        _choice("layout", layout, list(LAYOUTS))
+        _choice("input_mode", input_mode, ["label", "noise"])
+        _choice("conv_type", conv_type, ["scc", "conv"])
+        _choice("norm_type", norm_type, ["scn", "batch"])
+        _choice("param_free_norm", param_free_norm, ["syncbatch", "batch", "instance", "none"])
+        _choice("shortcut", shortcut, ["spade", "scn"])
+        _choice("svg_upsample", svg_upsample, ["nearest", "bilinear"])
+        _choice("mapping", mapping, MAPPINGS)
+        _choice("output_activation", output_activation, ["hardtanh", "tanh"])
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        for name, v in (("srg_width", srg_width), ("fc_width", fc_width), ("svg_width", svg_width),
+                        ("conv_candidates", conv_candidates), ("norm_candidates", norm_candidates)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if svg_width < 2:
+            raise ValueError(f"svg_width must be >= 2 (the RGB head has svg_width // 2 channels), got {svg_width}")
+        self.num_classes, self.use_instance = num_classes, use_instance
+        self.in_channels = num_classes + int(use_instance)
+        self.num_stages = LAYOUTS[layout]
+        self.factor = 2 ** (self.num_stages - 1)  # SRG start = resolution / factor
+        self.resolution = _as_hw(resolution)
+        h, w = self.resolution
+        if h % self.factor or w % self.factor:
+            raise ValueError(f"resolution {h}x{w} must be divisible by {self.factor} for layout={layout!r}")
+        self.start_size = (h // self.factor, w // self.factor)
+        self.input_mode, self.z_dim = input_mode, z_dim
+        self.conv_candidates, self.norm_candidates = conv_candidates, norm_candidates
+        self.mapping, self.temperature = mapping, temperature
+
+        # 1. SVG
+        self.svg = SemanticVectorGenerator(
+            self.in_channels, num_classes, svg_width, self.num_stages, svg_spectral, svg_upsample,
+            position_encoding, pyramid_position, position_levels, ig_size, ig_sigma, ig_iters, ig_relative)
+        for k, width in enumerate(self.svg.widths):
+            if max(conv_candidates, norm_candidates) > width:
+                raise ValueError(f"SVG stage {k + 1} has {width} channels, fewer than the number of candidates "
+                                 f"({max(conv_candidates, norm_candidates)}); raise svg_width")
+
+        # 3. SRG: first layer, then SC residual blocks
+        first = 16 * fc_width
+        if input_mode == "label":
+            self.fc = nn.Conv2d(self.in_channels, first, 3, padding=1)
+        else:
+            self.fc = nn.Linear(z_dim, first * self.start_size[0] * self.start_size[1])
+        g = srg_width
+        block_args = dict(label_channels=self.in_channels, conv_candidates=conv_candidates,
+                          norm_candidates=norm_candidates, conv_type=conv_type, norm_type=norm_type,
+                          param_free_norm=param_free_norm, shortcut=shortcut, spade_hidden=spade_hidden,
+                          spectral=spectral)
+        self.head_0 = SCResBlock(first, 16 * g, **block_args)
+        self.G_middle_0 = SCResBlock(16 * g, 16 * g, **block_args)
+        self.G_middle_1 = SCResBlock(16 * g, 16 * g, **block_args)
+        self.up_0 = SCResBlock(16 * g, 8 * g, **block_args)
+        self.up_1 = SCResBlock(8 * g, 4 * g, **block_args)
+        self.up_2 = SCResBlock(4 * g, 2 * g, **block_args)
+        self.up_3 = SCResBlock(2 * g, g, **block_args)
+        self.conv_img = nn.Conv2d(g, 3, 3, padding=1)
+        self.act = _lrelu()
+        self.out_act = nn.Hardtanh() if output_activation == "hardtanh" else nn.Tanh()
+        # (block, SVG stage whose routing it uses, upsample before it). The official "normal" layout reuses
+        # stage 2 for both middle blocks; "more" up-samples between them and moves every later block one
+        # stage down.
+        if layout == "normal":
+            self.schedule = [("head_0", 0, False), ("G_middle_0", 1, True), ("G_middle_1", 1, False),
+                             ("up_0", 2, True), ("up_1", 3, True), ("up_2", 4, True), ("up_3", 5, True)]
+        else:
+            self.schedule = [("head_0", 0, False), ("G_middle_0", 1, True), ("G_middle_1", 2, True),
+                             ("up_0", 3, True), ("up_1", 4, True), ("up_2", 5, True), ("up_3", 6, True)]
+        init_weights(self, init, init_gain)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def check_input(self, semantic: torch.Tensor) -> None:
+        if semantic.dim() != 4 or semantic.shape[1] != self.in_channels:
+            extra = " + 1 instance-edge channel" if self.use_instance else ""
+            raise ShapeError(
+                f"SC-GAN generator expects a semantic map [B, {self.in_channels}, H, W] "
+                f"({self.num_classes} one-hot channels{extra}), got {tuple(semantic.shape)}"
+            )
+        h, w = semantic.shape[2:]
+        if h % self.factor or w % self.factor:
+            raise ShapeError(f"input size {h}x{w} must be divisible by {self.factor}; resize or crop the label map")
+        if self.input_mode == "noise" and (h, w) != self.resolution:
+            raise ShapeError(f"input size {h}x{w} differs from the resolution {self.resolution[0]}x"
+                             f"{self.resolution[1]} this noise-input generator was built for")
+
+    def routing(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Semantic vectors -> (conv routing, norm routing) per stage: ``g(tau * chanpool(V_k, n))``."""
+        conv_r = [apply_mapping(channel_pool(f, self.conv_candidates), self.mapping, self.temperature)
+                  for f in features]
+        if self.norm_candidates == self.conv_candidates:
+            return conv_r, conv_r
+        norm_r = [apply_mapping(channel_pool(f, self.norm_candidates), self.mapping, self.temperature)
+                  for f in features]
+        return conv_r, norm_r
+
+    def first_layer(self, semantic: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        b = semantic.shape[0]
+        h, w = semantic.shape[2] // self.factor, semantic.shape[3] // self.factor
+        if self.input_mode == "label":
+            if z is not None:
+                raise ValueError("this generator takes no z (input_mode='label'); build it with "
+                                 "input_mode='noise' for multi-modal synthesis")
+            return self.fc(F.interpolate(semantic, size=(h, w), mode="nearest"))
+        if z is None:
+            z = torch.randn(b, self.z_dim, device=semantic.device, dtype=semantic.dtype)
+        if z.shape != (b, self.z_dim):
+            raise ShapeError(f"z has shape {tuple(z.shape)}, expected [{b}, {self.z_dim}]")
+        return self.fc(z).view(b, -1, h, w)
+
+    # -- forward ------------------------------------------------------------------------------------------
+
+    def forward(self, semantic: torch.Tensor, z: torch.Tensor | None = None, *,
+                return_aux: bool = False) -> torch.Tensor | GeneratorOutput:
+        self.check_input(semantic)
+        features, coarse_rgb = self.svg(semantic)
+        conv_r, norm_r = self.routing(features)
+        x = self.first_layer(semantic, z)
+        for name, stage, upsample in self.schedule:
+            if upsample:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = getattr(self, name)(x, semantic, conv_r[stage], norm_r[stage])
+        image = self.out_act(self.conv_img(self.act(x)))
+        if not return_aux:
+            return image
+        return GeneratorOutput(image, coarse_rgb, features, conv_r, norm_r)

@@ -1,0 +1,177 @@
+"""Checkpoints and exported models.
+
+* Training state (``checkpoints/training-state-<images>.pt``): every state_dict, optimiser state, counter,
+  RNG state and the resolved config, as tensors and plain Python values only, so that it loads with
+  ``torch.load(weights_only=True)``. Written to a temporary file, flushed and renamed: a crash never leaves
+  a torn file in place of a good one.
+* Exported model (a directory): ``model.safetensors`` (generator), ``encoder.safetensors`` (optional) and
+  ``config.json`` (the generator/encoder configs and the dataset facts). Loading needs no training config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..data import DatasetInfo
+from ..errors import SemsynthError
+
+FORMAT_VERSION = 1
+
+
+def _fsync_replace(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename durable too
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    _fsync_replace(tmp, path)
+    return path
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    _fsync_replace(tmp, path)
+    return path
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states as weights_only-loadable values."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x: Any) -> Any:
+    if isinstance(x, list):
+        return tuple(_as_tuple(v) for v in x)
+    if isinstance(x, tuple):
+        return tuple(_as_tuple(v) for v in x)
+    return x
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SemsynthError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a torn or foreign file
+        raise SemsynthError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(state, dict) or state.get("format") != "semsynth-training-state":
+        raise SemsynthError(f"{path} is not a semsynth training state")
+    return state
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Training states of a run, oldest first."""
+    ckpt = Path(run_dir) / "checkpoints"
+    return sorted(ckpt.glob("training-state-*.pt"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
+    for p in list_checkpoints(run_dir)[:-keep]:
+        p.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Exported models
+
+
+def _state_for_export(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def export_model(out_dir: str | os.PathLike, G: nn.Module, info: DatasetInfo, E: nn.Module | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model.safetensors`` (+ ``encoder.safetensors``) and ``config.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"format": "semsynth-model", "version": FORMAT_VERSION, "generator": G.config,
+              "encoder": E.config if E is not None else None, "dataset": info.to_dict(), **(extra or {})}
+    for name, module in (("model", G), ("encoder", E)):
+        if module is None:
+            continue
+        tmp = out / f".{name}.safetensors.tmp{os.getpid()}"
+        save_file(_state_for_export(module), str(tmp), metadata={"format": "pt"})
+        _fsync_replace(tmp, out / f"{name}.safetensors")
+    atomic_write_text(json.dumps(config, indent=2), out / "config.json")
+    return out
+
+
+def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Rebuild an exported model: returns ``(G, E or None, DatasetInfo, config dict)``, G and E in eval mode."""
+    from ..models import build_encoder, build_generator
+
+    d = Path(model_dir)
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file():
+        raise SemsynthError(f"{d} is not an exported semsynth model: {cfg_path} is missing (export one with "
+                            f"'semsynth train', which writes <run>/model/)")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SemsynthError(f"{cfg_path}: not valid JSON: {e}") from e
+    if config.get("format") != "semsynth-model":
+        raise SemsynthError(f"{cfg_path} is not a semsynth model config")
+    G = build_generator(config["generator"])
+    _load_weights(G, d / "model.safetensors")
+    E = None
+    if config.get("encoder"):
+        E = build_encoder(config["encoder"])
+        _load_weights(E, d / "encoder.safetensors")
+        E.to(device).eval()
+    return G.to(device).eval(), E, DatasetInfo.from_dict(config["dataset"]), config
+
+
+def _load_weights(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise SemsynthError(f"weights file {path} is missing")
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise SemsynthError(f"cannot read {path}: {e}") from e
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SemsynthError(f"{path} does not match its config.json: missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]}")
