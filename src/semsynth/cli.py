@@ -108,6 +108,19 @@ def _config_of_run(resume: str, overrides: list[str]):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# demo
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run = run_demo(args.outdir, args.set)
+    print(f"\ndemo finished: open {run / 'report.html'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
 # data
 
 
@@ -141,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a run: a run directory or checkpoint file; without PATH, the latest run of "
                         "this config in --outdir")
     t.add_argument("--dry-run", action="store_true", help="print the fully resolved config and exit")
+
+    dm = sub.add_parser("demo", help="train SC-GAN on built-in synthetic faces on the CPU and write a report")
+    dm.add_argument("--outdir", default="demo", help="where the demo run goes (default: demo)")
+    dm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a value of the demo preset, e.g. --set train.images=2000")
 
     d = sub.add_parser("data", help="dataset tools: check a dataset, write built-in data to disk")
     from .data.cli import add_data_commands

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, SemsynthError
 
 
 class Registry:
@@ -89,6 +89,8 @@ class Registry:
         kwargs = {k: v for k, v in full.items() if k != "name"}
         try:
             obj = self.get(name)(**kwargs)
+        except SemsynthError:  # already a user-facing message (bad data, missing files)
+            raise
         except (TypeError, ValueError) as e:
             raise ConfigError(f"cannot build {self.kind} {name!r}: {e}") from e
         try:
