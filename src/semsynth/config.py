@@ -72,6 +72,9 @@ class TrainConfig:
     checkpoint_every: int = 50000  # images between checkpoints
     keep_checkpoints: int = 3
     num_samples: int = 8  # rows of the sample grid
+    ema: bool = False  # keep an exponential moving average of G, used for samples and export (official: off)
+    ema_halflife_images: int = 10000  # images over which an old weight's share halves
+    ema_rampup: float | None = 0.05  # half-life at most this fraction of the images seen so far (early speed-up)
 
 
 SECTIONS = ("data", "generator", "discriminator", "encoder", "loss", "optim", "train")
@@ -236,6 +239,10 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.d_steps_per_g = {train.d_steps_per_g} must be >= 1")
     if train.d_fakes not in ("regenerate", "reuse"):
         raise ConfigError(f"train.d_fakes = {train.d_fakes!r}; valid: regenerate, reuse")
+    if train.ema_halflife_images < 1:
+        raise ConfigError(f"train.ema_halflife_images = {train.ema_halflife_images} must be >= 1")
+    if train.ema_rampup is not None and train.ema_rampup <= 0:
+        raise ConfigError(f"train.ema_rampup = {train.ema_rampup} must be > 0 (or null for none)")
     for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "num_samples"):
         if getattr(train, k) < 1:
             raise ConfigError(f"train.{k} = {getattr(train, k)} must be >= 1")

@@ -45,7 +45,7 @@ def test_ade20k_block_widths_and_candidate_shapes():
     assert G.head_0.conv_0.weight.shape == (3, 512, 512, 3, 3)
     assert G.head_0.norm_0.candidates.shape == (4, 1024)
     assert G.up_0.norm_1.candidates.shape == (4, 512)
-    assert G.up_0.conv_s.parametrizations.weight.original.shape == (256, 512, 3, 3)
+    assert G.up_0.conv_s.weight.shape == (256, 512, 3, 3)  # (meta models skip the SN parametrisation)
     assert G.up_3.norm_s.mlp_shared[0].weight.shape == (128, 151, 3, 3)
     assert not G.head_0.learned_shortcut and G.up_0.learned_shortcut
     assert G.fc.weight.shape == (512, 151, 3, 3)

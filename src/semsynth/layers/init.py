@@ -28,6 +28,8 @@ def init_weights(module: nn.Module, scheme: str = "xavier", gain: float = 0.02) 
         raise ValueError(f"unknown init scheme {scheme!r}; valid choices are: {', '.join(INIT_SCHEMES)}")
     if scheme == "default":
         return
+    if any(p.is_meta for p in module.parameters()):  # shape-only model: nothing to initialise
+        return
 
     def init_(w):
         if scheme == "xavier":
@@ -58,6 +60,8 @@ def init_weights(module: nn.Module, scheme: str = "xavier", gain: float = 0.02) 
 def _rewarm_spectral_norm(m: nn.Module) -> None:
     """After re-initialising a spectrally normed weight, converge u and v on the new weight."""
     if not (hasattr(m, "parametrizations") and "weight" in m.parametrizations):
+        return
+    if m.parametrizations.weight.original.is_meta:
         return
     sn = m.parametrizations.weight[0]
     if hasattr(sn, "_power_method") and hasattr(sn, "_reshape_weight_to_matrix"):

@@ -24,6 +24,10 @@ def spectral_norm(module: nn.Module, enabled: bool = True) -> nn.Module:
     """Return ``module`` with spectral norm on its ``weight`` when ``enabled`` (else unchanged)."""
     if not enabled:
         return module
+    if module.weight.is_meta:
+        # shape-only model (parameter counting on the meta device): spectral norm adds no parameters, and
+        # PyTorch's 15 initial power iterations would run through slow meta kernels
+        return module
     return parametrizations.spectral_norm(module, name="weight", n_power_iterations=1, eps=1e-12)
 
 
@@ -46,6 +50,8 @@ class StackedSpectralNorm(nn.Module):
 
     @torch.no_grad()
     def _power_iteration(self, weight: torch.Tensor, steps: int) -> None:
+        if weight.is_meta:  # shape-only models (parameter counting) have nothing to iterate on
+            return
         w = weight.detach().flatten(2)  # [n, out, in*k*k]
         # one matrix-vector product per candidate: batched GEMV (bmm with a vector) is several times slower
         for i in range(w.shape[0]):

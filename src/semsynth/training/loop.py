@@ -18,6 +18,7 @@ from ..layers import semantic_input
 from ..losses import VGGLoss
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
+from .ema import ema_beta, make_ema, update_ema
 from .checkpoint import (
     atomic_torch_save,
     atomic_write_text,
@@ -142,6 +143,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     G = build_generator(cfg.generator).to(device).train()
     D = build_discriminator(cfg.discriminator).to(device).train()
     E = build_encoder(cfg.encoder).to(device).train() if cfg.encoder else None
+    G_ema = make_ema(G) if tc.ema else None
 
     # 4. Optimisers and objective (TTUR: two learning rates) ------------------------------------------------
     betas = (float(cfg.optim.beta1), float(cfg.optim.beta2))
@@ -160,6 +162,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         D.load_state_dict(state["D"])
         if E is not None:
             E.load_state_dict(state["E"])
+        if G_ema is not None:
+            G_ema.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
         cur_nimg, cur_iter = state["cur_nimg"], state["cur_iter"]
@@ -177,11 +181,14 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         atomic_torch_save({
             "format": "semsynth-training-state", "version": 1, "config": cfg.to_dict(),
             "G": G.state_dict(), "D": D.state_dict(), "E": E.state_dict() if E is not None else None,
+            "G_ema": G_ema.state_dict() if G_ema is not None else None,
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
             "cur_nimg": cur_nimg, "cur_iter": cur_iter, "rng": rng_state(),
         }, run_dir / "checkpoints" / f"training-state-{cur_nimg:09d}.pt")
         prune_checkpoints(run_dir, tc.keep_checkpoints)
-        export_model(run_dir / "model", G, info, E, extra={"images_seen": cur_nimg})
+        export_model(run_dir / "model", G_out, info, E, extra={"images_seen": cur_nimg, "ema": G_ema is not None})
+
+    G_out = G_ema if G_ema is not None else G  # what samples and the exported model use
 
     # 6. Loop -----------------------------------------------------------------------------------------------
     means = RunningMeans()
@@ -190,7 +197,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     next_sample = (cur_nimg // tc.sample_every + 1) * tc.sample_every
     next_ckpt = (cur_nimg // tc.checkpoint_every + 1) * tc.checkpoint_every
     if cur_nimg == 0:
-        save_sample_grid(run_dir / "samples" / "init.png", G, info, fixed, device)
+        save_sample_grid(run_dir / "samples" / "init.png", G_out, info, fixed, device)
     t_last, nimg_last = time.time(), cur_nimg
     end = total_images if stop_after is None else min(total_images, stop_after)
     while cur_nimg < end:
@@ -218,6 +225,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
                 opt_G.step()
                 D.requires_grad_(True)
                 means.add(g_stats)
+                if G_ema is not None:
+                    update_ema(G_ema, G, ema_beta(real.shape[0], tc.ema_halflife_images, cur_nimg, tc.ema_rampup))
             if fake is None or tc.d_fakes == "regenerate":
                 fake = objective.generate(G, E, semantic, real)
             opt_D.zero_grad(set_to_none=True)
@@ -247,7 +256,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
                 next_log += tc.log_every
                 t_last, nimg_last = now, cur_nimg
             if cur_nimg >= next_sample:
-                save_sample_grid(run_dir / "samples" / f"{cur_nimg:09d}.png", G, info, fixed, device)
+                save_sample_grid(run_dir / "samples" / f"{cur_nimg:09d}.png", G_out, info, fixed, device)
                 next_sample += tc.sample_every
             if cur_nimg >= next_ckpt:
                 save_checkpoint()
@@ -258,7 +267,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     if cur_nimg < total_images:
         log.info(f"stopped at {cur_nimg} of {total_images} images; continue with --resume {run_dir}")
         return run_dir
-    save_sample_grid(run_dir / "samples" / f"{cur_nimg:09d}.png", G, info, fixed, device)
+    save_sample_grid(run_dir / "samples" / f"{cur_nimg:09d}.png", G_out, info, fixed, device)
     from ..report import write_run_report
 
     report = write_run_report(run_dir)
