@@ -63,3 +63,12 @@ def test_data_make_writes_folders(tmp_path, capsys):
     assert len(list((tmp_path / "faces" / "images").glob("*.png"))) == 3
     assert len(list((tmp_path / "faces" / "labels").glob("*.png"))) == 3
     assert (tmp_path / "faces" / "dataset.yaml").is_file()
+
+
+def test_resume_flag_errors():
+    r = run_cli("train", "--resume")
+    assert r.returncode == 2 and "needs --config" in r.stderr
+    r = run_cli("train", "--resume", "/nonexistent/run")
+    assert r.returncode == 2 and "no such run directory" in r.stderr
+    r = run_cli("train", "--config", "scgan-synthetic-faces", "--resume", "--outdir", "/nonexistent")
+    assert r.returncode == 2 and "no run of 'scgan-synthetic-faces'" in r.stderr

@@ -61,8 +61,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
 
-    if args.resume is not None and not args.config:
-        cfg = _config_of_run(args.resume, args.set)
+    resume = None
+    if args.resume == "":  # --resume without a path: the latest run of this config in --outdir
+        if not args.config:
+            raise SemsynthError("--resume without a path needs --config (to find the latest run of that config "
+                                "in --outdir); or give the run directory: --resume runs/00003-scgan-coco")
+        cfg = load_config(args.config, args.set)
+        resume = _latest_run(args.outdir, cfg.name)
+    elif args.resume is not None:
+        resume = args.resume
+        cfg = load_config(args.config, args.set) if args.config else _config_of_run(args.resume, args.set)
     elif not args.config:
         raise SemsynthError("give --config PRESET_OR_YAML (e.g. --config scgan-synthetic-faces), or --resume RUN")
     else:
@@ -74,9 +82,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .utils.runtime import tune_malloc
 
     tune_malloc()
-    resume = args.resume if args.resume not in (None, "") else None
-    if args.resume == "":  # --resume without a path: the latest run of this config in --outdir
-        resume = _latest_run(args.outdir, cfg.name)
     run_dir = train(cfg, outdir=args.outdir, resume=resume)
     print(f"run directory: {run_dir}")
     return 0
@@ -95,6 +100,8 @@ def _config_of_run(resume: str, overrides: list[str]):
     from .config import read_yaml, resolve_config
 
     p = Path(resume)
+    if not p.exists():
+        raise SemsynthError(f"--resume {resume}: no such run directory or checkpoint file")
     run = p if p.is_dir() else p.parent.parent
     cfg_file = run / "config.yaml"
     if not cfg_file.is_file():

@@ -46,12 +46,21 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam with two time-scale learning rates (TTUR)."""
+    """Adam; with TTUR (official) the generator runs at lr / 2 and the discriminator at 2 * lr."""
 
-    lr_g: float = 1.0e-4  # generator (and encoder)
-    lr_d: float = 4.0e-4
+    lr: float = 2.0e-4  # base learning rate (official)
+    ttur: bool = True  # two time-scale update rule: G lr / 2, D 2 * lr; off: both lr
+    lr_g: float | None = None  # explicit generator (and encoder) rate; resolved from lr and ttur when null
+    lr_d: float | None = None  # explicit discriminator rate; resolved likewise
     beta1: float = 0.0
     beta2: float = 0.999
+    eps: float = 1.0e-8  # Adam's epsilon (PyTorch default, as the official code)
+
+    def resolve(self) -> None:
+        if self.lr_g is None:
+            self.lr_g = self.lr / 2 if self.ttur else self.lr
+        if self.lr_d is None:
+            self.lr_d = self.lr * 2 if self.ttur else self.lr
 
 
 @dataclass
@@ -72,6 +81,13 @@ class TrainConfig:
     checkpoint_every: int = 50000  # images between checkpoints
     keep_checkpoints: int = 3
     num_samples: int = 8  # rows of the sample grid
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or CUDA) | fp16 (autocast + gradient scaler, CUDA)
+    accumulate: int = 1  # split each batch into this many micro-batches, one optimiser step (saves memory)
+    compile: bool = False  # torch.compile the generator and discriminator
+    channels_last: bool = False  # NHWC memory format for models and inputs
+    sync_batchnorm: bool = True  # under DDP on CUDA, synchronise the generator's sync-batch norms
+    nan_patience: int = 20  # consecutive non-finite steps (each skipped) before the run stops
+    tensorboard: bool = True  # also write TensorBoard events (needs the tensorboard package)
     ema: bool = False  # keep an exponential moving average of G, used for samples and export (official: off)
     ema_halflife_images: int = 10000  # images over which an old weight's share halves
     ema_rampup: float | None = 0.05  # half-life at most this fraction of the images seen so far (early speed-up)
@@ -105,7 +121,7 @@ class RunConfig:
         }
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -223,8 +239,11 @@ def _validate(cfg: RunConfig) -> None:
     for k in ("gan", "feature_matching", "perceptual", "semantic", "kl"):
         if getattr(loss, k) < 0:
             raise ConfigError(f"loss.{k} = {getattr(loss, k)} must be >= 0 (0 switches the term off)")
-    if optim.lr_g <= 0 or optim.lr_d <= 0:
+    optim.resolve()
+    if optim.lr <= 0 or optim.lr_g <= 0 or optim.lr_d <= 0:
         raise ConfigError(f"optim.lr_g and optim.lr_d must be > 0, got {optim.lr_g}, {optim.lr_d}")
+    if optim.eps <= 0:
+        raise ConfigError(f"optim.eps = {optim.eps} must be > 0")
     if not (0 <= optim.beta1 < 1 and 0 <= optim.beta2 < 1):
         raise ConfigError(f"optim.beta1/beta2 must be in [0, 1), got {optim.beta1}, {optim.beta2}")
     if train.batch_size < 1:
@@ -239,6 +258,13 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.d_steps_per_g = {train.d_steps_per_g} must be >= 1")
     if train.d_fakes not in ("regenerate", "reuse"):
         raise ConfigError(f"train.d_fakes = {train.d_fakes!r}; valid: regenerate, reuse")
+    if train.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision = {train.precision!r}; valid: fp32, bf16, fp16")
+    if train.accumulate < 1 or train.batch_size % train.accumulate:
+        raise ConfigError(f"train.accumulate = {train.accumulate} must be >= 1 and divide train.batch_size "
+                          f"({train.batch_size})")
+    if train.nan_patience < 1:
+        raise ConfigError(f"train.nan_patience = {train.nan_patience} must be >= 1")
     if train.ema_halflife_images < 1:
         raise ConfigError(f"train.ema_halflife_images = {train.ema_halflife_images} must be >= 1")
     if train.ema_rampup is not None and train.ema_rampup <= 0:

@@ -75,3 +75,14 @@ def test_scc_rejects_bad_input_channels():
     layer = SpatiallyConditionalConv2d(5, 4, 3)
     with pytest.raises(ShapeError, match="expected \\[B, 5, H, W\\]"):
         layer(torch.randn(2, 4, 8, 8), torch.rand(2, 3, 8, 8))
+
+
+def test_scc_channels_last_matches_contiguous():
+    layer = SpatiallyConditionalConv2d(8, 6, 3, 3, spectral=True).eval()
+    x = torch.randn(2, 8, 10, 10)
+    r = torch.softmax(torch.randn(2, 3, 10, 10), 1)
+    ref = layer(x, r)
+    layer.channels_last_()
+    assert layer.weight.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    y = layer(x.contiguous(memory_format=torch.channels_last), r.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)

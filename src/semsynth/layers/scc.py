@@ -100,6 +100,12 @@ class SpatiallyConditionalConv2d(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
+    def channels_last_(self) -> SpatiallyConditionalConv2d:
+        """Store the candidates so that the stacked ``[n*Cout, Cin, k, k]`` view is channels-last."""
+        w = self.weight.data
+        self.weight.data = w.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        return self
+
     def candidate_weights(self) -> torch.Tensor:
         """The effective kernels ``[n, Cout, Cin, k, k]`` (divided by sigma when spectral)."""
         if self.sn is None:

@@ -14,6 +14,9 @@ sigma = u^T W v with u, v from the power iteration kept as buffers, and no itera
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,3 +72,26 @@ class StackedSpectralNorm(nn.Module):
         w = weight.flatten(2)
         u, v = self.u.clone(), self.v.clone()
         return torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])  # [n]
+
+
+def _power_iteration_modules(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules()
+            if isinstance(m, StackedSpectralNorm) or type(m).__name__ == "_SpectralNorm"]
+
+
+@contextlib.contextmanager
+def power_iteration_frozen(*modules: nn.Module | None) -> Iterator[None]:
+    """Within this block, spectral norm uses its current u and v without advancing the power iteration.
+
+    A batch split into micro-batches (gradient accumulation) runs every forward several times per optimiser
+    step; freezing the iteration after the first micro-batch keeps sigma exactly what one full-batch forward
+    would have used.
+    """
+    sn = [m for mod in modules if mod is not None for m in _power_iteration_modules(mod) if m.training]
+    for m in sn:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m in sn:
+            m.training = True

@@ -109,6 +109,14 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(ckpt.glob("training-state-*.pt"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
 
 
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> None:
+    """Delete half-written files left by a process that was killed while saving."""
+    for d in (Path(run_dir) / "checkpoints", Path(run_dir) / "model"):
+        if d.is_dir():
+            for p in d.glob(".*.tmp*"):
+                p.unlink(missing_ok=True)
+
+
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
     for p in list_checkpoints(run_dir)[:-keep]:
         p.unlink(missing_ok=True)

@@ -1,24 +1,31 @@
-"""The training function. One readable function; the helpers it calls say what they do."""
+"""The training function. One readable function; the helpers it calls say what they do.
+
+Runs unchanged on one CPU process, one GPU, or several processes under ``torchrun`` (DDP).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from ..config import RunConfig
 from ..data import build_dataset, colorize
-from ..layers import semantic_input
+from ..errors import ConfigError, SemsynthError
+from ..layers import convert_sync_batchnorm, semantic_input
+from ..layers.spectral import power_iteration_frozen
 from ..losses import VGGLoss
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
-from .ema import ema_beta, make_ema, update_ema
 from .checkpoint import (
     atomic_torch_save,
     atomic_write_text,
@@ -26,22 +33,31 @@ from .checkpoint import (
     list_checkpoints,
     load_training_state,
     prune_checkpoints,
+    remove_stale_temporaries,
     rng_state,
     set_rng_state,
 )
+from .distributed import DistInfo, all_reduce_mean, any_true, broadcast_object, gather_objects, init_distributed
+from .distributed import shutdown as shutdown_distributed
+from .ema import ema_beta, make_ema, update_ema
 from .objective import GANObjective
 from .sampler import ResumableSampler
-from .stats import RunLog, RunningMeans, format_duration
+from .stats import RunLog, RunningMeans, TensorBoardLog, format_duration
 
 
-def select_device(name: str) -> torch.device:
+class TrainingDiverged(SemsynthError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+def select_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
-
-        raise ConfigError(f"train.device = {name!r} but CUDA is not available here; use --set train.device=cpu")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device = {name!r} but CUDA is not available here; use --set train.device=cpu")
+        if dist_info is not None and dist_info.enabled:
+            dev = torch.device("cuda", dist_info.local_rank)
     return dev
 
 
@@ -83,195 +99,394 @@ def to_semantic(batch: dict, info, device: torch.device) -> torch.Tensor:
     return semantic_input(label, info.num_classes, inst)
 
 
-def save_sample_grid(path: Path, G, info, fixed: dict, device: torch.device) -> None:
-    """layout | real | fake | coarse RGB, one row per fixed sample, with G in eval mode."""
+def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """NHWC storage for every 4-D parameter (``Module.to(memory_format=...)`` rejects the 5-D SCC stacks)."""
+    from ..layers import SpatiallyConditionalConv2d
+
+    for m in module.modules():
+        if isinstance(m, SpatiallyConditionalConv2d):
+            m.channels_last_()
+        for p in m.parameters(recurse=False):
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+    return module
+
+
+def unwrap(module):
+    """The plain module under DDP / torch.compile wrappers."""
+    module = getattr(module, "_orig_mod", module)
+    return module.module if isinstance(module, DDP) else module
+
+
+@torch.no_grad()
+def make_sample_grid(G, info, fixed: dict, device: torch.device) -> np.ndarray:
+    """layout | real | fake | coarse RGB, one row per fixed sample, G in eval mode."""
     was_training = G.training
     G.eval()
-    with torch.no_grad():
-        sem = to_semantic(fixed, info, device)
-        out = G(sem, return_aux=True)
+    out = G(to_semantic(fixed, info, device), return_aux=True)
     G.train(was_training)
-    cols = [colorize(fixed["label"], info.palette), fixed["image"], out.image.cpu()]
+    cols = [colorize(fixed["label"], info.palette), fixed["image"], out.image.float().cpu()]
     if out.coarse_rgb is not None:
-        cols.append(out.coarse_rgb.cpu())
-    save_png(image_grid(cols), path)
+        cols.append(out.coarse_rgb.float().cpu())
+    return image_grid(cols)
+
+
+def resolve_resume(resume: str | os.PathLike) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run directory."""
+    p = Path(resume)
+    if p.is_dir():
+        ckpts = list_checkpoints(p)
+        if not ckpts:
+            raise SemsynthError(f"no checkpoint in {p / 'checkpoints'} to resume from")
+        return ckpts[-1]
+    if not p.is_file():
+        raise SemsynthError(f"--resume {p}: no such run directory or checkpoint file")
+    return p
+
+
+def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+class StopFlag:
+    """Set by SIGINT / SIGTERM; the loop checkpoints and leaves at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> StopFlag:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: no signal handling
+            pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.PathLike | None = None,
           run_dir: str | os.PathLike | None = None, stop_after: int | None = None) -> Path:
     """Train ``cfg``; returns the run directory (config.yaml, log.txt, stats.jsonl, samples/, checkpoints/,
-    model/, report.html). ``resume``: a training-state file, or a run directory (its latest checkpoint).
-    ``stop_after``: leave after this many images (of the whole run) with a checkpoint, to be resumed later
-    (for time-limited jobs); the schedule is that of the full run."""
+    model/, report.html, tensorboard/).
+
+    ``resume``: a training-state file, or a run directory (its latest checkpoint); the run continues exactly.
+    ``stop_after``: leave after this many images (of the whole run) with a checkpoint, to be resumed later;
+    the schedule is that of the full run. SIGINT / SIGTERM do the same at the end of the current step.
+    """
     t_start = time.time()
-    tc = cfg.train
+    tc, oc, lc = cfg.train, cfg.optim, cfg.loss
+    oc.resolve()
 
-    # 1. Device, seeds, run directory -----------------------------------------------------------------------
+    # 1. Processes, device, seeds ------------------------------------------------------------------------------
     device = select_device(tc.device)
-    seed_everything(tc.seed)
-    state = None
-    if resume is not None:
-        resume = Path(resume)
-        if resume.is_dir():
-            ckpts = list_checkpoints(resume)
-            if not ckpts:
-                from ..errors import SemsynthError
+    dist_info = init_distributed(device.type)
+    device = select_device(tc.device, dist_info)
+    main = dist_info.is_main
+    world = dist_info.world_size
+    if tc.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision=fp16 needs CUDA (gradient scaling); on CPU use bf16 or fp32")
+    seed_everything(tc.seed)  # the same on every process, so that all build identical networks
 
-                raise SemsynthError(f"no checkpoint in {resume / 'checkpoints'} to resume from")
-            resume = ckpts[-1]
-        state = load_training_state(resume)
-        run_dir = Path(run_dir) if run_dir else resume.parent.parent
-    run_dir = Path(run_dir) if run_dir else new_run_dir(outdir, cfg.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir)
-    atomic_write_text(cfg.to_yaml(), run_dir / "config.yaml")
-
-    # 2. Data -----------------------------------------------------------------------------------------------
+    # 2. Preflight: everything that can fail on the user's input fails before anything is written --------------
+    needs_vgg = lc.perceptual > 0 or (lc.semantic > 0 and lc.semantic_loss == "vgg")
+    vgg = VGGLoss(lc.vgg_weights, imagenet_normalize=lc.vgg_imagenet_normalize).to(device) if needs_vgg else None
     dataset = build_dataset(cfg.data)
     info = dataset.info
-    sampler = ResumableSampler(len(dataset), tc.batch_size, seed=tc.seed)
+    if "image" not in dataset[0]:
+        raise ConfigError(f"dataset {info.name} serves label maps only (images: false); training needs images")
+    state, resume_path = None, None
+    if resume is not None:
+        resume_path = resolve_resume(resume)
+        state = load_training_state(resume_path)
+
+    # 3. Run directory (chosen by rank 0) ----------------------------------------------------------------------
+    if main:
+        if resume_path is not None:
+            run_dir = Path(run_dir) if run_dir else resume_path.parent.parent
+            remove_stale_temporaries(run_dir)
+        run_dir = Path(run_dir) if run_dir else new_run_dir(outdir, cfg.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(broadcast_object(str(run_dir) if main else None, dist_info))
+    log = RunLog(run_dir, enabled=main)
+    if main:
+        atomic_write_text(cfg.to_yaml(), run_dir / "config.yaml")
+    tb = TensorBoardLog(run_dir / "tensorboard") if main and tc.tensorboard else None
+
+    # 4. Data: each process reads its own shard; one global batch = batch_size x processes ---------------------
+    sampler = ResumableSampler(len(dataset), tc.batch_size, seed=tc.seed, rank=dist_info.rank, world_size=world)
     loader = DataLoader(dataset, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
                         collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
-                        persistent_workers=False,
                         # its own generator: creating an iterator must not draw from the global RNG, or a
                         # resumed run would diverge from an uninterrupted one
                         generator=torch.Generator().manual_seed(tc.seed))
+    global_batch = tc.batch_size * world
+    images_per_epoch = sampler.batches_per_epoch * global_batch
     total_images = tc.images if tc.images is not None else int(round(tc.epochs * len(dataset)))
     fixed = collate([dataset[i] for i in range(min(tc.num_samples, len(dataset)))])
 
-    # 3. Networks -------------------------------------------------------------------------------------------
+    # 5. Networks, EMA, DDP, optimisers (TTUR), objective, precision -------------------------------------------
+    fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     G = build_generator(cfg.generator).to(device).train()
     D = build_discriminator(cfg.discriminator).to(device).train()
+    if tc.channels_last:
+        G, D = to_channels_last(G), to_channels_last(D)
     E = build_encoder(cfg.encoder).to(device).train() if cfg.encoder else None
-    G_ema = make_ema(G) if tc.ema else None
+    G_ema = make_ema(G) if tc.ema and main else None
+    opt_G = torch.optim.Adam(list(G.parameters()) + (list(E.parameters()) if E is not None else []),
+                             lr=oc.lr_g, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps)
+    opt_D = torch.optim.Adam(D.parameters(), lr=oc.lr_d, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps)
+    if dist_info.enabled:
+        if device.type == "cuda" and tc.sync_batchnorm:
+            G = convert_sync_batchnorm(G)
+        ids = [device.index] if device.type == "cuda" else None
+        # without L_s the SVG's RGB head gets no gradient: tell DDP not to wait for it
+        G = DDP(G, device_ids=ids, find_unused_parameters=lc.semantic == 0)
+        D = DDP(D, device_ids=ids)
+        E = DDP(E, device_ids=ids) if E is not None else None
+    if tc.compile:
+        G, D = torch.compile(G), torch.compile(D)
+    G_plain, D_plain, E_plain = unwrap(G), unwrap(D), unwrap(E) if E is not None else None
+    G_out = G_ema if G_ema is not None else G_plain  # what samples and the exported model use
+    objective = GANObjective(lc, vgg)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    use_scaler = tc.precision == "fp16"
+    scaler_G = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    scaler_D = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    # the KL term is summed over the whole (global) batch, as the official code does
+    kl_scale = float(world * tc.accumulate)
 
-    # 4. Optimisers and objective (TTUR: two learning rates) ------------------------------------------------
-    betas = (float(cfg.optim.beta1), float(cfg.optim.beta2))
-    g_params = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
-    opt_G = torch.optim.Adam(g_params, lr=cfg.optim.lr_g, betas=betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.optim.lr_d, betas=betas)
-    lo = cfg.loss
-    needs_vgg = lo.perceptual > 0 or (lo.semantic > 0 and lo.semantic_loss == "vgg")
-    vgg = VGGLoss(lo.vgg_weights, imagenet_normalize=lo.vgg_imagenet_normalize).to(device) if needs_vgg else None
-    objective = GANObjective(lo, vgg)
-
-    # 5. Resume ---------------------------------------------------------------------------------------------
-    cur_nimg, cur_iter = 0, 0
+    # 6. Resume ---------------------------------------------------------------------------------------------------
+    cur_nimg, cur_iter, bad_steps = 0, 0, 0
+    last_good: Path | None = resume_path  # the newest checkpoint written outside a run of bad steps
     if state is not None:
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        if E is not None:
-            E.load_state_dict(state["E"])
+        G_plain.load_state_dict(state["G"])
+        D_plain.load_state_dict(state["D"])
+        if E_plain is not None:
+            E_plain.load_state_dict(state["E"])
         if G_ema is not None:
             G_ema.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
+        scaler_G.load_state_dict(state.get("scaler_G") or {})
+        scaler_D.load_state_dict(state.get("scaler_D") or {})
         cur_nimg, cur_iter = state["cur_nimg"], state["cur_iter"]
-        set_rng_state(state["rng"])
-        log.info(f"resumed from {resume} at {cur_nimg} images")
+        rngs = state["rng"]
+        rngs = [rngs] if isinstance(rngs, dict) else rngs  # single-process states of format 1
+        if len(rngs) == world:
+            set_rng_state(rngs[dist_info.rank])
+        else:
+            log.info(f"the checkpoint was written by {len(rngs)} process(es), this run has {world}: the data "
+                     f"order continues, random draws restart from a fresh seed")
+            seed_everything(tc.seed + 7919 * (cur_iter + 1) + dist_info.rank)
+        log.info(f"resumed from {resume_path} at {cur_nimg} images")
     else:
+        seed_everything(tc.seed + dist_info.rank)  # different noise on every process from here on
         log.info(f"run directory: {run_dir}")
-    n_g, n_d = count_parameters(G), count_parameters(D)
-    log.info(f"G {cfg.generator['name']}: {n_g:,} parameters; D {cfg.discriminator['name']}: {n_d:,}"
-             + (f"; E: {count_parameters(E):,}" if E is not None else "") + f"; device {device}")
-    log.info(f"data {info.name}: {len(dataset)} samples, {info.num_classes} classes, "
-             f"{info.resolution[0]}x{info.resolution[1]}; batch {tc.batch_size}; {total_images} images in all")
+    log.info(f"G {cfg.generator['name']}: {count_parameters(G_plain):,} parameters; D {cfg.discriminator['name']}: "
+             f"{count_parameters(D_plain):,}" + (f"; E: {count_parameters(E_plain):,}" if E is not None else "")
+             + f"; device {device}; precision {tc.precision}")
+    log.info(f"data {info.name}: {len(dataset)} samples, {info.num_classes} classes, {info.resolution[0]}x"
+             f"{info.resolution[1]}; batch {tc.batch_size} per process x {world} process(es) = {global_batch} "
+             f"global" + (f" in {tc.accumulate} micro-batches" if tc.accumulate > 1 else "")
+             + f"; {total_images} images in all")
 
-    def save_checkpoint() -> None:
-        atomic_torch_save({
+    def save_checkpoint() -> Path | None:
+        nonlocal last_good
+        rngs = gather_objects(rng_state(), dist_info)  # collective: every process takes part
+        if not main:
+            return None
+        path = atomic_torch_save({
             "format": "semsynth-training-state", "version": 1, "config": cfg.to_dict(),
-            "G": G.state_dict(), "D": D.state_dict(), "E": E.state_dict() if E is not None else None,
+            "G": G_plain.state_dict(), "D": D_plain.state_dict(),
+            "E": E_plain.state_dict() if E_plain is not None else None,
             "G_ema": G_ema.state_dict() if G_ema is not None else None,
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
-            "cur_nimg": cur_nimg, "cur_iter": cur_iter, "rng": rng_state(),
+            "scaler_G": scaler_G.state_dict(), "scaler_D": scaler_D.state_dict(),
+            "cur_nimg": cur_nimg, "cur_iter": cur_iter, "world_size": world, "rng": rngs,
         }, run_dir / "checkpoints" / f"training-state-{cur_nimg:09d}.pt")
         prune_checkpoints(run_dir, tc.keep_checkpoints)
-        export_model(run_dir / "model", G_out, info, E, extra={"images_seen": cur_nimg, "ema": G_ema is not None})
+        export_model(run_dir / "model", G_out, info, E_plain,
+                     extra={"images_seen": cur_nimg, "ema": G_ema is not None})
+        if bad_steps == 0:
+            last_good = path
+        return path
 
-    G_out = G_ema if G_ema is not None else G  # what samples and the exported model use
+    def save_samples(tag: str) -> None:
+        if main:
+            grid = make_sample_grid(G_out, info, fixed, device)
+            save_png(grid, run_dir / "samples" / f"{tag}.png")
+            if tb is not None:
+                tb.image("samples", grid, cur_nimg)
 
-    # 6. Loop -----------------------------------------------------------------------------------------------
+    def optimizer_step(opt, scaler, params, loss_finite: bool, what: str) -> bool:
+        """Step unless the loss or the gradient is not finite (same decision on every process)."""
+        scaler.unscale_(opt)
+        norm = grad_norm(params)
+        bad = any_true(not loss_finite or (not use_scaler and not bool(torch.isfinite(norm))), dist_info, device)
+        if bad:
+            opt.zero_grad(set_to_none=True)
+            log.info(f"step {cur_iter}: non-finite {what} loss or gradient, step skipped "
+                     f"({bad_steps + 1} bad step(s) in a row)")
+            scaler.update()
+            return False
+        scaler.step(opt)
+        scaler.update()
+        return True
+
+    def check_divergence(step_ok: bool) -> None:
+        nonlocal bad_steps
+        bad_steps = 0 if step_ok else bad_steps + 1
+        if bad_steps >= tc.nan_patience:
+            raise TrainingDiverged(
+                f"training diverged: {bad_steps} consecutive non-finite steps, the last at step {cur_iter} "
+                f"({cur_nimg} images); last good checkpoint: {last_good or 'none'}. Resume from it with "
+                f"a lower learning rate (--set optim.lr=...) or in fp32 (--set train.precision=fp32)")
+
+    # 7. Loop ------------------------------------------------------------------------------------------------------
     means = RunningMeans()
-    batches_per_epoch = sampler.batches_per_epoch
     next_log = (cur_nimg // tc.log_every + 1) * tc.log_every
     next_sample = (cur_nimg // tc.sample_every + 1) * tc.sample_every
     next_ckpt = (cur_nimg // tc.checkpoint_every + 1) * tc.checkpoint_every
-    if cur_nimg == 0:
-        save_sample_grid(run_dir / "samples" / "init.png", G_out, info, fixed, device)
-    t_last, nimg_last = time.time(), cur_nimg
     end = total_images if stop_after is None else min(total_images, stop_after)
-    while cur_nimg < end:
-        epoch, start_batch = divmod(cur_iter, batches_per_epoch)
-        sampler.set_epoch(epoch, start_batch)
-        for batch in loader:
-            if cur_nimg >= end:
-                break
-            progress = cur_nimg / total_images
-            f = lr_factor(progress, tc.decay_start)
-            for group in opt_G.param_groups:
-                group["lr"] = cfg.optim.lr_g * f
-            for group in opt_D.param_groups:
-                group["lr"] = cfg.optim.lr_d * f
-            real = batch["image"].to(device, non_blocking=True)
-            semantic = to_semantic(batch, info, device)
+    g_params = [p for p in opt_G.param_groups[0]["params"]]
+    d_params = list(D_plain.parameters())
+    micro = tc.batch_size // tc.accumulate
+    interrupted = None
+    if cur_nimg == 0:
+        save_samples("init")
+    t_last, nimg_last = time.time(), cur_nimg
+    with StopFlag() as stop:
+        while cur_nimg < end and interrupted is None:
+            epoch, within = divmod(cur_nimg, images_per_epoch)
+            sampler.set_epoch(epoch, within // global_batch)
+            for batch in loader:
+                if cur_nimg >= end:
+                    break
+                f = lr_factor(cur_nimg / total_images, tc.decay_start)
+                for group in opt_G.param_groups:
+                    group["lr"] = oc.lr_g * f
+                for group in opt_D.param_groups:
+                    group["lr"] = oc.lr_d * f
+                real_all = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+                sem_all = to_semantic(batch, info, device).contiguous(memory_format=fmt)
+                chunks = list(zip(real_all.split(micro), sem_all.split(micro)))
 
-            # G step (every d_steps_per_g iterations), then D step
-            fake = None
-            if cur_iter % tc.d_steps_per_g == 0:
-                D.requires_grad_(False)
-                opt_G.zero_grad(set_to_none=True)
-                g_loss, g_stats, fake = objective.generator_loss(G, D, E, semantic, real)
-                g_loss.backward()
-                opt_G.step()
-                D.requires_grad_(True)
-                means.add(g_stats)
-                if G_ema is not None:
-                    update_ema(G_ema, G, ema_beta(real.shape[0], tc.ema_halflife_images, cur_nimg, tc.ema_rampup))
-            if fake is None or tc.d_fakes == "regenerate":
-                fake = objective.generate(G, E, semantic, real)
-            opt_D.zero_grad(set_to_none=True)
-            d_loss, d_stats = objective.discriminator_loss(D, semantic, real, fake)
-            d_loss.backward()
-            opt_D.step()
-            means.add(d_stats)
+                # G step (every d_steps_per_g iterations) ...
+                fakes: list[torch.Tensor | None] = [None] * len(chunks)
+                step_ok = True
+                if cur_iter % tc.d_steps_per_g == 0:
+                    D_plain.requires_grad_(False)  # the G step reads D but does not train it
+                    opt_G.zero_grad(set_to_none=True)
+                    finite = True
+                    for j, (real, sem) in enumerate(chunks):
+                        with contextlib.ExitStack() as sync:
+                            if dist_info.enabled and j < len(chunks) - 1:  # all-reduce once, at the last
+                                for m in (G, E):
+                                    if isinstance(unwrap_ddp(m), DDP):
+                                        sync.enter_context(unwrap_ddp(m).no_sync())
+                            if j > 0:  # spectral norm advances once per step, as with the full batch
+                                sync.enter_context(power_iteration_frozen(G_plain, D_plain, E_plain))
+                            with autocast():
+                                g_loss, g_stats, fakes[j] = objective.generator_loss(
+                                    G, D_plain, E, sem, real, kl_scale=kl_scale)
+                            scaler_G.scale(g_loss / len(chunks)).backward()
+                        finite &= bool(torch.isfinite(g_loss))
+                        means.add(g_stats)
+                    D_plain.requires_grad_(True)
+                    if not optimizer_step(opt_G, scaler_G, g_params, finite, "generator"):
+                        step_ok = False
+                    elif G_ema is not None:
+                        update_ema(G_ema, G_plain, ema_beta(global_batch, tc.ema_halflife_images, cur_nimg,
+                                                            tc.ema_rampup))
 
-            cur_iter += 1
-            cur_nimg += real.shape[0]
-            now = time.time()
-            rate = (cur_nimg - nimg_last) / max(now - t_last, 1e-9)
-            log.progress(cur_nimg, total_images, rate)
+                # ... then the D step, on fresh fakes (official) or the G step's
+                opt_D.zero_grad(set_to_none=True)
+                finite = True
+                for j, (real, sem) in enumerate(chunks):
+                    with contextlib.ExitStack() as sync:
+                        if j > 0:
+                            sync.enter_context(power_iteration_frozen(G_plain, D_plain, E_plain))
+                        if dist_info.enabled and j < len(chunks) - 1:
+                            sync.enter_context(unwrap_ddp(D).no_sync())
+                        with autocast():
+                            fake = fakes[j] if (fakes[j] is not None and tc.d_fakes == "reuse") else \
+                                objective.generate(G_plain, E_plain, sem, real)
+                        with autocast():
+                            d_loss, d_stats = objective.discriminator_loss(D, sem, real, fake)
+                        scaler_D.scale(d_loss / len(chunks)).backward()
+                    finite &= bool(torch.isfinite(d_loss))
+                    means.add(d_stats)
+                if not optimizer_step(opt_D, scaler_D, d_params, finite, "discriminator"):
+                    step_ok = False
+                check_divergence(step_ok)
 
-            # maintenance ticks
-            if cur_nimg >= next_log or cur_nimg >= total_images:
-                vals = means.read()
-                elapsed = now - t_start
-                eta = (total_images - cur_nimg) / rate if rate > 0 else float("nan")
-                rec = {"images": cur_nimg, "iter": cur_iter, "epoch": cur_nimg / len(dataset),
-                       "time": round(elapsed, 2), "images_per_s": round(rate, 3), "lr_g": cfg.optim.lr_g * f,
-                       "lr_d": cfg.optim.lr_d * f, **{k: round(v, 5) for k, v in vals.items()}}
-                log.record(rec)
-                terms = "  ".join(f"{k} {v:.3f}" for k, v in vals.items())
-                log.info(f"img {cur_nimg}/{total_images}  ep {rec['epoch']:.2f}  {rate:.1f} img/s  "
-                         f"ETA {format_duration(eta)}  {terms}")
-                next_log += tc.log_every
-                t_last, nimg_last = now, cur_nimg
-            if cur_nimg >= next_sample:
-                save_sample_grid(run_dir / "samples" / f"{cur_nimg:09d}.png", G_out, info, fixed, device)
-                next_sample += tc.sample_every
-            if cur_nimg >= next_ckpt:
-                save_checkpoint()
-                next_ckpt += tc.checkpoint_every
+                cur_iter += 1
+                cur_nimg += global_batch
+                now = time.time()
+                rate = (cur_nimg - nimg_last) / max(now - t_last, 1e-9)
+                log.progress(cur_nimg, total_images, rate)
 
-    # 7. Finish: final checkpoint, exported model, samples, report ------------------------------------------
-    save_checkpoint()
-    if cur_nimg < total_images:
-        log.info(f"stopped at {cur_nimg} of {total_images} images; continue with --resume {run_dir}")
+                # maintenance: every process takes part in the collectives, rank 0 writes
+                if cur_nimg >= next_log or cur_nimg >= end:
+                    vals = all_reduce_mean(means.read(), dist_info, device)
+                    eta = (total_images - cur_nimg) / rate if rate > 0 else float("nan")
+                    rec = {"images": cur_nimg, "iter": cur_iter, "epoch": round(cur_nimg / len(dataset), 4),
+                           "time": round(now - t_start, 2), "images_per_s": round(rate, 3), "lr_g": oc.lr_g * f,
+                           "lr_d": oc.lr_d * f, **{k: round(v, 5) for k, v in vals.items()}}
+                    log.record(rec)
+                    if tb is not None:
+                        tb.scalars(rec, cur_nimg)
+                    log.info(f"img {cur_nimg}/{total_images}  ep {rec['epoch']:.2f}  {rate:.1f} img/s  "
+                             f"ETA {format_duration(eta)}  " + "  ".join(f"{k} {v:.3f}" for k, v in vals.items()))
+                    next_log += tc.log_every
+                    t_last, nimg_last = now, cur_nimg
+                if cur_nimg >= next_sample:
+                    save_samples(f"{cur_nimg:09d}")
+                    next_sample += tc.sample_every
+                if cur_nimg >= next_ckpt:
+                    save_checkpoint()
+                    next_ckpt += tc.checkpoint_every
+                if any_true(stop.signal is not None, dist_info, device):
+                    interrupted = stop.signal or signal.SIGTERM
+                    break
+
+    # 8. Finish: final checkpoint, exported model, samples, report ---------------------------------------------
+    path = save_checkpoint()
+    if interrupted is not None or cur_nimg < total_images:
+        why = f"signal {signal.Signals(interrupted).name}" if interrupted is not None else "stop_after"
+        log.info(f"stopped ({why}) at {cur_nimg} of {total_images} images; checkpoint {path}; continue with "
+                 f"'semsynth train --resume {run_dir}'")
+        if tb is not None:
+            tb.close()
+        shutdown_distributed(dist_info)
         return run_dir
-    save_sample_grid(run_dir / "samples" / f"{cur_nimg:09d}.png", G_out, info, fixed, device)
-    from ..report import write_run_report
+    if main:
+        save_samples(f"{cur_nimg:09d}")
+        from ..report import write_run_report
 
-    report = write_run_report(run_dir)
-    log.info(f"done: {cur_nimg} images in {format_duration(time.time() - t_start)}; model in {run_dir / 'model'}; "
-             f"report: {report}")
-    (run_dir / "DONE").write_text(json.dumps({"images": cur_nimg}), encoding="utf-8")
+        report = write_run_report(run_dir)
+        log.info(f"done: {cur_nimg} images in {format_duration(time.time() - t_start)}; model in "
+                 f"{run_dir / 'model'}; report: {report}")
+        (run_dir / "DONE").write_text(json.dumps({"images": cur_nimg}), encoding="utf-8")
+    if tb is not None:
+        tb.close()
+    shutdown_distributed(dist_info)
     return run_dir
+
+
+def unwrap_ddp(module):
+    """The DDP wrapper under a torch.compile wrapper (or the module itself)."""
+    return getattr(module, "_orig_mod", module)

@@ -33,11 +33,11 @@ class GANObjective:
         if needs_vgg and vgg is None:
             raise ValueError("the perceptual / VGG terms are on but no VGG network was given")
 
-    def _z(self, E: nn.Module | None, real: torch.Tensor, stats: dict[str, torch.Tensor]):
+    def _z(self, E: nn.Module | None, real: torch.Tensor):
         if E is None:
             return None, None
         mu, logvar = E(real)
-        z = reparameterize(mu, logvar)
+        z = reparameterize(mu.float(), logvar.float())
         kld = kl_divergence(mu, logvar) if self.cfg.kl > 0 else None
         return z, kld
 
@@ -50,15 +50,20 @@ class GANObjective:
         return self.vgg(coarse, real)
 
     def generator_loss(self, G: nn.Module, D: nn.Module, E: nn.Module | None, semantic: torch.Tensor,
-                       real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Returns (total loss, detached terms, the fake images detached)."""
+                       real: torch.Tensor, kl_scale: float = 1.0
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Returns (total loss, detached terms, the fake images detached).
+
+        ``kl_scale``: the KL term is a sum over the batch (official); when a batch is split over processes or
+        micro-batches whose gradients are averaged, scaling by their number keeps the sum over the whole batch.
+        """
         c = self.cfg
         stats: dict[str, torch.Tensor] = {}
         terms: list[torch.Tensor] = []
-        z, kld = self._z(E, real, stats)
+        z, kld = self._z(E, real)
         if kld is not None:
             stats["G/kl"] = kld.detach()
-            terms.append(c.kl * kld)
+            terms.append(c.kl * kl_scale * kld)
         out = G(semantic, z, return_aux=True)
         fake = out.image
         if c.gan > 0 or c.feature_matching > 0:
@@ -92,7 +97,7 @@ class GANObjective:
         z = None
         if E is not None:
             mu, logvar = E(real)
-            z = reparameterize(mu, logvar)
+            z = reparameterize(mu.float(), logvar.float())
         return G(semantic, z)
 
     def discriminator_loss(self, D: nn.Module, semantic: torch.Tensor, real: torch.Tensor,

@@ -80,3 +80,32 @@ class RunningMeans:
         self.sums.clear()
         self.counts.clear()
         return out
+
+
+class TensorBoardLog:
+    """TensorBoard events (scalars and sample grids) beside ``stats.jsonl``; inert when tensorboard is absent."""
+
+    def __init__(self, log_dir: str | os.PathLike) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # the package is optional at run time
+            self.writer = None
+            return
+        self.writer = SummaryWriter(str(log_dir))
+
+    def scalars(self, record: dict[str, Any], step: int) -> None:
+        if self.writer is None:
+            return
+        for k, v in record.items():
+            if k not in ("images", "iter") and isinstance(v, (int, float)):
+                self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def image(self, tag: str, grid, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, grid, step, dataformats="HWC")
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
