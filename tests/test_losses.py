@@ -60,3 +60,15 @@ def test_missing_vgg_weights_message(tmp_path):
     with pytest.raises(MissingWeightsError, match="loss.perceptual=0") as e:
         find_vgg19_weights(tmp_path / "nope.pth")
     assert "vgg19-dcbb9e9d.pth" in str(e.value) and str(tmp_path / "nope.pth") in str(e.value)
+
+
+def test_vgg_weights_load_from_a_torchvision_state_dict(tmp_path):
+    from semsynth.losses.perceptual import _vgg19_features
+
+    ref = _vgg19_features()
+    path = tmp_path / "vgg19-dcbb9e9d.pth"
+    # the hub file is torchvision's full state dict; its classifier keys are ignored, so they are left out here
+    torch.save({f"features.{k}": v for k, v in ref.state_dict().items()}, path)
+    loss = VGGLoss(weights=path)
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(loss.vgg(x)[-1], ref[:30](x))

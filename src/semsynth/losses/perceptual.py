@@ -43,16 +43,25 @@ def find_vgg19_weights(path: str | os.PathLike | None = None) -> Path:
     )
 
 
+def _vgg19_features() -> nn.Sequential:
+    """VGG19's convolutional part only: the classifier (120M parameters, 0.5 GB) is never allocated."""
+    try:
+        from torchvision.models.vgg import cfgs, make_layers
+
+        return make_layers(cfgs["E"], batch_norm=False)
+    except (ImportError, KeyError):  # a torchvision without these helpers: build it all, keep the features
+        return torchvision.models.vgg19(weights=None).features
+
+
 class VGG19Features(nn.Module):
     """The five VGG19 slices ending at relu1_1 .. relu5_1; frozen, eval mode."""
 
     def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True) -> None:
         super().__init__()
-        vgg = torchvision.models.vgg19(weights=None)
+        feats = _vgg19_features()
         if pretrained:
             state = torch.load(find_vgg19_weights(weights), map_location="cpu", weights_only=True)
-            vgg.load_state_dict(state)
-        feats = vgg.features
+            feats.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
         self.slices = nn.ModuleList(nn.Sequential(*[feats[i] for i in range(a, b)]) for a, b in _SLICES)
         self.requires_grad_(False)
         self.eval()

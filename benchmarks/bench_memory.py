@@ -1,0 +1,116 @@
+"""Peak CPU memory of one SC-GAN training step (G step + D step) at a preset's full size.
+
+    python benchmarks/bench_memory.py [--config scgan-ade20k] [--batch 1] [--precision fp32|bf16]
+
+Builds the preset's G, D (and encoder), a VGG19 of the same size as the perceptual loss (random weights: the
+memory is the same), both Adam optimisers, and runs two training steps on a random layout and image at the
+preset's resolution, in a fresh process each time. Reported: resident memory after building everything, and
+the peak resident memory (``ru_maxrss``) during the first step (which also allocates Adam's state) and during
+the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(config: str, batch: int, precision: str) -> dict:
+    sys.path.insert(0, str(REPO / "src"))
+    import torch
+
+    from semsynth.config import load_config
+    from semsynth.layers import one_hot_label
+    from semsynth.losses import VGGLoss
+    from semsynth.models import build_discriminator, build_encoder, build_generator, count_parameters
+    from semsynth.training.objective import GANObjective
+    from semsynth.utils.runtime import tune_malloc
+
+    tune_malloc()
+    torch.manual_seed(0)
+    base = rss_mib()
+    cfg = load_config(config)
+    cfg.optim.resolve()
+    G = build_generator(cfg.generator).train()
+    D = build_discriminator(cfg.discriminator).train()
+    E = build_encoder(cfg.encoder).train() if cfg.encoder else None
+    vgg = VGGLoss(pretrained=False) if cfg.loss.perceptual > 0 else None
+    params_g = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
+    opt_G = torch.optim.Adam(params_g, lr=cfg.optim.lr_g, betas=(0.0, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.optim.lr_d, betas=(0.0, 0.999))
+    obj = GANObjective(cfg.loss, vgg)
+    h, w = G.resolution
+    c = cfg.generator["num_classes"]
+    sem = one_hot_label(torch.randint(0, c, (batch, h, w)), c)
+    if G.use_instance:
+        sem = torch.cat([sem, torch.zeros(batch, 1, h, w)], 1)
+    real = torch.rand(batch, 3, h, w) * 2 - 1
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    built = rss_mib()
+
+    def step():
+        ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+        D.requires_grad_(False)
+        opt_G.zero_grad(set_to_none=True)
+        with ctx:
+            loss, _, _ = obj.generator_loss(G, D, E, sem, real)
+        loss.backward()
+        opt_G.step()
+        D.requires_grad_(True)
+        opt_D.zero_grad(set_to_none=True)
+        with ctx:
+            fake = obj.generate(G, E, sem, real)
+            d_loss, _ = obj.discriminator_loss(D, sem, real, fake)
+        d_loss.backward()
+        opt_D.step()
+
+    step()
+    first = peak_mib()
+    step()
+    second = peak_mib()
+    return {"config": config, "batch": batch, "resolution": [h, w], "precision": precision,
+            "G_params": count_parameters(G), "D_params": count_parameters(D),
+            "rss_after_import_MiB": round(base), "rss_after_build_MiB": round(built),
+            "peak_first_step_MiB": round(first), "peak_second_step_MiB": round(second),
+            "step_peak_above_build_MiB": round(second - built)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="scgan-ade20k")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.config, args.batch, args.precision)))
+        return
+    r = subprocess.run([sys.executable, __file__, "--child", "--config", args.config, "--batch", str(args.batch),
+                        "--precision", args.precision], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(r.stderr)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for k, v in res.items():
+        print(f"{k:28s} {v}")
+
+
+if __name__ == "__main__":
+    main()
