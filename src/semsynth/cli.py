@@ -115,6 +115,25 @@ def _config_of_run(resume: str, overrides: list[str]):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# generate
+
+
+@command("generate")
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .inference import parse_seeds, run_generate
+
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    chosen = [x for x in (args.seeds, args.style, args.interpolate) if x]
+    if len(chosen) > 1:
+        raise SemsynthError("choose one of --seeds, --style and --interpolate")
+    written = run_generate(args.model, args.labels, args.out, seeds=seeds, style=args.style,
+                           interpolate=tuple(args.interpolate) if args.interpolate else None, steps=args.steps,
+                           batch_size=args.batch_size, device=args.device, grid=args.grid)
+    print(f"wrote {len(written)} image(s) to {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
 # demo
 
 
@@ -161,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a run: a run directory or checkpoint file; without PATH, the latest run of "
                         "this config in --outdir")
     t.add_argument("--dry-run", action="store_true", help="print the fully resolved config and exit")
+
+    g = sub.add_parser("generate", help="synthesise images from label maps with an exported model")
+    g.add_argument("--model", required=True, help="an exported model directory (config.json + model.safetensors)")
+    g.add_argument("--labels", required=True, help="a label PNG or a folder of them (class ids, or RGB colours "
+                                                   "of the dataset's palette)")
+    g.add_argument("--out", required=True, help="output folder; images are named after the label files")
+    g.add_argument("--seeds", help="multi-modal samples per layout, e.g. 0-7 or 1,5,9 (reproducible per seed)")
+    g.add_argument("--style", metavar="IMAGE", help="take the latent from this image (style-guided synthesis)")
+    g.add_argument("--interpolate", nargs=2, type=int, metavar=("SEED_A", "SEED_B"),
+                   help="write the interpolation between two seeds' latents")
+    g.add_argument("--steps", type=int, default=8, help="images in an interpolation (default 8)")
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    g.add_argument("--grid", action="store_true", help="also write grid.png: layout | outputs, one row per layout")
 
     dm = sub.add_parser("demo", help="train SC-GAN on built-in synthetic faces on the CPU and write a report")
     dm.add_argument("--outdir", default="demo", help="where the demo run goes (default: demo)")

@@ -235,6 +235,9 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     images_per_epoch = sampler.batches_per_epoch * global_batch
     total_images = tc.images if tc.images is not None else int(round(tc.epochs * len(dataset)))
     fixed = collate([dataset[i] for i in range(min(tc.num_samples, len(dataset)))])
+    # how raw label-file values map to channels, so that `semsynth generate` reads layouts as training did
+    table = getattr(getattr(dataset, "mapping", None), "table", None)
+    label_values = {str(k): int(v) for k, v in sorted(table.items())} if table else None
 
     # 5. Networks, EMA, DDP, optimisers (TTUR), objective, precision -------------------------------------------
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
@@ -319,7 +322,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         }, run_dir / "checkpoints" / f"training-state-{cur_nimg:09d}.pt")
         prune_checkpoints(run_dir, tc.keep_checkpoints)
         export_model(run_dir / "model", G_out, info, E_plain,
-                     extra={"images_seen": cur_nimg, "ema": G_ema is not None})
+                     extra={"images_seen": cur_nimg, "ema": G_ema is not None, "label_values": label_values})
         if bad_steps == 0:
             last_good = path
         return path
