@@ -134,6 +134,51 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# analyze
+
+
+def data_spec(args: argparse.Namespace) -> dict | None:
+    """``--dataset NAME [--data-root DIR] [--set data.KEY=VALUE ...]`` -> a dataset spec (None: the model's)."""
+    from .config import parse_override
+
+    if args.dataset is None:
+        if args.data_root or args.set:
+            raise SemsynthError("--data-root / --set need --dataset NAME")
+        return None
+    spec: dict = {"name": args.dataset}
+    if args.data_root:
+        spec["root"] = args.data_root
+    for text in args.set:
+        keys, value = parse_override(text)
+        if len(keys) != 2 or keys[0] != "data":
+            raise SemsynthError(f"--set {text!r}: only data.KEY=VALUE is accepted here")
+        spec[keys[1]] = value
+    if args.split:
+        spec["split"] = args.split
+    return spec
+
+
+@command("analyze")
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze_semantic_vectors
+
+    res = analyze_semantic_vectors(args.model, data_spec(args), args.out, num_images=args.num, scale=args.scale,
+                                   space=args.space, batch_size=args.batch_size, device=args.device, seed=args.seed,
+                                   max_points=args.points)
+    for pair, v in res["pairs"].items():
+        print(f"  cosine {pair:<16} {v['cosine']:.4f}   (centered {v['cosine_centered']:.4f})")
+    print(f"wrote {args.out}/semantic_vectors.json, cosine_heatmap.png, tsne.png")
+    return 0
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="a registered dataset (default: the one the model was trained on)")
+    p.add_argument("--data-root", help="the dataset's root folder")
+    p.add_argument("--split", help="dataset split (default: val)")
+    p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE", help="a dataset option")
+
+
+# ------------------------------------------------------------------------------------------------------------
 # demo
 
 
@@ -194,6 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     g.add_argument("--grid", action="store_true", help="also write grid.png: layout | outputs, one row per layout")
+
+    an = sub.add_parser("analyze", help="analyses of trained models")
+    asub = an.add_subparsers(dest="analysis", metavar="ANALYSIS")
+    asub.required = True
+    sv = asub.add_parser("semantic-vectors", help="per-class mean semantic vectors: cosine heatmap and t-SNE "
+                                                  "(SC-GAN paper Fig. 3)")
+    sv.add_argument("--model", required=True, help="an exported SC-GAN model directory")
+    add_data_options(sv)
+    sv.add_argument("--out", required=True, help="output folder (JSON + PNGs)")
+    sv.add_argument("--num", type=int, default=100, help="number of layouts (default 100, as the paper)")
+    sv.add_argument("--scale", type=int, default=-1, help="SVG scale 1..6 (7 for 'more'); -1 = finest (default)")
+    sv.add_argument("--space", choices=["features", "routing"], default="features",
+                    help="SVG stage features (default) or routing weights after g")
+    sv.add_argument("--batch-size", type=int, default=8)
+    sv.add_argument("--device", default="auto")
+    sv.add_argument("--seed", type=int, default=0)
+    sv.add_argument("--points", type=int, default=1500, help="vectors in the t-SNE plot (class-balanced; default 1500)")
 
     dm = sub.add_parser("demo", help="train SC-GAN on built-in synthetic faces on the CPU and write a report")
     dm.add_argument("--outdir", default="demo", help="where the demo run goes (default: demo)")

@@ -322,7 +322,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         }, run_dir / "checkpoints" / f"training-state-{cur_nimg:09d}.pt")
         prune_checkpoints(run_dir, tc.keep_checkpoints)
         export_model(run_dir / "model", G_out, info, E_plain,
-                     extra={"images_seen": cur_nimg, "ema": G_ema is not None, "label_values": label_values})
+                     extra={"images_seen": cur_nimg, "ema": G_ema is not None, "label_values": label_values,
+                            "data": cfg.data})
         if bad_steps == 0:
             last_good = path
         return path
