@@ -179,6 +179,22 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# export
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .training.checkpoint import export_from_checkpoint
+
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    out = export_from_checkpoint(args.checkpoint, args.out, use_ema=not args.raw, dtype=dtype)
+    print(f"exported to {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
 # demo
 
 
@@ -256,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--device", default="auto")
     sv.add_argument("--seed", type=int, default=0)
     sv.add_argument("--points", type=int, default=1500, help="vectors in the t-SNE plot (class-balanced; default 1500)")
+
+    ex = sub.add_parser("export", help="export a generator from a training checkpoint (safetensors + config.json)")
+    ex.add_argument("--checkpoint", required=True, help="a training-state file, or a run directory (its latest)")
+    ex.add_argument("--out", required=True, help="output model directory")
+    ex.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="storage precision")
+    ex.add_argument("--raw", action="store_true", help="export the trained G, not its EMA (when one was kept)")
 
     dm = sub.add_parser("demo", help="train SC-GAN on built-in synthetic faces on the CPU and write a report")
     dm.add_argument("--outdir", default="demo", help="where the demo run goes (default: demo)")

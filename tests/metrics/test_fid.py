@@ -279,7 +279,7 @@ def test_inception_weights_are_found_in_the_hub_cache(monkeypatch, random_fid_we
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
 @pytest.mark.skipif(not os.environ.get("SEMSYNTH_FULL_FID_TEST"),
-                    reason="2048-d end-to-end FID takes ~1 min on CPU (two 2048x2048 sqrtm); "
+                    reason="2048-d end-to-end FID takes ~2 min on a 2-core CPU (two 2048x2048 sqrtm); "
                            "set SEMSYNTH_FULL_FID_TEST=1 to run it")
 def test_fid_2048_equals_pytorch_fid_end_to_end(random_fid_weights, image_folders, pytorch_fid_uses):
     from pytorch_fid.fid_score import calculate_fid_given_paths

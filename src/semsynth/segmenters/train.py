@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import DatasetInfo, build_dataset
 from ..errors import ConfigError, SemsynthError
-from . import build_segmenter
+from . import SEGMENTERS, build_segmenter
 from .base import check_label_space, label_space_classes, target_for_segmenter
 from .io import save_segmenter
 from .scoring import evaluate_segmenter
@@ -159,10 +159,9 @@ def train_segmenter(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str
     from ..training.stats import RunLog
 
     seg_spec = {"name": segmenter_spec} if isinstance(segmenter_spec, str) else dict(segmenter_spec)
-    ds_name = str(dict(dataset_spec).get("name", "data"))
-    run = _new_run_dir(outdir, f"{seg_spec.get('name', 'segmenter')}-{ds_name}")
-    log = RunLog(run)
-    train_ds, val_ds, info, val_used = _datasets(dataset_spec, val, seed, log.info)
+    SEGMENTERS.resolve(seg_spec, num_classes=1)  # unknown names / options fail before anything is written
+    notes: list[str] = []
+    train_ds, val_ds, info, val_used = _datasets(dataset_spec, val, seed, notes.append)
     space = check_label_space(label_space or ("dataset-eval" if info.eval_label_map is not None else "dataset"))
     if space not in ("dataset", "dataset-eval"):
         raise ConfigError(f"a segmenter trained here predicts the dataset's own ids: label_space 'dataset' or "
@@ -171,6 +170,10 @@ def train_segmenter(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str
     if "label_space" not in seg_spec:
         seg_spec["label_space"] = space
     model = build_segmenter(seg_spec, num_classes=num_classes)
+    run = _new_run_dir(outdir, f"{model.config['name']}-{info.name}")
+    log = RunLog(run)
+    for note in notes:
+        log.info(note)
     if model.num_classes != num_classes or model.label_space != space:
         raise ConfigError(f"the segmenter has {model.num_classes} outputs in label space {model.label_space!r}; "
                           f"this dataset needs {num_classes} in {space!r}")

@@ -30,6 +30,9 @@ FORMAT_VERSION = 1
 def _fsync_replace(tmp: Path, path: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # temporary files may be created private; the result is an ordinary file
     os.replace(tmp, path)
     try:  # make the rename durable too
         fd = os.open(path.parent, os.O_RDONLY)
@@ -126,13 +129,22 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
 # Exported models
 
 
-def _state_for_export(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+def _state_for_export(module: nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in module.state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        out[k] = v.contiguous()
+    return out
 
 
 def export_model(out_dir: str | os.PathLike, G: nn.Module, info: DatasetInfo, E: nn.Module | None = None,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model.safetensors`` (+ ``encoder.safetensors``) and ``config.json`` into ``out_dir``."""
+                 extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model.safetensors`` (+ ``encoder.safetensors``) and ``config.json`` into ``out_dir``.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating tensors at that precision (half the size); loading casts
+    them back to the model's dtype."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {"format": "semsynth-model", "version": FORMAT_VERSION, "generator": G.config,
@@ -141,7 +153,7 @@ def export_model(out_dir: str | os.PathLike, G: nn.Module, info: DatasetInfo, E:
         if module is None:
             continue
         tmp = out / f".{name}.safetensors.tmp{os.getpid()}"
-        save_file(_state_for_export(module), str(tmp), metadata={"format": "pt"})
+        save_file(_state_for_export(module, dtype), str(tmp), metadata={"format": "pt"})
         _fsync_replace(tmp, out / f"{name}.safetensors")
     atomic_write_text(json.dumps(config, indent=2), out / "config.json")
     return out
@@ -183,3 +195,38 @@ def _load_weights(module: nn.Module, path: Path) -> None:
     if missing or unexpected:
         raise SemsynthError(f"{path} does not match its config.json: missing {missing[:5]}, "
                             f"unexpected {unexpected[:5]}")
+
+
+def export_from_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True,
+                           dtype: torch.dtype | None = None) -> Path:
+    """Export the generator (its EMA when kept and ``use_ema``) and encoder of a training state."""
+    from ..config import resolve_config
+    from ..config import dataset_info as _dataset_info
+    from ..models import build_encoder, build_generator
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        ckpts = list_checkpoints(path)
+        if not ckpts:
+            raise SemsynthError(f"no checkpoint in {path / 'checkpoints'}")
+        path = ckpts[-1]
+    state = load_training_state(path)
+    cfg = state["config"]
+    G = build_generator(cfg["generator"])
+    G.load_state_dict(state["G_ema"] if use_ema and state.get("G_ema") is not None else state["G"])
+    E = None
+    if cfg.get("encoder") and state.get("E") is not None:
+        E = build_encoder(cfg["encoder"])
+        E.load_state_dict(state["E"])
+    raw = {k: v for k, v in cfg.items() if k in ("data", "generator", "discriminator", "encoder", "loss", "optim",
+                                                  "train", "name")}
+    for sec in ("generator", "discriminator"):
+        for k in ("num_classes", "use_instance", "resolution"):
+            raw[sec].pop(k, None)
+    info = _dataset_info(resolve_config(raw).data)
+    extra = {"images_seen": state["cur_nimg"], "ema": use_ema and state.get("G_ema") is not None,
+             "data": cfg["data"], "source_checkpoint": path.name}
+    old = Path(path).parent.parent / "model" / "config.json"
+    if old.is_file():  # keep the raw label mapping the run recorded
+        extra["label_values"] = json.loads(old.read_text(encoding="utf-8")).get("label_values")
+    return export_model(out_dir, G, info, E, extra=extra, dtype=dtype)
