@@ -134,6 +134,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# evaluate and segmenters
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, parse_metrics
+    from .segmenters import parse_segmenter_spec
+    from .utils.runtime import tune_malloc
+
+    tune_malloc()
+    seg = parse_segmenter_spec(args.segmenter) if args.segmenter else None
+    res = evaluate(args.out, args.model, dataset_spec=data_spec(args), generated=args.generated,
+                   metrics=parse_metrics(args.metrics), segmenter=seg, inception=args.inception,
+                   feature_extractor=args.feature_extractor, lpips_net=args.lpips_net,
+                   lpips_weights=args.lpips_weights, num=args.num, diversity_seeds=args.diversity_seeds,
+                   seed=args.seed, batch_size=args.batch_size, device=args.device, save_images=not args.no_images)
+    for k, v in res["metrics"].items():
+        print(f"  {k:<22} {v}")
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    return 0
+
+
+@command("segmenter")
+def cmd_segmenter(args: argparse.Namespace) -> int:
+    from .segmenters.cli import run_segmenter_command
+
+    return run_segmenter_command(args)
+
+
+# ------------------------------------------------------------------------------------------------------------
 # analyze
 
 
@@ -255,6 +285,33 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     g.add_argument("--grid", action="store_true", help="also write grid.png: layout | outputs, one row per layout")
+
+    ev = sub.add_parser("evaluate", help="FID, KID, LPIPS, diversity and mIoU of a model on a dataset split")
+    ev.add_argument("--model", help="an exported model directory (generates one image per layout)")
+    ev.add_argument("--generated", help="a folder of already generated images, named after the layouts")
+    add_data_options(ev)
+    ev.add_argument("--out", required=True, help="output folder: metrics.json, report.html, images/")
+    ev.add_argument("--metrics", default="fid,kid,miou",
+                    help="comma-separated: fid, kid, lpips, diversity, miou (default fid,kid,miou)")
+    ev.add_argument("--segmenter", help="for miou: a trained segmenter directory, or NAME,weights=FILE for "
+                                        "drn-d-105 / deeplabv2 / upernet-101")
+    ev.add_argument("--inception", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (default: the torch "
+                                                        "hub cache)")
+    ev.add_argument("--feature-extractor", choices=["inception", "segmenter"], default="inception",
+                    help="features for FID/KID: pytorch-fid's Inception, or (offline) the U-Net segmenter's")
+    ev.add_argument("--lpips-net", default="alex", choices=["alex", "vgg", "squeeze"])
+    ev.add_argument("--lpips-weights", metavar="DIR_OR_FILE", help="the LPIPS backbone's ImageNet weights")
+    ev.add_argument("--num", type=int, help="evaluate the first N layouts (default: the whole split)")
+    ev.add_argument("--diversity-seeds", type=int, default=4, help="samples per layout for diversity (default 4)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--no-images", action="store_true", help="do not save the generated images")
+
+    sg = sub.add_parser("segmenter", help="train and score segmenters (the mIoU evaluators)")
+    from .segmenters.cli import add_segmenter_commands
+
+    add_segmenter_commands(sg)
 
     an = sub.add_parser("analyze", help="analyses of trained models")
     asub = an.add_subparsers(dest="analysis", metavar="ANALYSIS")

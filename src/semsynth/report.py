@@ -136,3 +136,63 @@ def write_run_report(run_dir: str | os.PathLike, extra_sections: list[tuple[str,
     tmp.write_text("\n".join(out), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+_METRIC_DOC = {
+    "fid": "FID (pytorch-fid TF-Inception), lower is better",
+    "fid_segmenter": "FID with the segmenter's features (offline stand-in), lower is better",
+    "kid": "KID (Inception), lower is better", "kid_std": "KID standard deviation over subsets",
+    "kid_segmenter": "KID with the segmenter's features", "kid_segmenter_std": "its standard deviation",
+    "lpips_paired": "LPIPS between each generated image and the real image of its layout, lower is closer",
+    "lpips_diversity": "mean LPIPS between samples of different seeds for one layout, higher is more diverse",
+    "miou": "mIoU of the segmenter on generated images vs the layouts", "pixel_accuracy": "pixel accuracy, generated",
+    "mean_class_accuracy": "mean class accuracy, generated",
+    "miou_real": "mIoU of the same segmenter on the real images (upper bound)",
+    "pixel_accuracy_real": "pixel accuracy on the real images (upper bound)",
+}
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><td><code>{_esc(k)}</code></td><td><b>{_esc(v if not isinstance(v, float) else f'{v:.4f}')}"
+                   f"</b></td><td class='muted'>{_esc(_METRIC_DOC.get(k, ''))}</td></tr>" for k, v in metrics.items())
+    return f"<table><tr><th>metric</th><th>value</th><th></th></tr>{rows}</table>"
+
+
+def per_class_table(fake: dict[str, Any] | None, real: dict[str, Any] | None) -> str:
+    if not fake:
+        return ""
+    rows = []
+    for name, v in fake.items():
+        r = (real or {}).get(name)
+        fmt = (lambda x: "—" if x is None else f"{x:.3f}")
+        rows.append(f"<tr><td>{_esc(name)}</td><td>{fmt(v)}</td><td>{fmt(r)}</td></tr>")
+    return ("<table><tr><th>class</th><th>IoU generated</th><th>IoU real</th></tr>" + "".join(rows) + "</table>")
+
+
+def write_evaluation_report(out_dir: str | os.PathLike, result: dict[str, Any], title: str | None = None,
+                            extra_sections: list[tuple[str, str]] | None = None) -> Path:
+    """``<out>/report.html`` for ``semsynth evaluate``: metrics, sample grid, per-class IoU, extra sections."""
+    out = Path(out_dir)
+    head = title or f"semsynth evaluation: {result.get('model') or result.get('generated')}"
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>", f"<title>{_esc(head)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{_esc(head)}</h1>",
+             f"<p class='muted'>{_esc(result.get('dataset'))}, split {_esc(result.get('split'))}, "
+             f"{result.get('layouts')} layouts at {_esc('x'.join(map(str, result.get('resolution', []))))}; "
+             f"{_esc(result.get('seconds'))} s</p>"]
+    for title_, body in extra_sections or []:
+        parts.append(f"<h2>{_esc(title_)}</h2>{body}")
+    parts.append("<h2>Metrics</h2>" + metrics_table(result.get("metrics", {})))
+    if result.get("feature_extractor"):
+        parts.append(f"<p class='muted'>FID/KID features: {_esc(result['feature_extractor'])}</p>")
+    if (out / "samples.png").is_file():
+        parts.append("<h2>Samples</h2><p class='muted'>columns: layout | real | generated</p>"
+                     "<img class='grid' src='samples.png' alt='samples'>")
+    if result.get("per_class_iou"):
+        parts.append("<h2>Per-class IoU</h2>" + per_class_table(result["per_class_iou"],
+                                                                 result.get("per_class_iou_real")))
+    parts.append("<h2>Raw results</h2><pre>" + _esc(json.dumps(result, indent=2)) + "</pre></body></html>")
+    path = out / "report.html"
+    tmp = path.with_name(f".report.html.tmp{os.getpid()}")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

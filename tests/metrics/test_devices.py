@@ -28,7 +28,8 @@ def test_metrics_on_cuda_match_cpu():
     lp_gpu = LPIPSMetric(pretrained_backbone=False, device="cuda")
     lp_gpu.model.load_state_dict(lp_cpu.model.state_dict())
     a, b = images[:2], images[2:4]
-    torch.testing.assert_close(lp_gpu.distance(a.cuda(), b.cuda()), lp_cpu.distance(a, b), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(lp_gpu.distance(a.cuda(), b.cuda()), lp_cpu.distance(a, b), rtol=1e-3,
+                               atol=1e-4)
 
     s = SegmentationScore(3, ignore_index=255)
     s.update(torch.tensor([0, 1, 2, 2], device="cuda"), torch.tensor([0, 1, 1, 255], device="cuda"))

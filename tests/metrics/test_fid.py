@@ -13,15 +13,24 @@ from PIL import Image
 from scipy import linalg
 
 from semsynth.errors import MissingWeightsError
-from semsynth.metrics import (FeatureAccumulator, InceptionFeatures, build_fid_inception, feature_statistics,
-                              fid_from_features, frechet_distance, images_to_uint8, load_statistics,
-                              save_statistics)
+from semsynth.metrics import (
+    FeatureAccumulator,
+    InceptionFeatures,
+    build_fid_inception,
+    feature_statistics,
+    fid_from_features,
+    frechet_distance,
+    images_to_uint8,
+    load_statistics,
+    save_statistics,
+)
 from semsynth.metrics import fid as fid_module
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
-# ---- Fréchet distance --------------------------------------------------------------------------------------------
+# ---- Fréchet distance
+# --------------------------------------------------------------------------------------------
 def test_frechet_distance_of_diagonal_gaussians_matches_closed_form():
     rng = np.random.default_rng(0)
     d = 16
@@ -66,7 +75,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_fid_is_symmetric():
 
 
 def test_frechet_distance_runs_without_scipy_disp(monkeypatch):
-    """SciPy 1.18 drops sqrtm(disp=...), which pytorch-fid 0.3.0 passes: the same algorithm runs without it."""
+    """SciPy 1.18 drops sqrtm(disp=...), which pytorch-fid 0.3.0 passes: the same maths runs without it."""
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(60, 5)), rng.normal(size=(60, 5)) + 0.5
     expected = fid_from_features(a, b)
@@ -86,7 +95,8 @@ def test_statistics_file_round_trip(tmp_path):
     np.testing.assert_array_equal(s2, sigma)
 
 
-# ---- quantisation and batching -------------------------------------------------------------------------------------
+# ---- quantisation and batching
+# -------------------------------------------------------------------------------------
 def test_images_to_uint8_round_trips_bytes_and_matches_png_saving():
     from semsynth.utils.images import to_uint8
 
@@ -131,7 +141,8 @@ def test_feature_accumulator_rebatches_like_a_dataloader_and_keeps_order():
     assert mu.shape == (3,) and sigma.shape == (3, 3)
 
 
-# ---- weights ------------------------------------------------------------------------------------------------------
+# ---- weights
+# ------------------------------------------------------------------------------------------------------
 def test_missing_inception_weights_message(empty_hub):
     with pytest.raises(MissingWeightsError) as e:
         InceptionFeatures()
@@ -170,10 +181,11 @@ def test_random_inception_features_shape_range_and_grad_free():
     torch.testing.assert_close(net(u), net(u.float() / 127.5 - 1), rtol=1e-5, atol=1e-6)
 
 
-# ---- parity with pytorch-fid --------------------------------------------------------------------------------------
+# ---- parity with pytorch-fid
+# --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def random_fid_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A seeded random FID Inception state dict, saved as the standard file in a hub-like checkpoints folder."""
+    """A seeded random FID Inception state dict, saved under the standard name in a checkpoints folder."""
     torch.manual_seed(1234)
     net = build_fid_inception()
     for m in net.modules():  # He init keeps pool3 features O(1) (the default init shrinks them to ~1e-8)
@@ -215,7 +227,8 @@ def pytorch_fid_uses(monkeypatch, random_fid_weights):
 
 
 def _read_uint8(files: list[Path]) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files])
+    arrays = [np.array(Image.open(f).convert("RGB")) for f in files]
+    return torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in arrays])
 
 
 def _files(folder: Path) -> list[Path]:
@@ -224,13 +237,14 @@ def _files(folder: Path) -> list[Path]:
 
 @pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
 def test_fid_equals_pytorch_fid_on_the_same_files(random_fid_weights, image_folders, pytorch_fid_uses):
-    """End to end (files -> features -> statistics -> FID) against pytorch_fid.fid_score.calculate_fid_given_paths.
+    """End to end (files -> features -> statistics -> FID) against pytorch-fid's calculate_fid_given_paths.
 
     dims=64 (pytorch-fid's --dims 64) keeps this fast; the 2048-d features are compared in the next test."""
     from pytorch_fid.fid_score import calculate_fid_given_paths
 
     a, b = image_folders
-    reference = calculate_fid_given_paths([str(a), str(b)], batch_size=8, device="cpu", dims=64, num_workers=0)
+    reference = calculate_fid_given_paths([str(a), str(b)], batch_size=8, device="cpu", dims=64,
+                                          num_workers=0)
 
     net = InceptionFeatures(weights=random_fid_weights[0], dims=64)
     feats = []
@@ -273,7 +287,8 @@ def test_inception_weights_are_found_in_the_hub_cache(monkeypatch, random_fid_we
     path = random_fid_weights[0]
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(path.parent.parent))
     net = InceptionFeatures(dims=64)
-    torch.testing.assert_close(net.blocks[0][0].conv.weight, random_fid_weights[1]["Conv2d_1a_3x3.conv.weight"])
+    expected = random_fid_weights[1]["Conv2d_1a_3x3.conv.weight"]
+    torch.testing.assert_close(net.blocks[0][0].conv.weight, expected)
 
 
 @pytest.mark.slow
@@ -285,7 +300,8 @@ def test_fid_2048_equals_pytorch_fid_end_to_end(random_fid_weights, image_folder
     from pytorch_fid.fid_score import calculate_fid_given_paths
 
     a, b = image_folders
-    reference = calculate_fid_given_paths([str(a), str(b)], batch_size=8, device="cpu", dims=2048, num_workers=0)
+    reference = calculate_fid_given_paths([str(a), str(b)], batch_size=8, device="cpu", dims=2048,
+                                          num_workers=0)
     net = InceptionFeatures(weights=random_fid_weights[0])
     feats = []
     for folder in (a, b):

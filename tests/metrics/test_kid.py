@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from semsynth.metrics import kid_from_features
 from semsynth.metrics import kid as kid_module
+from semsynth.metrics import kid_from_features
 
 
 def _k(x: np.ndarray, y: np.ndarray) -> float:

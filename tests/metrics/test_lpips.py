@@ -30,7 +30,8 @@ def test_lpips_zero_for_identical_positive_and_symmetric_otherwise(metric):
 def test_lpips_takes_uint8_like_the_float_images(metric):
     u = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     v = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
-    torch.testing.assert_close(metric.distance(u, v), metric.distance(u.float() / 127.5 - 1, v.float() / 127.5 - 1))
+    expected = metric.distance(u.float() / 127.5 - 1, v.float() / 127.5 - 1)
+    torch.testing.assert_close(metric.distance(u, v), expected)
 
 
 def test_lpips_diversity(metric):
@@ -56,7 +57,8 @@ def test_missing_backbone_file_names_it(empty_hub):
 def test_backbone_is_loaded_from_a_torchvision_state_dict(tmp_path, empty_hub):
     torch.manual_seed(1)
     features = torchvision.models.alexnet(weights=None).features
-    # torchvision's file also has the classifier (233 MB); lpips uses only the features, so only they are written
+    # torchvision's file also has the classifier (233 MB); lpips uses only the features, so only those are
+    # written here
     state = {f"features.{k}": v for k, v in features.state_dict().items()}
     torch.save(state, tmp_path / "alexnet-owt-7be5be79.pth")
     for where in (tmp_path, tmp_path / "alexnet-owt-7be5be79.pth"):

@@ -77,8 +77,8 @@ def test_result_is_json_ready():
     r = _score().result()
     json.dumps(r)
     assert r["miou"] == pytest.approx(sum(IOU) / 3) and r["pixel_accuracy"] == pytest.approx(5 / 8)
-    assert r["per_class"][1] == {"id": 1, "name": "b", "iou": pytest.approx(2 / 5), "accuracy": pytest.approx(0.5),
-                                 "target_pixels": 4, "predicted_pixels": 3}
+    assert r["per_class"][1] == {"id": 1, "name": "b", "iou": pytest.approx(2 / 5),
+                                 "accuracy": pytest.approx(0.5), "target_pixels": 4, "predicted_pixels": 3}
     assert SegmentationScore(2).result()["miou"] is None  # nothing counted
 
 

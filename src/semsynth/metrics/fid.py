@@ -1,12 +1,13 @@
 """FID with pytorch-fid's network and maths, fed from tensors instead of folders.
 
-What pytorch-fid does for a folder of PNG/JPEG files (and what the official SC-GAN code uses, spec §8):
+What pytorch-fid does for a folder of PNG/JPEG files (and what the official SC-GAN code uses):
 uint8 RGB -> ``ToTensor`` (``/255``, [0, 1]) -> bilinear resize to 299x299 (``align_corners=False``, no
 antialias) -> ``2x - 1`` -> FID Inception (TF 2015-12-05 weights, FID-patched blocks) -> pool3, 2048-d ->
 float64 numpy -> ``np.mean`` / ``np.cov(rowvar=False)`` -> ``calculate_frechet_distance`` (scipy ``sqrtm``,
 eps 1e-6 fallback). :class:`InceptionFeatures` reproduces the per-image part bit for bit (same modules, same
-ops, same order); :func:`frechet_distance` *is* pytorch-fid's function. Generated images are quantised to uint8
-first (:func:`images_to_uint8`), as the official pipeline reads them back from saved PNGs.
+ops, same order); :func:`frechet_distance` *is* pytorch-fid's function. Generated images are quantised to
+uint8 first (:func:`images_to_uint8`), as the official pipeline reads them back from saved PNGs.
+The protocol is in docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ ROUNDING_MODES = ("round", "truncate")
 
 
 def build_fid_inception() -> nn.Module:
-    """pytorch-fid's FID Inception in torchvision's layout (the layout of the weights file), with no weights loaded.
+    """pytorch-fid's FID Inception in torchvision's layout (that of the weights file), with no weights loaded.
 
     The body of ``pytorch_fid.inception.fid_inception_v3`` minus its download: torchvision's InceptionV3 with
-    1008 classes and pytorch-fid's FID-patched InceptionA/C/E blocks (TF-style average pooling and max pooling).
+    1008 classes and pytorch-fid's FID-patched InceptionA/C/E blocks (TF-style average pooling and max
+    pooling).
     """
     inception = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
                                                 init_weights=False)
@@ -59,8 +61,8 @@ def build_fid_inception() -> nn.Module:
 
 
 def _random_init_(inception: nn.Module) -> None:
-    """He-normal convolutions: PyTorch's default init shrinks the pool3 features to ~1e-8 over ~90 layers, which
-    makes random-weight FIDs meaningless; with this they stay O(0.1-1)."""
+    """He-normal convolutions. PyTorch's default init shrinks the pool3 features to ~1e-8 over ~90 layers,
+    which makes random-weight FIDs meaningless; with this they stay O(0.1-1)."""
     for m in inception.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -70,25 +72,28 @@ class InceptionFeatures(nn.Module):
     """pytorch-fid's FID InceptionV3 features (pool3, 2048-d by default), frozen and in eval mode.
 
     Args:
-        weights: the FID Inception weights file ``pt_inception-2015-12-05-6726825d.pth`` or a folder holding it;
-            ``None`` looks in ``<torch hub dir>/checkpoints``. Missing -> :class:`MissingWeightsError`.
+        weights: the FID Inception weights file ``pt_inception-2015-12-05-6726825d.pth``, or a folder that
+            holds it; ``None`` looks in ``<torch hub dir>/checkpoints``. Missing ->
+            :class:`MissingWeightsError`.
         pretrained: ``False`` gives random weights (tests; no file is read).
-        dims: 2048 (pool3, the FID standard), or pytorch-fid's other ``--dims`` 64 / 192 / 768 (block outputs,
-            spatially averaged). Only 2048 gives numbers comparable with published FIDs; the small ones are cheap
-            and meant for tests.
+        dims: 2048 (pool3, the FID standard), or pytorch-fid's other ``--dims`` 64 / 192 / 768 (block
+            outputs, spatially averaged). Only 2048 gives numbers comparable with published FIDs; the small
+            ones are cheap and meant for tests.
 
     ``forward(images)``: ``[B, 3, H, W]`` float in [-1, 1], or uint8 in [0, 255] -> float32 ``[B, dims]``.
-    uint8 input takes exactly pytorch-fid's path for image files (``/255``); float input is mapped to [0, 1] by
-    ``(x + 1) / 2`` (not clamped, not quantised: quantise first with :func:`images_to_uint8` to get what a saved
-    PNG would give). Then, as ``pytorch_fid.inception.InceptionV3(resize_input=True, normalize_input=True)``:
-    bilinear resize to 299x299 (``align_corners=False``, no antialias), ``2x - 1``, the Inception blocks.
-    State-dict keys are those of ``pytorch_fid.inception.InceptionV3`` (``blocks.*``).
+    uint8 input takes exactly pytorch-fid's path for image files (``/255``). Float input is mapped to [0, 1]
+    by ``(x + 1) / 2``, neither clamped nor quantised (quantise first with :func:`images_to_uint8` to get what
+    a saved PNG would give). Then, as ``pytorch_fid.inception.InceptionV3(resize_input=True,
+    normalize_input=True)``: bilinear resize to 299x299 (``align_corners=False``, no antialias), ``2x - 1``,
+    the Inception blocks. State-dict keys are those of ``pytorch_fid.inception.InceptionV3`` (``blocks.*``).
     """
 
-    def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True, dims: int = 2048) -> None:
+    def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True,
+                 dims: int = 2048) -> None:
         super().__init__()
         if dims not in BLOCK_INDEX_BY_DIM:
-            raise ConfigError(f"Inception feature dims={dims!r}; valid: {', '.join(map(str, BLOCK_INDEX_BY_DIM))}")
+            valid = ", ".join(map(str, BLOCK_INDEX_BY_DIM))
+            raise ConfigError(f"Inception feature dims={dims!r}; valid: {valid}")
         if pretrained:  # look for the file before building anything, so that a missing file fails fast
             path = find_weights(
                 FID_INCEPTION, weights,
@@ -113,9 +118,10 @@ class InceptionFeatures(nn.Module):
             [inception.Conv2d_1a_3x3, inception.Conv2d_2a_3x3, inception.Conv2d_2b_3x3,
              nn.MaxPool2d(kernel_size=3, stride=2)],
             [inception.Conv2d_3b_1x1, inception.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2)],
-            [inception.Mixed_5b, inception.Mixed_5c, inception.Mixed_5d, inception.Mixed_6a, inception.Mixed_6b,
-             inception.Mixed_6c, inception.Mixed_6d, inception.Mixed_6e],
-            [inception.Mixed_7a, inception.Mixed_7b, inception.Mixed_7c, nn.AdaptiveAvgPool2d(output_size=(1, 1))],
+            [inception.Mixed_5b, inception.Mixed_5c, inception.Mixed_5d, inception.Mixed_6a,
+             inception.Mixed_6b, inception.Mixed_6c, inception.Mixed_6d, inception.Mixed_6e],
+            [inception.Mixed_7a, inception.Mixed_7b, inception.Mixed_7c,
+             nn.AdaptiveAvgPool2d(output_size=(1, 1))],
         ]
         self.blocks = nn.ModuleList(nn.Sequential(*b) for b in blocks[: self.block_index + 1])
         self.requires_grad_(False)
@@ -127,7 +133,8 @@ class InceptionFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ShapeError(f"InceptionFeatures takes RGB images [B, 3, H, W]; got shape {tuple(images.shape)}")
+            raise ShapeError(f"InceptionFeatures takes RGB images [B, 3, H, W]; got shape "
+                             f"{tuple(images.shape)}")
         if images.dtype == torch.uint8:
             x = images.float().div(255)  # torchvision ToTensor, as pytorch-fid reads files
         elif images.is_floating_point():
@@ -145,12 +152,12 @@ class InceptionFeatures(nn.Module):
 
 
 def images_to_uint8(images: torch.Tensor, rounding: str = "round") -> torch.Tensor:
-    """``[..., 3, H, W]`` in [-1, 1] -> uint8 in [0, 255] (same shape and device): the PNG a saved image would be.
+    """``[..., 3, H, W]`` in [-1, 1] -> uint8 in [0, 255] (same shape and device): what a saved PNG holds.
 
     ``rounding="round"``: ``round((clamp(x, -1, 1) + 1) * 127.5)``, what semsynth writes
-    (``semsynth.utils.images.to_uint8``); it maps a real image that was read from uint8 back to the same bytes.
-    ``rounding="truncate"``: ``floor(clamp((x + 1) / 2 * 255, 0, 255))``, SPADE/SC-GAN's ``tensor2im`` (the official
-    results folders); use it only for generated images (it can take a real image's byte down by one).
+    (``semsynth.utils.images.to_uint8``); it maps a real image read from uint8 back to the same bytes.
+    ``rounding="truncate"``: ``floor(clamp((x + 1) / 2 * 255, 0, 255))``, SPADE/SC-GAN's ``tensor2im`` (the
+    official results folders); use it only for generated images (it can take a real image's byte down by one).
     uint8 input is returned unchanged.
     """
     if images.dtype == torch.uint8:
@@ -166,7 +173,7 @@ def images_to_uint8(images: torch.Tensor, rounding: str = "round") -> torch.Tens
 
 
 def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``[N, D]`` features -> (mean ``[D]``, covariance ``[D, D]``), float64, as pytorch-fid (``np.cov``, N - 1)."""
+    """``[N, D]`` features -> (mean ``[D]``, covariance ``[D, D]``), float64, as pytorch-fid (``np.cov``)."""
     act = _as_float64(features)
     if act.shape[0] < 2:
         raise ValueError(f"FID statistics need at least 2 images; got {act.shape[0]}")
@@ -175,11 +182,11 @@ def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray,
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
-    """``||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))`` via ``pytorch_fid.fid_score.calculate_frechet_distance``.
+    """``||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))``, by pytorch-fid's ``calculate_frechet_distance``.
 
-    pytorch-fid's ``print`` (when ``S1 S2`` is singular and ``eps`` is added) goes to this module's logger rather
-    than stdout. If the installed SciPy no longer takes ``sqrtm(disp=...)`` (removed in SciPy 1.18), the same
-    algorithm is run here without that argument.
+    pytorch-fid's ``print`` (when ``S1 S2`` is singular and ``eps`` is added) goes to this module's logger
+    rather than stdout. If the installed SciPy no longer takes ``sqrtm(disp=...)`` (removed in SciPy 1.18),
+    the same algorithm is run here without that argument.
     """
     out = io.StringIO()
     try:
@@ -196,7 +203,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def _frechet_distance_without_disp(mu1, sigma1, mu2, sigma2, eps):  # noqa: ANN001, ANN202
-    """pytorch-fid 0.3.0's ``calculate_frechet_distance``, line for line, for SciPy versions without ``disp``."""
+    """pytorch-fid 0.3.0's ``calculate_frechet_distance`` line for line, for SciPy without ``disp``."""
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     assert mu1.shape == mu2.shape and sigma1.shape == sigma2.shape
@@ -244,17 +251,18 @@ def _as_float64(features: np.ndarray | torch.Tensor) -> np.ndarray:
 class FeatureAccumulator:
     """Streams images through a feature extractor in fixed batches and keeps only the features.
 
-    Images given to :meth:`add` in any chunking are run in consecutive batches of ``batch_size`` (the last one
-    partial), as pytorch-fid's DataLoader does for a folder, so the features equal pytorch-fid's on the same
-    images with the same batch size. At most ``batch_size`` images are held at a time (as uint8 when quantised).
+    Images given to :meth:`add` in any chunking are run in consecutive batches of ``batch_size`` (the last
+    one partial), as pytorch-fid's DataLoader does for a folder, so the features equal pytorch-fid's on the
+    same images with the same batch size. Between calls, fewer than ``batch_size`` images are kept (as uint8
+    when quantised).
 
     Args:
-        extractor: a module mapping ``[B, 3, H, W]`` images (uint8, or float in [-1, 1]) to ``[B, D]``; by default
-            ``InceptionFeatures(weights)``.
+        extractor: a module mapping ``[B, 3, H, W]`` images (uint8, or float in [-1, 1]) to ``[B, D]``;
+            by default ``InceptionFeatures(weights)``.
         batch_size: images per extractor call (40 in the official SC-GAN FID code; pytorch-fid's CLI uses 50).
         device: where the extractor runs (it is moved there); ``None`` keeps the extractor's device.
-        quantize: ``"round"`` (default) or ``"truncate"``: float images are first turned into the uint8 a saved PNG
-            would hold (:func:`images_to_uint8`); ``None`` feeds float images as they are.
+        quantize: ``"round"`` (default) or ``"truncate"``: float images are first turned into the uint8 a
+            saved PNG would hold (:func:`images_to_uint8`); ``None`` feeds float images as they are.
         weights: Inception weights path, used only when ``extractor`` is None.
     """
 
@@ -288,7 +296,8 @@ class FeatureAccumulator:
         if images.dim() == 3:
             images = images.unsqueeze(0)
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ShapeError(f"FeatureAccumulator.add takes RGB images [B, 3, H, W]; got {tuple(images.shape)}")
+            raise ShapeError(f"FeatureAccumulator.add takes RGB images [B, 3, H, W]; got "
+                             f"{tuple(images.shape)}")
         images = images.detach()
         if self.quantize is not None:
             images = images_to_uint8(images, self.quantize)
@@ -296,12 +305,16 @@ class FeatureAccumulator:
             self._run_pending()  # a size change: the batch in progress cannot be stacked with these images
         self._pending.append(images)
         self._num_pending += images.shape[0]
-        while self._num_pending >= self.batch_size:
-            pending = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
-            self._run(pending[: self.batch_size])
-            rest = pending[self.batch_size:]
-            self._pending = [rest] if rest.shape[0] else []
-            self._num_pending = rest.shape[0]
+        if self._num_pending < self.batch_size:
+            return
+        pending = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
+        start = 0
+        while pending.shape[0] - start >= self.batch_size:
+            self._run(pending[start: start + self.batch_size])
+            start += self.batch_size
+        rest = pending[start:]
+        self._pending = [rest] if rest.shape[0] else []
+        self._num_pending = rest.shape[0]
 
     def _run_pending(self) -> None:
         if self._pending:

@@ -1,8 +1,8 @@
 """Kernel Inception Distance (Binkowski et al. 2018), as torch-fidelity and clean-fid compute it.
 
 KID is the squared MMD between the two feature distributions under the cubic polynomial kernel
-``k(x, y) = (x.y / d + 1)^3`` (``d`` = feature size), estimated without bias on ``num_subsets`` random subsets of
-``m`` features from each set and averaged:
+``k(x, y) = (x.y / d + 1)^3`` (``d`` = feature size), estimated without bias on ``num_subsets`` random
+subsets of ``m`` features from each set and averaged:
 
     MMD^2_u = [sum_{i!=j} k(x_i, x_j) + sum_{i!=j} k(y_i, y_j)] / (m (m - 1)) - 2 sum_{i,j} k(x_i, y_j) / m^2
 
@@ -40,8 +40,8 @@ def kid_from_features(feats_a: np.ndarray | torch.Tensor, feats_b: np.ndarray | 
     """KID between feature sets ``[N, D]`` and ``[M, D]``: (mean, std) of the unbiased MMD^2 over subsets.
 
     ``subset_size`` is clipped to ``min(N, M)`` (clean-fid's rule; torch-fidelity raises instead). With
-    ``subset_size == N == M`` every subset is a permutation of the whole sets, so all subsets agree and std = 0.
-    The std is ``np.std`` (ddof 0) over subsets, as torch-fidelity.
+    ``subset_size == N == M`` every subset is a permutation of the whole sets, so all subsets agree and
+    std = 0. The std is ``np.std`` (ddof 0) over subsets, as torch-fidelity.
     """
     a, b = _as_float64(feats_a), _as_float64(feats_b)
     if a.shape[1] != b.shape[1]:
@@ -63,5 +63,6 @@ def kid_from_features(feats_a: np.ndarray | torch.Tensor, feats_b: np.ndarray | 
     else:
         for s, (ia, ib) in enumerate(subsets):
             x, y = a[ia], b[ib]
-            mmds[s] = _mmd2_unbiased(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y))
+            k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+            mmds[s] = _mmd2_unbiased(k_xx, k_yy, k_xy)
     return float(mmds.mean()), float(mmds.std())

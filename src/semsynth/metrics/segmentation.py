@@ -1,9 +1,9 @@
 """Segmentation-based scores: a segmenter's prediction on the generated image against the input layout.
 
-:class:`SegmentationScore` accumulates a confusion matrix (rows = layout/target class, columns = predicted class)
-over any number of batches and reports mIoU, pixel accuracy and mean class accuracy. Target pixels equal to
-``ignore_index`` or outside ``[0, num_classes)`` are not counted (don't-care, Cityscapes' 255, ...). The segmenter
-itself lives elsewhere; this module only scores its class-id output.
+:class:`SegmentationScore` accumulates a confusion matrix (rows = layout/target class, columns = predicted
+class) over any number of batches and reports mIoU, pixel accuracy and mean class accuracy. Target pixels
+equal to ``ignore_index`` or outside ``[0, num_classes)`` are not counted (don't-care, Cityscapes' 255, ...).
+The segmenter itself lives elsewhere; this module only scores its class-id output.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from ..errors import ShapeError
 IGNORE_LABEL = 255
 
 
-def map_labels(label: torch.Tensor, mapping: Sequence[int] | None, ignore_value: int = IGNORE_LABEL) -> torch.Tensor:
+def map_labels(label: torch.Tensor, mapping: Sequence[int] | None,
+               ignore_value: int = IGNORE_LABEL) -> torch.Tensor:
     """Class ids through a lookup table, e.g. Cityscapes labelId -> trainId (``DatasetInfo.eval_label_map``).
 
-    ``out = mapping[label]``; ids outside ``[0, len(mapping))`` become ``ignore_value``. ``mapping=None`` returns
-    the ids unchanged. Output: int64, same shape and device.
+    ``out = mapping[label]``; ids outside ``[0, len(mapping))`` become ``ignore_value``. ``mapping=None``
+    returns the ids unchanged. Output: int64, same shape and device.
     """
     label = label.long()
     if mapping is None:
@@ -64,20 +65,23 @@ class SegmentationScore:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        default_names = [str(i) for i in range(num_classes)]
+        self.class_names = list(class_names) if class_names is not None else default_names
         self.reset()
 
     @classmethod
     def for_dataset(cls, info: Any) -> SegmentationScore:
         """The score a dataset's layouts are evaluated with (``info``: a ``DatasetInfo``).
 
-        With ``info.eval_label_map`` (Cityscapes): the evaluation classes it maps to, 255 ignored; targets must go
-        through ``map_labels(label, info.eval_label_map)``. Otherwise: the channels, ``info.dontcare_index``
-        ignored.
+        With ``info.eval_label_map`` (Cityscapes): the evaluation classes it maps to, 255 ignored; targets
+        must go through ``map_labels(label, info.eval_label_map)``. Otherwise: the channels, with
+        ``info.dontcare_index`` ignored.
         """
         if info.eval_label_map is not None:
             n = max(v for v in info.eval_label_map if v != IGNORE_LABEL) + 1
-            names = info.eval_class_names if info.eval_class_names and len(info.eval_class_names) == n else None
+            names = info.eval_class_names
+            if not names or len(names) != n:
+                names = None
             return cls(n, ignore_index=IGNORE_LABEL, class_names=names)
         return cls(info.num_classes, ignore_index=info.dontcare_index, class_names=info.class_names)
 
@@ -91,8 +95,8 @@ class SegmentationScore:
         ``[0, K)`` (a segmenter with a different class list).
         """
         if pred.shape != target.shape:
-            raise ShapeError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape; "
-                             f"resize the layout to the image size first (resize_labels)")
+            raise ShapeError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in "
+                             f"shape; resize the layout to the image size first (resize_labels)")
         k = self.num_classes
         pred, target = pred.reshape(-1).long(), target.reshape(-1).long().to(pred.device)
         keep = (target >= 0) & (target < k)
@@ -100,7 +104,8 @@ class SegmentationScore:
             keep &= target != self.ignore_index
         pred, target = pred[keep], target[keep]
         if pred.numel() and (pred.min() < 0 or pred.max() >= k):
-            raise ValueError(f"predicted class ids must be in [0, {k}); got {int(pred.min())}..{int(pred.max())}")
+            raise ValueError(f"predicted class ids must be in [0, {k}); got "
+                             f"{int(pred.min())}..{int(pred.max())}")
         counts = torch.bincount(target * k + pred, minlength=k * k)
         self.confusion += counts.reshape(k, k).cpu().numpy().astype(np.int64)
 
@@ -110,7 +115,7 @@ class SegmentationScore:
             raise ValueError("cannot merge scores with different numbers of classes")
         self.confusion += other.confusion
 
-    # ---- scores ----------------------------------------------------------------------------------------------
+    # ---- scores ------------------------------------------------------------------------------------------
     def _iou(self) -> np.ndarray:
         tp = np.diag(self.confusion).astype(np.float64)
         union = self.confusion.sum(0) + self.confusion.sum(1) - tp
@@ -127,8 +132,8 @@ class SegmentationScore:
         return int(self.confusion.sum())
 
     def miou(self) -> float:
-        """Mean IoU over classes present in the targets or the predictions (zero union -> left out); NaN when no
-        pixel was counted."""
+        """Mean IoU over classes present in the targets or the predictions (zero union -> left out); NaN
+        when no pixel was counted."""
         iou = self._iou()
         return float(np.nanmean(iou)) if np.isfinite(iou).any() else math.nan
 
@@ -144,12 +149,13 @@ class SegmentationScore:
 
     def per_class_iou(self) -> dict[str, float | None]:
         """``{class name: IoU}``, ``None`` for classes absent from both targets and predictions."""
-        return {n: _none_if_nan(v) for n, v in zip(self.class_names, self._iou())}
+        return {n: _none_if_nan(v) for n, v in zip(self.class_names, self._iou(), strict=True)}
 
     def result(self) -> dict[str, Any]:
         """JSON-ready: ``miou``, ``pixel_accuracy``, ``mean_class_accuracy``, ``num_pixels``, ``num_classes``,
-        ``classes_scored`` (classes entering the mIoU), and ``per_class`` rows (``name``, ``iou``, ``accuracy``,
-        ``target_pixels``, ``predicted_pixels``). Undefined values are ``None``."""
+        ``classes_scored`` (classes entering the mIoU), ``ignore_index``, and ``per_class`` rows (``id``,
+        ``name``, ``iou``, ``accuracy``, ``target_pixels``, ``predicted_pixels``). Undefined values are
+        ``None``."""
         iou, acc = self._iou(), self._class_accuracy()
         support, predicted = self.confusion.sum(1), self.confusion.sum(0)
         return {

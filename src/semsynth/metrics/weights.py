@@ -1,7 +1,7 @@
 """Where the metric networks' pretrained weights are looked for, and the message when they are not there.
 
-Nothing here downloads. A weights file is found either at a path the user gives (a file, or a folder that holds
-the file under its standard name) or in the standard torch hub cache,
+Nothing here downloads. A weights file is found either at a path the user gives (a file, or a folder that
+holds the file under its standard name) or in the standard torch hub cache,
 ``<torch hub dir>/checkpoints/<file>`` (``$TORCH_HOME/hub/checkpoints``, ``~/.cache/torch/hub/checkpoints`` by
 default), which is where torchvision and pytorch-fid put the files they download.
 """
@@ -29,12 +29,14 @@ class WeightsFile:
 # pytorch-fid's port of the TF FID Inception (2015-12-05); the URL is pytorch_fid.inception.FID_WEIGHTS_URL.
 FID_INCEPTION = WeightsFile(
     "pt_inception-2015-12-05-6726825d.pth",
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth",
     "FID Inception weights (TF FID Inception ported by pytorch-fid) for FID/KID",
 )
 # torchvision's ImageNet backbones that the `lpips` package uses (its linear layers ship inside the package).
 LPIPS_BACKBONES = {
-    "alex": WeightsFile("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "alex": WeightsFile("alexnet-owt-7be5be79.pth",
+                        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
                         "AlexNet ImageNet weights (torchvision) for the LPIPS backbone"),
     "vgg": WeightsFile("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
                        "VGG16 ImageNet weights (torchvision) for the LPIPS backbone"),
@@ -54,8 +56,8 @@ def find_weights(file: WeightsFile, path: str | os.PathLike | None = None, *, ho
     """Locate ``file``: at ``path`` (a file, or a folder holding ``file.filename``), else in the hub cache.
 
     Raises:
-        MissingWeightsError: naming the file, its download URL, where to put it, ``how_to_pass`` (how to give a
-            path instead) and ``how_to_skip`` (how to switch the metric off).
+        MissingWeightsError: naming the file, its download URL, where to put it, ``how_to_pass`` (how to
+            give a path instead) and ``how_to_skip`` (how to switch the metric off).
     """
     standard = hub_checkpoint_dir() / file.filename
     if path is not None:
@@ -67,8 +69,8 @@ def find_weights(file: WeightsFile, path: str | os.PathLike | None = None, *, ho
         return where
     parts = [
         f"{file.description}: {file.filename} was not found at {where}.",
-        f"It is normally downloaded from {file.url}; download it on a machine with internet access and put it at "
-        f"{standard} (the torch hub cache; set TORCH_HOME to move it)",
+        f"It is normally downloaded from {file.url}; download it on a machine with internet access and put "
+        f"it at {standard} (the torch hub cache; set TORCH_HOME to move it)",
     ]
     if how_to_pass:
         parts[-1] += f", or {how_to_pass}"
@@ -78,16 +80,17 @@ def find_weights(file: WeightsFile, path: str | os.PathLike | None = None, *, ho
 
 
 def load_state_dict(path: Path, file: WeightsFile) -> dict[str, torch.Tensor]:
-    """``torch.load`` a plain state dict (``weights_only``); an unreadable file gives a MissingWeightsError."""
+    """``torch.load`` a plain state dict (``weights_only``); an unreadable file -> MissingWeightsError."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated download, HTML error page, wrong format
         raise MissingWeightsError(
-            f"{file.description}: {path} could not be read as a PyTorch state dict ({type(e).__name__}: {e}). "
+            f"{file.description}: {path} could not be read as a PyTorch state dict "
+            f"({type(e).__name__}: {e}). "
             f"It may be a partial download; download {file.url} again and put it at "
             f"{hub_checkpoint_dir() / file.filename}."
         ) from e
     if not isinstance(state, dict):
-        raise MissingWeightsError(f"{file.description}: {path} holds a {type(state).__name__}, not a state dict; "
-                                  f"expected the file {file.url}.")
+        raise MissingWeightsError(f"{file.description}: {path} holds a {type(state).__name__}, not a state "
+                                  f"dict; expected the file {file.url}.")
     return state
