@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.semsynth-installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-train test bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m semsynth demo $(DEMO_ARGS)
+
+demo-train: $(STAMP)
+	$(PY) -m semsynth demo --train $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(TEST_ARGS)

@@ -1,20 +1,143 @@
-"""The main job behind ``make demo``: SC-GAN on the built-in synthetic faces, on the CPU, with a report."""
+"""The main job behind ``make demo``.
+
+By default it starts from the SC-GAN bundled with semsynth (trained on the built-in synthetic faces, see
+``docs/demo.md``) and writes, in a couple of minutes on a CPU, one HTML report with
+
+* a gallery: layouts of unseen faces, their real images and several samples (seeds) per layout;
+* style-guided samples and one latent interpolation;
+* mIoU / pixel accuracy from the bundled evaluator segmenter (and its upper bound on the real images), with
+  FID/KID under the segmenter's features (the offline stand-in for Inception features);
+* the semantic-vector cosine heatmap and t-SNE of paper Fig. 3.
+
+``--train`` trains the demo preset from scratch first (about five minutes) and reports on that model instead.
+"""
 
 from __future__ import annotations
 
+import html
 import os
+import shutil
+import time
 from pathlib import Path
 
+import torch
+
 from .config import load_config
+from .errors import SemsynthError
 
 DEMO_PRESET = "scgan-synthetic-faces"
+ASSETS = Path(__file__).parent / "assets"
+BUNDLED_MODEL = ASSETS / "scgan-synthetic-faces"
+BUNDLED_SEGMENTER = ASSETS / "segmenter-synthetic-faces"
 
 
-def run_demo(outdir: str | os.PathLike = "demo", overrides: list[str] | None = None) -> Path:
-    """Train the demo preset for a few minutes and write ``report.html``; returns the run directory."""
-    from .training import train
+def _img(src: str, alt: str) -> str:
+    return f"<img class='grid' src='{html.escape(src)}' alt='{html.escape(alt)}'>"
+
+
+def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, overrides: list[str] | None = None,
+             num_eval: int = 200, num_layouts: int = 6, num_seeds: int = 5, model: str | os.PathLike | None = None,
+             segmenter: str | os.PathLike | None = None) -> Path:
+    """Write the demo report into ``outdir`` (returns the report's path). ``model`` / ``segmenter`` replace the
+    bundled ones."""
+    from .analysis import analyze_semantic_vectors
+    from .data import build_dataset, colorize
+    from .evaluation import evaluate
+    from .inference import Synthesizer, seed_noise
+    from .report import write_evaluation_report
+    from .utils.images import image_grid, save_png
     from .utils.runtime import tune_malloc
 
     tune_malloc()
-    cfg = load_config(DEMO_PRESET, overrides or [])
-    return train(cfg, outdir=outdir)
+    t0 = time.time()
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    if train_first:
+        from .training import train
+
+        cfg = load_config(DEMO_PRESET, overrides or [])
+        run = train(cfg, outdir=out / "runs")
+        model_dir, origin = run / "model", f"trained from scratch in this demo ({run})"
+        data_spec = {**cfg.data, "split": "val"}
+    elif model is not None:
+        model_dir, origin, data_spec = Path(model), f"the model in {model}", None
+    else:
+        if overrides:
+            raise SemsynthError("--set only applies with --train (it overrides the training preset)")
+        if not (BUNDLED_MODEL / "config.json").is_file():
+            raise SemsynthError(f"the bundled model is missing ({BUNDLED_MODEL}); run 'semsynth demo --train' to "
+                                f"train one from scratch")
+        model_dir, origin = BUNDLED_MODEL, "the model bundled with semsynth (docs/demo.md says how it was trained)"
+        data_spec = None
+    syn = Synthesizer.from_pretrained(model_dir, "cpu")
+    spec = dict(data_spec or syn.config.get("data") or {"name": "synthetic-faces", "resolution": 64})
+    spec["split"] = "val"
+    ds = build_dataset(spec)
+    print(f"demo: {origin}")
+
+    # 1. gallery: layout | real | samples (seeds), and style-guided samples -----------------------------------
+    idx = list(range(num_layouts))
+    labels = torch.stack([ds[i]["label"] for i in idx])
+    reals = torch.stack([ds[i]["image"] for i in idx])
+    samples = syn.generate(labels, seeds=list(range(num_seeds)))  # [L, S, 3, H, W]
+    cols = [colorize(labels, syn.info.palette), reals] + [samples[:, s] for s in range(num_seeds)]
+    save_png(image_grid(cols), out / "gallery.png")
+    sections = [("Gallery", "<p class='muted'>unseen layouts (validation split) | their real images | "
+                            f"{num_seeds} samples, seeds 0..{num_seeds - 1}</p>" + _img("gallery.png", "gallery"))]
+    if syn.E is not None:
+        # style-guided: every layout rendered in the style of each of the first three real faces
+        styles = syn.style_z(reals[:3])
+        cols = [colorize(labels, syn.info.palette)]
+        for k in range(styles.shape[0]):
+            cols.append(syn.generate(labels, z=styles[k : k + 1].expand(len(idx), -1).cpu()))
+        save_png(image_grid([reals[k : k + 1] for k in range(3)]), out / "styles.png")
+        save_png(image_grid(cols), out / "style_guided.png")
+        sections.append(("Style-guided synthesis", "<p class='muted'>layout | rendered in the style of real "
+                         "faces 1, 2, 3 (their encoder latents); the style images:</p>" + _img("styles.png", "styles")
+                         + "<br>" + _img("style_guided.png", "style-guided")))
+    steps = 8
+    inter = syn.interpolate(labels[0], 0, 1, steps)
+    save_png(image_grid([inter[i : i + 1] for i in range(steps)]), out / "interpolation.png")
+    sections.append(("Interpolation", f"<p class='muted'>layout 1, latent of seed 0 to seed 1 in {steps} steps "
+                                      "(paper Fig. 8, bottom)</p>" + _img("interpolation.png", "interpolation")))
+    print(f"demo: gallery, style-guided samples and interpolation written ({time.time() - t0:.0f} s)")
+
+    # 2. semantic vectors (paper Fig. 3) -------------------------------------------------------------------------
+    sv = analyze_semantic_vectors(model_dir, spec, out / "semantic_vectors", num_images=100, max_points=600,
+                                  device="cpu")
+    pairs = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['cosine']:.4f}</td><td>{v['cosine_centered']:.4f}</td>"
+                    f"</tr>" for k, v in sv["pairs"].items())
+    sections.append(("Semantic vectors", "<p class='muted'>cosine similarity of the classes' mean semantic vectors "
+                     f"(SVG scale {sv['scale']}, {sv['dims']}-d, {sv['images']} layouts) and a t-SNE of sampled "
+                     "vectors (paper Fig. 3)</p><table><tr><th>pair</th><th>cosine</th><th>centred</th></tr>"
+                     f"{pairs}</table>" + _img("semantic_vectors/cosine_heatmap.png", "heatmap")
+                     + _img("semantic_vectors/tsne.png", "t-SNE")))
+    print(f"demo: semantic vectors analysed ({time.time() - t0:.0f} s)")
+
+    # 3. metrics with the bundled evaluator ----------------------------------------------------------------------
+    seg = Path(segmenter) if segmenter else (BUNDLED_SEGMENTER if (BUNDLED_SEGMENTER / "config.json").is_file()
+                                             else None)
+    metrics = ["miou", "fid", "kid"] if seg is not None else []
+    if syn.multimodal and _lpips_ok():  # sample diversity needs LPIPS's ImageNet backbone, absent offline
+        metrics.append("diversity")
+    if metrics:
+        res = evaluate(out / "evaluation", model_dir, dataset_spec=spec, metrics=metrics,
+                       segmenter=str(seg) if seg else None, feature_extractor="segmenter", num=num_eval,
+                       save_images=False, progress=False)
+        shutil.copy(out / "evaluation" / "samples.png", out / "samples.png")
+    else:
+        res = {"dataset": syn.info.name, "split": "val", "layouts": 0, "resolution": list(syn.resolution),
+               "metrics": {}}
+    res["model"] = str(model_dir)
+    res["seconds"] = round(time.time() - t0, 1)
+    print(f"demo: metrics computed ({time.time() - t0:.0f} s)")
+    report = write_evaluation_report(out, res, title=f"semsynth demo: SC-GAN on synthetic faces — {origin}",
+                                     extra_sections=sections)
+    return report
+
+
+def _lpips_ok() -> bool:
+    """Whether LPIPS's AlexNet backbone weights are in the torch hub cache (diversity needs them)."""
+    from .metrics.weights import LPIPS_BACKBONES, hub_checkpoint_dir
+
+    return (hub_checkpoint_dir() / LPIPS_BACKBONES["alex"].filename).is_file()

@@ -252,8 +252,8 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
             rr = score_real.result()
             m["miou_real"] = rr["miou"]
             m["pixel_accuracy_real"] = rr["pixel_accuracy"]
-            res["per_class_iou_real"] = rr.get("per_class_iou")
-        res["per_class_iou"] = rf.get("per_class_iou")
+            res["per_class_iou_real"] = {r["name"]: r["iou"] for r in rr["per_class"]}
+        res["per_class_iou"] = {r["name"]: r["iou"] for r in rf["per_class"]}
         res["segmenter"] = {"source": str(segmenter), "label_space": seg.label_space, "classes": k}
     res["seconds"] = round(time.time() - t0, 1)
     (out / "metrics.json").write_text(json.dumps(res, indent=2), encoding="utf-8")

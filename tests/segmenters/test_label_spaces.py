@@ -93,3 +93,6 @@ def test_evaluate_never_predicts_the_dontcare_class():
     res = evaluate_segmenter(_Fixed(), [batch], info)
     assert res["miou"] == 1.0 and res["pixel_accuracy"] == 1.0 and res["images"] == 2
     assert res["label_space"] == "dataset" and res["per_class_iou"]["b"] == 1.0
+    seg = _Fixed()
+    assert (seg.predict(batch["image"]) == 2).all() and (seg.predict(batch["image"], 2) == 1).all()
+    assert (seg.predict(batch["image"], NO_IGNORE) == 2).all() and (seg.predict(batch["image"], 255) == 2).all()

@@ -158,8 +158,12 @@ def test_deeplabv2_layout_and_parameters(dlv2):
 
 def test_deeplabv2_forward_and_legacy_roundtrip(dlv2, tmp_path):
     x = torch.rand(1, 3, 17, 23) * 2 - 1
-    with torch.no_grad():
-        out = dlv2(x)
+    dlv2.msc = False
+    try:
+        with torch.no_grad():
+            out = dlv2(x)
+    finally:
+        dlv2.msc = True
     assert out.shape == (1, 182, 17, 23) and torch.isfinite(out).all() and dlv2.label_space == "coco-stuff-182"
     # the v1.0 layout as saved from DataParallel
     path = tmp_path / "dlv2.pth"
@@ -173,3 +177,27 @@ def test_deeplabv2_forward_and_legacy_roundtrip(dlv2, tmp_path):
     renamed = rename_legacy_keys(legacy)
     assert renamed.keys() == dlv2.state_dict().keys()
     assert all(renamed[k] is v for k, v in zip(renamed, legacy.values()))
+
+
+def test_deeplabv2_multiscale_max_fusion(monkeypatch):
+    seg = build_segmenter({"name": "deeplabv2", "pretrained": False, "num_classes": 5}).eval()
+    seg.base = torch.nn.Conv2d(3, 5, 3, stride=8, padding=1)  # a cheap stand-in for the network (stride 8)
+    seen = []
+    seg.base.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))
+    # BGR mean subtraction on 0..255: a mid-grey image becomes 127.5 - (104.008, 116.669, 122.675) in B, G, R
+    x = torch.zeros(1, 3, 40, 64)
+    x[:, 0] = 1.0  # red = 255
+    with torch.no_grad():
+        multi = seg(x)
+        seg.msc = False
+        single = seg(x)
+    assert seen == [(40, 64), (20, 32), (30, 48), (40, 64)]  # scales 1, 0.5, 0.75, then the single pass
+    assert multi.shape == single.shape == (1, 5, 40, 64)
+    assert (multi >= single - 1e-5).all()  # pixel-wise max over the scales includes scale 1
+    captured = []
+    seg.base = torch.nn.Identity()
+    seg.base.register_forward_hook(lambda m, i, o: captured.append(o))
+    with torch.no_grad():
+        seg(x)
+    bgr = captured[0][0, :, 0, 0]
+    assert torch.allclose(bgr, torch.tensor([127.5 - 104.008, 127.5 - 116.669, 255 - 122.675]))

@@ -88,6 +88,7 @@ def test_parse_segmenter_spec(tmp_path):
                                                                             "weights": "/w/f.pth", "msc": False}
     assert parse_segmenter_spec("{name: drn-d-105, input_size: [512, 1024]}") == {"name": "drn-d-105",
                                                                                   "input_size": [512, 1024]}
+    assert parse_segmenter_spec("name=drn-d-105,input_size=512") == {"name": "drn-d-105", "input_size": 512}
     assert parse_segmenter_spec(str(tmp_path)) == str(tmp_path)
     with pytest.raises(ConfigError, match="neither an existing path"):
         parse_segmenter_spec("nonexistent-thing")

@@ -48,9 +48,14 @@ class Segmenter(nn.Module):
     num_classes: int = 0
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """Class ids ``[B, H, W]`` (int64) in :attr:`label_space`."""
-        return self(images).argmax(1)
+    def predict(self, images: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+        """Class ids ``[B, H, W]`` (int64) in :attr:`label_space`. ``ignore_index`` (the ignore id that
+        :func:`target_for_segmenter` returns): when it is one of the outputs (a don't-care channel of a segmenter
+        trained on the dataset's ids), it is never predicted."""
+        logits = self(images)
+        if ignore_index is not None and 0 <= ignore_index < logits.shape[1]:
+            logits[:, ignore_index] = -torch.inf
+        return logits.argmax(1)
 
 
 def check_label_space(label_space: str) -> str:

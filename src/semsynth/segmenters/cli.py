@@ -53,6 +53,8 @@ def add_segmenter_commands(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     tr.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
+    tr.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's); 1 is fastest on a CPU busy with other jobs")
     tr.add_argument("--log-every", type=int, default=50, help="iterations between log lines (default 50)")
 
     ev = sub.add_parser("eval", help="mIoU / pixel accuracy of a segmenter on a dataset's real images")
@@ -68,6 +70,7 @@ def add_segmenter_commands(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--limit", type=int, default=None, help="score only the first N images")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ev.add_argument("--per-class", action="store_true", help="also print the IoU of every class")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -128,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, val=val, val_limit=args.val_limit or None, seed=args.seed,
         device=args.device, num_workers=args.workers, log_every=args.log_every, flip=args.flip, cache=args.cache,
-        max_minutes=args.max_minutes, label_space=args.label_space)
+        max_minutes=args.max_minutes, label_space=args.label_space, threads=args.threads)
     print(f"run directory: {run}\nsegmenter: {run / 'segmenter'}")
     return 0
 
@@ -144,6 +147,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     sets = _split_sets(args.set, ("data",))
     dev = select_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     model, config = load_segmenter(parse_segmenter_spec(args.segmenter), dev)
     spec = {**_dataset_spec(args, sets["data"]), "split": args.split}
     ds = build_dataset(spec)

@@ -48,6 +48,9 @@ def save_segmenter(out_dir: str | os.PathLike, model: Segmenter, info: DatasetIn
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = out / f".{WEIGHTS_FILE}.tmp{os.getpid()}"
     save_file(state, str(tmp), metadata={"format": "pt"})
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # safetensors writes 0600; make it an ordinary file, like config.json
     os.replace(tmp, out / WEIGHTS_FILE)
     doc = {"format": FORMAT, "version": VERSION, "segmenter": config, "label_space": model.label_space,
            "num_classes": model.num_classes, "dataset": info.to_dict() if info is not None else None,
@@ -58,7 +61,7 @@ def save_segmenter(out_dir: str | os.PathLike, model: Segmenter, info: DatasetIn
 
 def parse_segmenter_spec(text: str) -> dict[str, Any] | str:
     """CLI text -> a path (returned as is) or a spec: YAML/JSON mapping (``{name: drn-d-105, weights: F}``),
-    or ``NAME[,KEY=VALUE...]`` (``drn-d-105,weights=/w/drn_d_105_cityscapes.pth``)."""
+    ``NAME[,KEY=VALUE...]`` (``drn-d-105,weights=/w/drn_d_105_cityscapes.pth``) or ``name=NAME,KEY=VALUE...``."""
     text = text.strip()
     if Path(text).expanduser().exists():
         return str(Path(text).expanduser())
@@ -70,16 +73,18 @@ def parse_segmenter_spec(text: str) -> dict[str, Any] | str:
         if not isinstance(spec, dict):
             raise ConfigError(f"--segmenter {text!r}: expected a mapping like {{name: drn-d-105, weights: PATH}}")
         return spec
-    name, *opts = [p.strip() for p in text.split(",")]
-    if name not in SEGMENTERS:
-        raise ConfigError(f"--segmenter {text!r} is neither an existing path (a trained segmenter directory) nor "
-                          f"a segmenter name; names are: {', '.join(SEGMENTERS.names())}")
-    spec: dict[str, Any] = {"name": name}
-    for opt in opts:
+    parts = [p.strip() for p in text.split(",")]
+    spec: dict[str, Any] = {}
+    if "=" not in parts[0]:
+        spec["name"] = parts.pop(0)
+    for opt in parts:
         if "=" not in opt:
             raise ConfigError(f"--segmenter {text!r}: option {opt!r} is not KEY=VALUE")
         k, v = opt.split("=", 1)
         spec[k.strip()] = yaml.safe_load(v) if v.strip() else None
+    if spec.get("name") not in SEGMENTERS:
+        raise ConfigError(f"--segmenter {text!r} is neither an existing path (a trained segmenter directory) nor "
+                          f"a segmenter spec (NAME[,KEY=VALUE...]); names are: {', '.join(SEGMENTERS.names())}")
     return spec
 
 

@@ -94,10 +94,7 @@ def evaluate_segmenter(segmenter: Segmenter, batches: Iterable[dict[str, Any]], 
             target, ignore = target_for_segmenter(labels, info, space)
             if score is None:
                 score = make_score(k, ignore, label_space_names(info, space, k))
-            logits = segmenter(images.to(device, torch.float32))
-            if 0 <= ignore < k:
-                logits[:, ignore] = -torch.inf
-            score.update(logits.argmax(1).cpu(), target)
+            score.update(segmenter.predict(images.to(device, torch.float32), ignore).cpu(), target)
             n += len(images)
             if limit is not None and n >= limit:
                 break

@@ -12,6 +12,7 @@ such as face parsing, must not be flipped).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -136,7 +137,7 @@ def train_segmenter(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str
                     val: str | float | Mapping[str, Any] | None = "auto", val_limit: int | None = 1000,
                     seed: int = 0, device: str = "auto", num_workers: int = 0, log_every: int = 50,
                     flip: bool = False, cache: bool = False, max_minutes: float | None = None,
-                    channels_last: bool = True, label_space: str | None = None) -> Path:
+                    channels_last: bool = True, label_space: str | None = None, threads: int | None = None) -> Path:
     """Train a segmenter on the real images of ``dataset_spec`` (``{"name": ..., **options}``; the split
     defaults to ``train``). Returns the run directory; the segmenter is in ``<run>/segmenter/``.
 
@@ -146,12 +147,33 @@ def train_segmenter(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str
     validation images per epoch. ``epochs`` may be fractional. ``max_minutes``: stop (and finish the LR
     schedule) after this much wall time. ``label_space``: ``dataset`` (default) or ``dataset-eval`` (the
     dataset's evaluation ids, e.g. Cityscapes trainIds; the default when the dataset has an eval map).
+    ``threads``: torch intra-op threads (``torch.set_num_threads``); 1 is much faster on a CPU shared with other
+    jobs, where spinning OpenMP threads wait for each other.
     """
-    if epochs <= 0 or batch_size < 1 or lr <= 0:
-        raise ConfigError(f"need epochs > 0, batch_size >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
+    if epochs <= 0 or batch_size < 1 or lr <= 0 or log_every < 1:
+        raise ConfigError(f"need epochs > 0, batch_size >= 1, lr > 0 and log_every >= 1 (got {epochs}, "
+                          f"{batch_size}, {lr}, {log_every})")
     if optimizer not in ("adam", "sgd"):
         raise ConfigError(f"optimizer {optimizer!r}: valid are adam, sgd")
     dev = select_device(device)
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _train(dataset_spec, segmenter_spec, outdir, dev, epochs=epochs, batch_size=batch_size, lr=lr,
+                      optimizer=optimizer, weight_decay=weight_decay, val=val, val_limit=val_limit, seed=seed,
+                      num_workers=num_workers, log_every=log_every, flip=flip, cache=cache, max_minutes=max_minutes,
+                      channels_last=channels_last, label_space=label_space)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str, Any] | str, outdir: str | os.PathLike,
+           dev: torch.device, *, epochs: float, batch_size: int, lr: float, optimizer: str, weight_decay: float,
+           val: Any, val_limit: int | None, seed: int, num_workers: int, log_every: int, flip: bool, cache: bool,
+           max_minutes: float | None, channels_last: bool, label_space: str | None) -> Path:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -170,10 +192,6 @@ def train_segmenter(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str
     if "label_space" not in seg_spec:
         seg_spec["label_space"] = space
     model = build_segmenter(seg_spec, num_classes=num_classes)
-    run = _new_run_dir(outdir, f"{model.config['name']}-{info.name}")
-    log = RunLog(run)
-    for note in notes:
-        log.info(note)
     if model.num_classes != num_classes or model.label_space != space:
         raise ConfigError(f"the segmenter has {model.num_classes} outputs in label space {model.label_space!r}; "
                           f"this dataset needs {num_classes} in {space!r}")
@@ -210,8 +228,14 @@ def train_segmenter(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                   "weight_decay": weight_decay, "val_limit": val_limit, "seed": seed, "device": str(dev),
                   "num_workers": num_workers, "log_every": log_every, "flip": flip, "cache": cache,
-                  "max_minutes": max_minutes, "channels_last": channels_last},
+                  "max_minutes": max_minutes, "channels_last": channels_last,
+                  "threads": torch.get_num_threads()},
     }
+    run = _new_run_dir(outdir, f"{model.config['name']}-{info.name}")
+    log = RunLog(run)
+    for note in notes:
+        log.info(note)
+    config = json.loads(json.dumps(config, default=str))  # plain YAML/JSON values only
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     log.info(f"segmenter {model.config['name']} ({n_params:,} parameters, {num_classes} classes, label space "
              f"{space}) on {info.name}: {len(train_ds)} training images, "
