@@ -75,6 +75,7 @@ class TrainConfig:
     d_fakes: str = "regenerate"  # regenerate (official: fresh G forward for the D step) | reuse (G step's fakes)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # CPU threads per process (torch.set_num_threads); null = PyTorch's default
     num_workers: int = 0
     log_every: int = 1000  # images between log lines / stats.jsonl records
     sample_every: int = 10000  # images between sample grids
@@ -272,6 +273,8 @@ def _validate(cfg: RunConfig) -> None:
     for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "num_samples"):
         if getattr(train, k) < 1:
             raise ConfigError(f"train.{k} = {getattr(train, k)} must be >= 1")
+    if train.threads is not None and train.threads < 1:
+        raise ConfigError(f"train.threads = {train.threads} must be >= 1 (or null for PyTorch's default)")
     if train.num_workers < 0:
         raise ConfigError(f"train.num_workers = {train.num_workers} must be >= 0")
     dev = train.device

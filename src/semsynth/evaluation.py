@@ -201,9 +201,9 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
                 score_fake = SegmentationScore(k, ignore_index=ignore if ignore >= 0 else None, class_names=names)
                 score_real = SegmentationScore(k, ignore_index=ignore if ignore >= 0 else None, class_names=names)
             with torch.no_grad():
-                score_fake.update(seg.predict(fake_q.to(dev)).cpu(), target.cpu())
+                score_fake.update(seg.predict(fake_q.to(dev), ignore).cpu(), target.cpu())
                 if real is not None:
-                    score_real.update(seg.predict(real.to(dev)).cpu(), target.cpu())
+                    score_real.update(seg.predict(real.to(dev), ignore).cpu(), target.cpu())
         if len(grid_rows["layout"]) < 8:
             take = 8 - len(grid_rows["layout"])
             grid_rows["layout"].append(colorize(labels[:take], info.palette))

@@ -7,8 +7,15 @@ import torch
 
 from semsynth.data import DATASETS, DatasetInfo
 from semsynth.errors import ConfigError
-from semsynth.segmenters import (IGNORE, NO_IGNORE, ConfusionScore, Segmenter, evaluate_segmenter,
-                                 label_space_classes, target_for_segmenter)
+from semsynth.segmenters import (
+    IGNORE,
+    NO_IGNORE,
+    ConfusionScore,
+    Segmenter,
+    evaluate_segmenter,
+    label_space_classes,
+    target_for_segmenter,
+)
 
 
 def _info(name, **kw):

@@ -9,8 +9,13 @@ import torch
 from semsynth.data import DATASETS, build_dataset
 from semsynth.errors import ConfigError, MissingWeightsError, SemsynthError
 from semsynth.models import count_parameters
-from semsynth.segmenters import (build_segmenter, check_segmenter_dataset, load_segmenter, parse_segmenter_spec,
-                                 save_segmenter)
+from semsynth.segmenters import (
+    build_segmenter,
+    check_segmenter_dataset,
+    load_segmenter,
+    parse_segmenter_spec,
+    save_segmenter,
+)
 from semsynth.segmenters.cli import add_segmenter_commands, run_segmenter_command
 
 FACES = {"name": "synthetic-faces", "resolution": 32, "num_samples": 24, "seed": 0}

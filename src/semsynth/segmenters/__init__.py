@@ -32,8 +32,8 @@ def build_segmenter(spec: Mapping[str, Any] | str, **interface: Any) -> nn.Modul
     return SEGMENTERS.build(spec, **interface)
 
 
-from . import deeplabv2, drn, tv_deeplabv3, unet, upernet  # noqa: E402,F401  (registration)
-from .base import (  # noqa: E402
+from . import deeplabv2, drn, tv_deeplabv3, unet, upernet  # noqa: F401  (registration)
+from .base import (
     IGNORE,
     LABEL_SPACES,
     NO_IGNORE,
@@ -42,8 +42,8 @@ from .base import (  # noqa: E402
     label_space_classes,
     target_for_segmenter,
 )
-from .io import check_segmenter_dataset, load_segmenter, parse_segmenter_spec, save_segmenter  # noqa: E402
-from .scoring import ConfusionScore, evaluate_segmenter, make_score  # noqa: E402
+from .io import check_segmenter_dataset, load_segmenter, parse_segmenter_spec, save_segmenter
+from .scoring import ConfusionScore, evaluate_segmenter, make_score
 
 
 def train_segmenter(*args: Any, **kwargs: Any):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -265,7 +266,7 @@ def working_size(hw: tuple[int, int], input_size: int | Sequence[int] | None, mu
         if len(input_size) != 2:
             raise ConfigError(f"input_size must be an int (shorter side) or [height, width], got {input_size!r}")
         th, tw = float(input_size[0]), float(input_size[1])
-    return (max(multiple, int(round(th / multiple)) * multiple), max(multiple, int(round(tw / multiple)) * multiple))
+    return (max(multiple, round(th / multiple) * multiple), max(multiple, round(tw / multiple) * multiple))
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -28,8 +28,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import SEGMENTERS
-from .base import (Segmenter, check_images, check_label_space, find_weights, load_state_file, load_state_strict,
-                   resize, to_unit, working_size)
+from .base import (
+    Segmenter,
+    check_images,
+    check_label_space,
+    find_weights,
+    load_state_file,
+    load_state_strict,
+    resize,
+    to_unit,
+    working_size,
+)
 
 COCOSTUFF_WEIGHTS = "deeplabv2_resnet101_msc-cocostuff164k-100000.pth"
 COCOSTUFF_URL = ("https://github.com/kazuto1011/deeplab-pytorch/releases/download/v1.0/"

@@ -28,8 +28,17 @@ import torch
 from torch import nn
 
 from . import SEGMENTERS
-from .base import (Segmenter, check_images, check_label_space, find_weights, load_state_file, load_state_strict,
-                   normalize, resize, working_size)
+from .base import (
+    Segmenter,
+    check_images,
+    check_label_space,
+    find_weights,
+    load_state_file,
+    load_state_strict,
+    normalize,
+    resize,
+    working_size,
+)
 
 CITYSCAPES_WEIGHTS = "drn_d_105_cityscapes.pth"
 CITYSCAPES_SOURCE = ("the DRN authors' Cityscapes models (fyu/drn README: http://go.yf.io/drn-cityscapes-models; "

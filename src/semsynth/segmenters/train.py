@@ -124,7 +124,7 @@ def _is_float(text: str) -> bool:
 
 def _holdout(ds: Dataset, frac: float, seed: int) -> tuple[Dataset, Dataset]:
     n = len(ds)
-    n_val = max(1, int(round(n * frac)))
+    n_val = max(1, round(n * frac))
     if n_val >= n:
         raise ConfigError(f"cannot hold out {frac:.0%} of {n} samples for validation and still train")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
@@ -220,7 +220,7 @@ def _train(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str, Any] | 
     else:
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     iters_per_epoch = len(loader)
-    total_iters = max(1, int(math.ceil(epochs * iters_per_epoch)))
+    total_iters = max(1, math.ceil(epochs * iters_per_epoch))
     n_params = sum(p.numel() for p in model.parameters())
     config = {
         "dataset": dict(dataset_spec), "val": val_used if not isinstance(val_used, Mapping) else dict(val_used),

@@ -12,8 +12,17 @@ import torch
 
 from ..errors import ConfigError
 from . import SEGMENTERS
-from .base import (IMAGENET_MEAN, IMAGENET_STD, Segmenter, check_images, check_label_space, find_weights,
-                   load_state_file, load_state_strict, normalize)
+from .base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Segmenter,
+    check_images,
+    check_label_space,
+    find_weights,
+    load_state_file,
+    load_state_strict,
+    normalize,
+)
 
 _BACKBONES = {
     # name: (builder, ImageNet file, its URL, prefix of the backbone's keys in the classification file)

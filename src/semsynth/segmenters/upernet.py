@@ -21,8 +21,19 @@ from torch import nn
 
 from ..errors import SemsynthError
 from . import SEGMENTERS
-from .base import (IMAGENET_MEAN, IMAGENET_STD, Segmenter, check_images, check_label_space, find_weights,
-                   load_state_file, load_state_strict, normalize, resize, working_size)
+from .base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Segmenter,
+    check_images,
+    check_label_space,
+    find_weights,
+    load_state_file,
+    load_state_strict,
+    normalize,
+    resize,
+    working_size,
+)
 
 MODEL_DIR = "ade20k-resnet101-upernet"
 ENCODER_FILE = "encoder_epoch_50.pth"

@@ -197,6 +197,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     world = dist_info.world_size
     if tc.precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs CUDA (gradient scaling); on CPU use bf16 or fp32")
+    if tc.threads is not None:
+        torch.set_num_threads(tc.threads)  # on a shared CPU, fewer threads than cores avoids spin-waiting
     seed_everything(tc.seed)  # the same on every process, so that all build identical networks
 
     # 2. Preflight: everything that can fail on the user's input fails before anything is written --------------
