@@ -149,7 +149,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                    metrics=parse_metrics(args.metrics), segmenter=seg, inception=args.inception,
                    feature_extractor=args.feature_extractor, lpips_net=args.lpips_net,
                    lpips_weights=args.lpips_weights, num=args.num, diversity_seeds=args.diversity_seeds,
-                   seed=args.seed, batch_size=args.batch_size, device=args.device, save_images=not args.no_images)
+                   seed=args.seed, batch_size=args.batch_size, device=args.device, save_images=not args.no_images,
+                   latent=args.latent)
     for k, v in res["metrics"].items():
         print(f"  {k:<22} {v}")
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
@@ -307,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--no-images", action="store_true", help="do not save the generated images")
+    ev.add_argument("--latent", choices=["seed", "encoder"], default="seed",
+                    help="multi-modal models: z from a seed per layout (default), or from the encoder applied to "
+                         "the layout's real image (the official CelebAMask-HQ test)")
 
     sg = sub.add_parser("segmenter", help="train and score segmenters (the mIoU evaluators)")
     from .segmenters.cli import add_segmenter_commands

@@ -94,7 +94,7 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
              lpips_net: str = "alex", lpips_weights: str | None = None, num: int | None = None,
              diversity_layouts: int = 16, diversity_seeds: int = 4, seed: int = 0, batch_size: int = 8,
              device: str = "auto", save_images: bool = True, report_title: str | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, latent: str = "seed") -> dict[str, Any]:
     """Evaluate a model (or a folder of generated images) on a dataset split; see the module docstring."""
     from .data import build_dataset, colorize
     from .inference import Synthesizer, seed_noise, select_device
@@ -109,6 +109,8 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
         raise ConfigError(f"unknown metric(s) {bad}; choose from {', '.join(METRIC_NAMES)}")
     if model is None and generated is None:
         raise SemsynthError("give --model (to generate) or --generated DIR (images already generated), or both")
+    if latent not in ("seed", "encoder"):
+        raise ConfigError(f"--latent {latent!r}: choose seed or encoder")
     if feature_extractor not in ("inception", "segmenter"):
         raise ConfigError(f"--feature-extractor {feature_extractor!r}: choose inception or segmenter")
     dev = select_device(device)
@@ -181,6 +183,11 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
                                 f"need real images")
         if generated is not None:
             fake = _read_generated(Path(generated), names_b, size)
+        elif latent == "encoder" and syn.multimodal:
+            # the official CelebAMask-HQ test: the style latent of each layout's own ground-truth image
+            if real is None:
+                raise SemsynthError("--latent encoder needs the real images of the split")
+            fake = syn.generate(labels, z=syn.style_z(real).cpu(), batch_size=batch_size)
         else:
             z = torch.stack([seed_noise(seed + a + j, syn.z_dim) for j in range(len(samples))]) \
                 if syn.multimodal else None
@@ -217,7 +224,7 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
 
     # 4. Results ---------------------------------------------------------------------------------------------------
     res: dict[str, Any] = {"model": str(model) if model else None, "generated": str(generated) if generated else None,
-                           "dataset": info.name, "split": spec["split"], "layouts": n,
+                           "dataset": info.name, "split": spec["split"], "layouts": n, "latent": latent,
                            "resolution": list(size), "metrics": {}}
     m = res["metrics"]
     if need_feats:
