@@ -43,7 +43,7 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
     from .analysis import analyze_semantic_vectors
     from .data import build_dataset, colorize
     from .evaluation import evaluate
-    from .inference import Synthesizer, seed_noise
+    from .inference import Synthesizer
     from .report import write_evaluation_report
     from .utils.images import image_grid, save_png
     from .utils.runtime import tune_malloc

@@ -97,7 +97,8 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
              progress: bool = True, latent: str = "seed") -> dict[str, Any]:
     """Evaluate a model (or a folder of generated images) on a dataset split; see the module docstring."""
     from .data import build_dataset, colorize
-    from .inference import Synthesizer, seed_noise, select_device
+    from .inference import Synthesizer, seed_noise
+    from .utils.runtime import select_device
     from .metrics import FeatureAccumulator, InceptionFeatures, LPIPSMetric, images_to_uint8, kid_from_features
     from .metrics import fid_from_features
     from .utils.images import image_grid, save_png

@@ -20,15 +20,7 @@ from PIL import Image
 from .data import DatasetInfo
 from .errors import DataError, SemsynthError
 from .layers import semantic_input
-
-
-def select_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SemsynthError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return dev
+from .utils.runtime import select_device
 
 
 def seed_noise(seed: int, z_dim: int) -> torch.Tensor:

@@ -1,7 +1,6 @@
 """Checkpoints survive crashes; signals stop cleanly; non-finite steps are skipped; options run."""
 
 import json
-import os
 import random
 import signal
 import subprocess

@@ -33,27 +33,7 @@ from . import SEGMENTERS, build_segmenter
 from .base import check_label_space, label_space_classes, target_for_segmenter
 from .io import save_segmenter
 from .scoring import evaluate_segmenter
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"device {name!r}: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} but CUDA is not available here; use --device cpu")
-    return dev
-
-
-def _new_run_dir(outdir: str | os.PathLike, name: str) -> Path:
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = [int(p.name.split("-", 1)[0]) for p in out.iterdir() if p.is_dir() and p.name.split("-", 1)[0].isdigit()]
-    run = out / f"{max(ids, default=-1) + 1:05d}-{name}"
-    run.mkdir()
-    return run
+from ..utils.runtime import new_run_dir, select_device
 
 
 def _collate(samples: list[dict]) -> dict:
@@ -231,7 +211,7 @@ def _train(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str, Any] | 
                   "max_minutes": max_minutes, "channels_last": channels_last,
                   "threads": torch.get_num_threads()},
     }
-    run = _new_run_dir(outdir, f"{model.config['name']}-{info.name}")
+    run = new_run_dir(outdir, f"{model.config['name']}-{info.name}")
     log = RunLog(run)
     for note in notes:
         log.info(note)

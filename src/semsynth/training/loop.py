@@ -26,6 +26,7 @@ from ..layers.spectral import power_iteration_frozen
 from ..losses import VGGLoss
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
+from ..utils.runtime import new_run_dir, select_device
 from .checkpoint import (
     atomic_torch_save,
     atomic_write_text,
@@ -37,7 +38,7 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .distributed import DistInfo, all_reduce_mean, any_true, broadcast_object, gather_objects, init_distributed
+from .distributed import all_reduce_mean, any_true, broadcast_object, gather_objects, init_distributed
 from .distributed import shutdown as shutdown_distributed
 from .ema import ema_beta, make_ema, update_ema
 from .objective import GANObjective
@@ -47,28 +48,6 @@ from .stats import RunLog, RunningMeans, TensorBoardLog, format_duration
 
 class TrainingDiverged(SemsynthError):
     """Too many consecutive steps with a non-finite loss or gradient."""
-
-
-def select_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device = {name!r} but CUDA is not available here; use --set train.device=cpu")
-        if dist_info is not None and dist_info.enabled:
-            dev = torch.device("cuda", dist_info.local_rank)
-    return dev
-
-
-def new_run_dir(outdir: str | os.PathLike, name: str) -> Path:
-    """``<outdir>/<NNNNN>-<name>``, numbered after the runs already there."""
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = [int(p.name.split("-", 1)[0]) for p in out.iterdir() if p.is_dir() and p.name.split("-", 1)[0].isdigit()]
-    run = out / f"{max(ids, default=-1) + 1:05d}-{name}"
-    run.mkdir()
-    return run
 
 
 def lr_factor(progress: float, decay_start: float) -> float:
@@ -192,7 +171,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     # 1. Processes, device, seeds ------------------------------------------------------------------------------
     device = select_device(tc.device)
     dist_info = init_distributed(device.type)
-    device = select_device(tc.device, dist_info)
+    device = select_device(tc.device, dist_info.local_rank if dist_info.enabled else None)
     main = dist_info.is_main
     world = dist_info.world_size
     if tc.precision == "fp16" and device.type != "cuda":

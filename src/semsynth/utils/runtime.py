@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -28,3 +34,30 @@ def tune_malloc() -> bool:
         return bool(ok)
     except (OSError, AttributeError):
         return False
+
+
+def select_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; under DDP ``cuda`` means the process's
+    ``local_rank`` GPU. A CUDA device where there is none is a :class:`ConfigError`."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r}: {e}; use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}, but CUDA is not available here; use cpu")
+        if local_rank is not None and dev.index is None:
+            dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def new_run_dir(outdir: str | os.PathLike, name: str) -> Path:
+    """``<outdir>/<NNNNN>-<name>``, numbered after the runs already there."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = [int(p.name.split("-", 1)[0]) for p in out.iterdir() if p.is_dir() and p.name.split("-", 1)[0].isdigit()]
+    run = out / f"{max(ids, default=-1) + 1:05d}-{name}"
+    run.mkdir()
+    return run

@@ -43,7 +43,6 @@ from ...layers import (
     apply_mapping,
     channel_pool,
     init_weights,
-    param_free_norm,
     spectral_norm,
 )
 from ...layers.norm import SyncableBatchNorm2d
