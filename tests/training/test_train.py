@@ -67,3 +67,12 @@ def test_resume_continues_exactly(tmp_path):
         assert la[-1]["G/total"] == lb[-1]["G/total"] and la[-1]["D/total"] == lb[-1]["D/total"]
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_missing_vgg_weights_stop_before_anything_is_written(tmp_path):
+    from semsynth.errors import MissingWeightsError
+
+    cfg = resolve_config(TINY_RAW, ["loss.perceptual=10", f"loss.vgg_weights={tmp_path / 'nope.pth'}"], name="v")
+    with pytest.raises(MissingWeightsError, match="--set loss.perceptual=0"):
+        train(cfg, outdir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
