@@ -46,7 +46,6 @@ from ...layers import (
     spectral_norm,
 )
 from ...layers.norm import SyncableBatchNorm2d
-from ...layers.spade import one_hot_ids
 from ...layers.routing import MAPPINGS
 from .. import GENERATORS
 from ..outputs import GeneratorOutput
@@ -196,7 +195,7 @@ class SCResBlock(nn.Module):
 
     def __init__(self, fin: int, fout: int, label_channels: int, conv_candidates: int, norm_candidates: int,
                  conv_type: str, norm_type: str, param_free_norm: str, shortcut: str, spade_hidden: int,
-                 spectral: bool, onehot_channels: int | None = None) -> None:
+                 spectral: bool) -> None:
         super().__init__()
         fmid = min(fin, fout)
 
@@ -214,7 +213,7 @@ class SCResBlock(nn.Module):
         if self.learned_shortcut:
             self.shortcut_kind = shortcut
             if shortcut == "spade":
-                self.norm_s = SPADE(fin, label_channels, spade_hidden, 3, param_free_norm, onehot_channels)
+                self.norm_s = SPADE(fin, label_channels, spade_hidden, 3, param_free_norm)
             else:
                 self.norm_s = SpatiallyConditionalNorm2d(fin, norm_candidates, param_free_norm)
             self.conv_s = spectral_norm(nn.Conv2d(fin, fout, 3, padding=1, bias=True), spectral)
@@ -223,12 +222,10 @@ class SCResBlock(nn.Module):
         self.act = _lrelu()
 
     def forward(self, x: torch.Tensor, semantic: torch.Tensor, conv_routing: torch.Tensor,
-                norm_routing: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+                norm_routing: torch.Tensor) -> torch.Tensor:
         if self.learned_shortcut:
-            if self.shortcut_kind == "spade":
-                xs = self.conv_s(self.norm_s(x, semantic, ids))
-            else:
-                xs = self.conv_s(self.norm_s(x, norm_routing))
+            cond = semantic if self.shortcut_kind == "spade" else norm_routing
+            xs = self.conv_s(self.norm_s(x, cond))
         else:
             xs = x
         dx = self.conv_0(self.act(self.norm_0(x, norm_routing)), conv_routing)
@@ -310,7 +307,6 @@ class SCGANGenerator(nn.Module):
             raise ValueError(f"resolution {h}x{w} must be divisible by {self.factor} for layout={layout!r}")
         self.start_size = (h // self.factor, w // self.factor)
         self.input_mode, self.z_dim = input_mode, z_dim
-        self.fast_spade = shortcut == "spade"  # (an attribute, not an option: both paths compute the same)
         self.conv_candidates, self.norm_candidates = conv_candidates, norm_candidates
         self.mapping, self.temperature = mapping, temperature
 
@@ -333,7 +329,7 @@ class SCGANGenerator(nn.Module):
         block_args = dict(label_channels=self.in_channels, conv_candidates=conv_candidates,
                           norm_candidates=norm_candidates, conv_type=conv_type, norm_type=norm_type,
                           param_free_norm=param_free_norm, shortcut=shortcut, spade_hidden=spade_hidden,
-                          spectral=spectral, onehot_channels=num_classes)
+                          spectral=spectral)
         self.head_0 = SCResBlock(first, 16 * g, **block_args)
         self.G_middle_0 = SCResBlock(16 * g, 16 * g, **block_args)
         self.G_middle_1 = SCResBlock(16 * g, 16 * g, **block_args)
@@ -403,12 +399,10 @@ class SCGANGenerator(nn.Module):
         features, coarse_rgb = self.svg(semantic)
         conv_r, norm_r = self.routing(features)
         x = self.first_layer(semantic, z)
-        # exact class ids when the label channels are one-hot: SPADE shortcuts then read them by look-up
-        ids = one_hot_ids(semantic, self.num_classes) if self.fast_spade else None
         for name, stage, upsample in self.schedule:
             if upsample:
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = getattr(self, name)(x, semantic, conv_r[stage], norm_r[stage], ids)
+            x = getattr(self, name)(x, semantic, conv_r[stage], norm_r[stage])
         image = self.out_act(self.conv_img(self.act(x)))
         if not return_aux:
             return image
