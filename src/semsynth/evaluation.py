@@ -236,7 +236,8 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
         if "fid" in metrics:
             m[f"fid{tag}"] = round(fid_from_features(ff, fr), 4)
         if "kid" in metrics:
-            kmean, kstd = kid_from_features(ff, fr, subset_size=min(1000, n), seed=seed)
+            # subsets of half the images at most, so that their spread (the std) means something
+            kmean, kstd = kid_from_features(ff, fr, subset_size=min(1000, max(2, n // 2)), seed=seed)
             m[f"kid{tag}"] = round(kmean, 6)
             m[f"kid{tag}_std"] = round(kstd, 6)
     if "lpips" in metrics:
