@@ -15,7 +15,8 @@ from semsynth.config import resolve_config
 from semsynth.errors import ConfigError
 from semsynth.training import checkpoint as ckpt_mod
 from semsynth.training import load_training_state, train
-from semsynth.training.checkpoint import atomic_torch_save, list_checkpoints
+from semsynth.training.checkpoint import list_checkpoints
+from semsynth.utils.files import atomic_torch_save
 from semsynth.training.loop import TrainingDiverged
 from semsynth.training.objective import GANObjective
 from tests.helpers import TINY_RAW

@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..data.base import DatasetInfo
+from ..utils.files import atomic_save_safetensors, atomic_write_text
 from ..errors import ConfigError, SemsynthError
 from . import SEGMENTERS, build_segmenter
 from .base import Segmenter, WeightsMismatchError, load_state_strict
@@ -31,12 +32,6 @@ CONFIG_FILE = "config.json"
 _FILE_OPTIONS = {"pretrained": False, "weights": None, "backbone_weights": None}
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_segmenter(out_dir: str | os.PathLike, model: Segmenter, info: DatasetInfo | None,
                    extra: dict[str, Any] | None = None) -> Path:
     """Write ``segmenter.safetensors`` and ``config.json`` into ``out_dir`` (created); returns ``out_dir``."""
@@ -46,16 +41,11 @@ def save_segmenter(out_dir: str | os.PathLike, model: Segmenter, info: DatasetIn
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / f".{WEIGHTS_FILE}.tmp{os.getpid()}"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # safetensors writes 0600; make it an ordinary file, like config.json
-    os.replace(tmp, out / WEIGHTS_FILE)
+    atomic_save_safetensors(state, out / WEIGHTS_FILE)
     doc = {"format": FORMAT, "version": VERSION, "segmenter": config, "label_space": model.label_space,
            "num_classes": model.num_classes, "dataset": info.to_dict() if info is not None else None,
            **(extra or {})}
-    _atomic_write_text(json.dumps(doc, indent=2), out / CONFIG_FILE)
+    atomic_write_text(json.dumps(doc, indent=2), out / CONFIG_FILE)
     return out
 
 

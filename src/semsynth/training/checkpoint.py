@@ -18,48 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..data import DatasetInfo
 from ..errors import SemsynthError
+from ..utils.files import atomic_save_safetensors, atomic_write_text
 
 FORMAT_VERSION = 1
-
-
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # temporary files may be created private; the result is an ordinary file
-    os.replace(tmp, path)
-    try:  # make the rename durable too
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    _fsync_replace(tmp, path)
-    return path
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    _fsync_replace(tmp, path)
-    return path
 
 
 def rng_state() -> dict[str, Any]:
@@ -150,11 +116,8 @@ def export_model(out_dir: str | os.PathLike, G: nn.Module, info: DatasetInfo, E:
     config = {"format": "semsynth-model", "version": FORMAT_VERSION, "generator": G.config,
               "encoder": E.config if E is not None else None, "dataset": info.to_dict(), **(extra or {})}
     for name, module in (("model", G), ("encoder", E)):
-        if module is None:
-            continue
-        tmp = out / f".{name}.safetensors.tmp{os.getpid()}"
-        save_file(_state_for_export(module, dtype), str(tmp), metadata={"format": "pt"})
-        _fsync_replace(tmp, out / f"{name}.safetensors")
+        if module is not None:
+            atomic_save_safetensors(_state_for_export(module, dtype), out / f"{name}.safetensors")
     atomic_write_text(json.dumps(config, indent=2), out / "config.json")
     return out
 

@@ -27,9 +27,8 @@ from ..losses import VGGLoss
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
 from ..utils.runtime import new_run_dir, select_device
+from ..utils.files import atomic_torch_save, atomic_write_text
 from .checkpoint import (
-    atomic_torch_save,
-    atomic_write_text,
     export_model,
     list_checkpoints,
     load_training_state,

@@ -72,7 +72,9 @@ class RunningMeans:
 
     def add(self, values: dict[str, Any]) -> None:
         for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0) + v.detach().float() if hasattr(v, "detach") else self.sums.get(k, 0) + v
+            if hasattr(v, "detach"):
+                v = v.detach().float()
+            self.sums[k] = self.sums.get(k, 0) + v
             self.counts[k] = self.counts.get(k, 0) + 1
 
     def read(self) -> dict[str, float]:

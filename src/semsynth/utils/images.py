@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .files import commit, temporary_for
+
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[3, H, W]`` (or ``[B, 3, H, W]``) in ``[-1, 1]`` -> uint8 ``[H, W, 3]`` (``[B, H, W, 3]``), rounded."""
@@ -25,10 +27,9 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a uint8 array atomically (temp file + rename) as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary_for(path)
     Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return commit(tmp, path)
 
 
 def image_grid(columns: list[torch.Tensor], pad: int = 2) -> np.ndarray:
