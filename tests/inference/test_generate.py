@@ -112,3 +112,18 @@ def test_parse_seeds():
     assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
     with pytest.raises(SemsynthError):
         parse_seeds("a")
+
+
+def test_truncated_weights_file_is_named(tmp_path, model_dir, labels_dir, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    assert main(["generate", "--model", str(broken), "--labels", str(labels_dir), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {broken / 'model.safetensors'}" in err and "Traceback" not in err
+    (broken / "model.safetensors").unlink()
+    assert main(["generate", "--model", str(broken), "--labels", str(labels_dir), "--out", str(tmp_path / "o")]) == 2
+    assert "model.safetensors is missing" in capsys.readouterr().err

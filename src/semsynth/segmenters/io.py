@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from ..data.base import DatasetInfo
-from ..utils.files import atomic_save_safetensors, atomic_write_text
+from ..utils.files import atomic_save_safetensors, atomic_write_text, read_safetensors
 from ..errors import ConfigError, SemsynthError
 from . import SEGMENTERS, build_segmenter
 from .base import Segmenter, WeightsMismatchError, load_state_strict
@@ -114,12 +113,7 @@ def load_segmenter(source: str | os.PathLike | Mapping[str, Any], device: str | 
         spec.update({k: v for k, v in _FILE_OPTIONS.items() if k in params})
         model = build_segmenter(spec)
         weights = d / WEIGHTS_FILE
-        if not weights.is_file():
-            raise SemsynthError(f"weights file {weights} is missing")
-        try:
-            state = load_file(str(weights))
-        except Exception as e:
-            raise WeightsMismatchError(f"cannot read {weights}: {e}") from e
+        state = read_safetensors(weights, WeightsMismatchError)
         load_state_strict(model, state, weights, optional_suffixes=())
         return model.to(device).eval(), config
     if p.exists():

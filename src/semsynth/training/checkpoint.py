@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ..data import DatasetInfo
 from ..errors import SemsynthError
-from ..utils.files import atomic_save_safetensors, atomic_write_text
+from ..utils.files import atomic_save_safetensors, atomic_write_text, read_safetensors
 
 FORMAT_VERSION = 1
 
@@ -148,12 +147,7 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def _load_weights(module: nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise SemsynthError(f"weights file {path} is missing")
-    try:
-        state = load_file(str(path))
-    except Exception as e:
-        raise SemsynthError(f"cannot read {path}: {e}") from e
+    state = read_safetensors(path, SemsynthError)
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise SemsynthError(f"{path} does not match its config.json: missing {missing[:5]}, "

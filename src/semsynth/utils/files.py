@@ -57,3 +57,16 @@ def atomic_save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathL
     tmp = temporary_for(path)
     save_file(state, str(tmp), metadata={"format": "pt"})
     return commit(tmp, path)
+
+
+def read_safetensors(path: str | os.PathLike, error: type[Exception] = OSError) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing or unreadable file raises ``error`` naming the path."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"weights file {path} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as e:
+        raise error(f"cannot read {path}: {e}") from e
