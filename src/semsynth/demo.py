@@ -102,6 +102,14 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
                                       "(paper Fig. 8, bottom)</p>" + _img("interpolation.png", "interpolation")))
     print(f"demo: gallery, style-guided samples and interpolation written ({time.time() - t0:.0f} s)")
 
+    # training curves of the model, where its statistics travel with it (bundled) or sit in its run directory
+    stats = next((p for p in (model_dir / "stats.jsonl", model_dir.parent / "stats.jsonl") if p.is_file()), None)
+    if stats is not None:
+        from .report import loss_charts, read_stats
+
+        sections.append(("Training curves", f"<p class='muted'>from {html.escape(str(stats))}; x axis: training "
+                         "images seen</p>" + loss_charts(read_stats(stats))))
+
     # 2. semantic vectors (paper Fig. 3) -------------------------------------------------------------------------
     sv = analyze_semantic_vectors(model_dir, spec, out / "semantic_vectors", num_images=100, max_points=600,
                                   device="cpu")

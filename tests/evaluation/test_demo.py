@@ -15,7 +15,7 @@ def test_demo_report_has_every_section(tmp_path, seg_dir):  # noqa: F811
                       num_seeds=2)
     html = report.read_text()
     for section in ("Gallery", "Style-guided synthesis", "Interpolation", "Semantic vectors", "Metrics",
-                    "miou_real", "fid_segmenter", "cosine_heatmap.png", "tsne.png"):
+                    "miou_real", "fid_segmenter", "cosine_heatmap.png", "tsne.png", "Training curves", "G losses"):
         assert section in html, section
     for f in ("gallery.png", "interpolation.png", "style_guided.png", "semantic_vectors/cosine_heatmap.png",
               "evaluation/metrics.json"):
