@@ -262,7 +262,7 @@ def _suggestions(ds: LabelFolderDataset, rep: CheckReport) -> dict[str, tuple[An
         if "missing-instance" in kinds:
             out["use_instance"] = (False, "no instance maps found" if rep.counts.get("instance maps", 0) == 0
                                    else "or add the missing instance maps")
-        elif spec["use_instance"]:
+        elif spec["use_instance"] and rep.samples > 0:
             out["use_instance"] = (True, f"instance maps for all {rep.samples} samples: +1 instance-edge channel")
     if "missing-list" in kinds:
         out["split_lists"] = (False, "no train_list.txt/test_list.txt: every image in every split")
