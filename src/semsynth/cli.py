@@ -233,7 +233,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    report = run_demo(args.outdir, train_first=args.train, overrides=args.set)
+    report = run_demo(args.outdir, train_first=args.train, overrides=args.set, model=args.model,
+                      segmenter=args.segmenter)
     print(f"\ndemo finished: open {report}")
     return 0
 
@@ -347,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "minutes on 2 CPU cores) and report on that model")
     dm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="with --train: override a value of the demo preset, e.g. --set train.images=2000")
+    dm.add_argument("--model", help="report on this exported model (a run's model/ directory) instead of the "
+                                    "bundled one")
+    dm.add_argument("--segmenter", help="score with this segmenter directory instead of the bundled evaluator")
 
     d = sub.add_parser("data", help="dataset tools: check a dataset, write built-in data to disk")
     from .data.cli import add_data_commands

@@ -48,6 +48,11 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
     from .utils.images import image_grid, save_png
     from .utils.runtime import tune_malloc
 
+    if train_first and model is not None:
+        raise SemsynthError("choose one of --train (train a model first) and --model (use an existing one)")
+    if model is not None and not (Path(model) / "config.json").is_file():
+        raise SemsynthError(f"--model {model}: not an exported semsynth model ({Path(model) / 'config.json'} is "
+                            f"missing); give a run's model/ directory, e.g. runs/00000-scgan-synthetic-faces/model")
     tune_malloc()
     t0 = time.time()
     out = Path(outdir)
@@ -79,11 +84,15 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
     idx = list(range(num_layouts))
     labels = torch.stack([ds[i]["label"] for i in idx])
     reals = torch.stack([ds[i]["image"] for i in idx])
-    samples = syn.generate(labels, seeds=list(range(num_seeds)))  # [L, S, 3, H, W]
-    cols = [colorize(labels, syn.info.palette), reals] + [samples[:, s] for s in range(num_seeds)]
+    if syn.multimodal:
+        samples = syn.generate(labels, seeds=list(range(num_seeds)))  # [L, S, 3, H, W]
+        what = f"{num_seeds} samples, seeds 0..{num_seeds - 1}"
+    else:  # a deterministic model: one image per layout
+        samples, what = syn.generate(labels)[:, None], "the generated image (a deterministic model)"
+    cols = [colorize(labels, syn.info.palette), reals] + [samples[:, s] for s in range(samples.shape[1])]
     save_png(image_grid(cols), out / "gallery.png")
     sections = [("Gallery", "<p class='muted'>unseen layouts (validation split) | their real images | "
-                            f"{num_seeds} samples, seeds 0..{num_seeds - 1}</p>" + _img("gallery.png", "gallery"))]
+                            f"{what}</p>" + _img("gallery.png", "gallery"))]
     if syn.E is not None:
         # style-guided: every layout rendered in the style of each of the first three real faces
         styles = syn.style_z(reals[:3])
@@ -93,13 +102,15 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
         save_png(image_grid([reals[k : k + 1] for k in range(3)]), out / "styles.png")
         save_png(image_grid(cols), out / "style_guided.png")
         sections.append(("Style-guided synthesis", "<p class='muted'>layout | rendered in the style of real "
-                         "faces 1, 2, 3 (their encoder latents); the style images:</p>" + _img("styles.png", "styles")
+                         "images 1, 2, 3 (their encoder latents); the style images:</p>" + _img("styles.png", "styles")
                          + "<br>" + _img("style_guided.png", "style-guided")))
-    steps = 8
-    inter = syn.interpolate(labels[0], 0, 1, steps)
-    save_png(image_grid([inter[i : i + 1] for i in range(steps)]), out / "interpolation.png")
-    sections.append(("Interpolation", f"<p class='muted'>layout 1, latent of seed 0 to seed 1 in {steps} steps "
-                                      "(paper Fig. 8, bottom)</p>" + _img("interpolation.png", "interpolation")))
+    if syn.multimodal:  # a deterministic model (label input, no encoder) has no latent to interpolate
+        steps = 8
+        inter = syn.interpolate(labels[0], 0, 1, steps)
+        save_png(image_grid([inter[i : i + 1] for i in range(steps)]), out / "interpolation.png")
+        sections.append(("Interpolation", f"<p class='muted'>layout 1, latent of seed 0 to seed 1 in {steps} "
+                                          "steps (paper Fig. 8, bottom)</p>"
+                         + _img("interpolation.png", "interpolation")))
     print(f"demo: gallery, style-guided samples and interpolation written ({time.time() - t0:.0f} s)")
 
     # training curves of the model, where its statistics travel with it (bundled) or sit in its run directory
@@ -139,7 +150,7 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
     res["model"] = str(model_dir)
     res["seconds"] = round(time.time() - t0, 1)
     print(f"demo: metrics computed ({time.time() - t0:.0f} s)")
-    report = write_evaluation_report(out, res, title=f"semsynth demo: SC-GAN on synthetic faces — {origin}",
+    report = write_evaluation_report(out, res, title=f"semsynth demo: SC-GAN on {syn.info.name} — {origin}",
                                      extra_sections=sections)
     return report
 

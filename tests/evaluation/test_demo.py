@@ -39,3 +39,21 @@ def test_bundled_model_and_evaluator_load_and_run():
     assert seg.predict(img[0]).shape == (1, 64, 64) and cfg["dataset"]["name"] == "synthetic-faces"
     sizes = sum(p.stat().st_size for d in (BUNDLED_MODEL, BUNDLED_SEGMENTER) for p in d.iterdir())
     assert sizes < 25 * 2**20
+
+
+def test_demo_cli_with_a_deterministic_model(tmp_path, seg_dir, capsys):  # noqa: F811
+    from semsynth.cli import main
+
+    raw = {**TINY_RAW, "generator": {**TINY_RAW["generator"], "input_mode": "label"}, "encoder": None,
+           "loss": {"perceptual": 0.0, "kl": 0.0}, "train": {**TINY_RAW["train"], "images": 4}}
+    run = train(resolve_config(raw, name="det"), outdir=tmp_path / "runs")
+    out = tmp_path / "demo"
+    assert main(["demo", "--outdir", str(out), "--model", str(run / "model"), "--segmenter", str(seg_dir)]) == 0
+    html = (out / "report.html").read_text()
+    assert "a deterministic model" in html and "Interpolation" not in html and "Style-guided" not in html
+    assert "semsynth demo: SC-GAN on synthetic-faces" in html
+    capsys.readouterr()
+    assert main(["demo", "--outdir", str(out), "--model", str(tmp_path)]) == 2
+    assert "not an exported semsynth model" in capsys.readouterr().err
+    assert main(["demo", "--outdir", str(out), "--model", str(run / "model"), "--train"]) == 2
+    assert "choose one of --train" in capsys.readouterr().err
