@@ -72,3 +72,11 @@ def test_resume_flag_errors():
     assert r.returncode == 2 and "no such run directory" in r.stderr
     r = run_cli("train", "--config", "scgan-synthetic-faces", "--resume", "--outdir", "/nonexistent")
     assert r.returncode == 2 and "no run of 'scgan-synthetic-faces'" in r.stderr
+
+
+def test_file_in_the_way_of_an_output_folder(tmp_path):
+    blocker = tmp_path / "out"
+    blocker.write_text("not a folder")
+    r = run_cli("data", "make", "synthetic-faces", "--out", str(blocker / "faces"), "--num", "2", "--size", "32")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert str(blocker) in r.stderr and ("give a folder" in r.stderr or "in the way" in r.stderr)

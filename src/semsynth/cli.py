@@ -367,9 +367,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SemsynthError as e:
         print(f"semsynth {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.filename is None:  # not a file-system problem with a path: a bug, keep the traceback
+            raise
+        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+        print(f"semsynth {args.command}: error: {where}: {e.strerror or e} ({_OS_HINTS.get(type(e), 'check the path')})",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+_OS_HINTS = {
+    FileExistsError: "a file is in the way of a folder the command writes; choose another path or remove it",
+    NotADirectoryError: "a file stands where a folder was expected; give a folder",
+    IsADirectoryError: "a folder stands where a file was expected; give a file",
+    PermissionError: "no permission; choose a folder you can write to",
+    FileNotFoundError: "no such file or folder; check the path",
+}
 
 
 if __name__ == "__main__":
