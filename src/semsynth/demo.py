@@ -50,9 +50,6 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
 
     if train_first and model is not None:
         raise SemsynthError("choose one of --train (train a model first) and --model (use an existing one)")
-    if model is not None and not (Path(model) / "config.json").is_file():
-        raise SemsynthError(f"--model {model}: not an exported semsynth model ({Path(model) / 'config.json'} is "
-                            f"missing); give a run's model/ directory, e.g. runs/00000-scgan-synthetic-faces/model")
     tune_malloc()
     t0 = time.time()
     out = Path(outdir)

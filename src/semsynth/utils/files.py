@@ -1,4 +1,4 @@
-"""Writing files so that a crash never leaves a torn file in place of a good one."""
+"""Writing files so that a crash never leaves a torn file in place of a good one, and reading weights back."""
 
 from __future__ import annotations
 
