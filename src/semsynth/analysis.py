@@ -86,49 +86,22 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
 
 
 def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: int = 0) -> np.ndarray:
-    """Exact t-SNE (van der Maaten & Hinton 2008) to 2-D, for up to a few thousand points."""
+    """2-D t-SNE embedding of ``x`` ``[N, D]`` with scikit-learn's ``TSNE`` (Barnes-Hut, PCA initialisation),
+    deterministic for a given ``seed``. It runs on one thread: the same result whatever the core count, and on
+    a busy shared CPU scikit-learn's OpenMP threads wait for each other (1,500 points: ~3.5 s on one thread,
+    10-30 s on two). ``perplexity`` is lowered to ``(N - 1) / 3`` for small samples;
+    ``iterations`` is at least 250 (scikit-learn's early-exaggeration phase). Fewer than 5 points: zeros."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     if n < 5:
         return np.zeros((n, 2))
-    perplexity = min(perplexity, (n - 1) / 3)
-    x = (x - x.mean(0)) / (x.std() + 1e-12)
-    d = np.square(x[:, None, :] - x[None, :, :]).sum(-1)
-    target = np.log(perplexity)
-    p = np.zeros((n, n))
-    for i in range(n):  # binary search for the precision giving the wanted perplexity
-        lo, hi, beta = 0.0, np.inf, 1.0
-        di = np.delete(d[i], i)
-        for _ in range(60):
-            w = np.exp(-(di - di.min()) * beta)
-            s = w.sum()
-            h = np.log(s) + beta * np.sum((di - di.min()) * w) / s
-            if abs(h - target) < 1e-5:
-                break
-            if h > target:
-                lo, beta = beta, beta * 2 if hi == np.inf else (beta + hi) / 2
-            else:
-                hi, beta = beta, (beta + lo) / 2
-        p[i, np.arange(n) != i] = w / s
-    p = (p + p.T) / (2 * n)
-    p = np.maximum(p, 1e-12)
-    rng = np.random.default_rng(seed)
-    y = rng.normal(0, 1e-4, (n, 2))
-    vel = np.zeros_like(y)
-    gains = np.ones_like(y)
-    lr = max(n / 12.0, 50.0)
-    for it in range(iterations):
-        exag = 12.0 if it < 250 else 1.0
-        momentum = 0.5 if it < 250 else 0.8
-        dy = y[:, None, :] - y[None, :, :]
-        num = 1.0 / (1.0 + np.square(dy).sum(-1))
-        np.fill_diagonal(num, 0.0)
-        q = np.maximum(num / num.sum(), 1e-12)
-        grad = 4.0 * ((exag * p - q) * num)[:, :, None].__mul__(dy).sum(1)
-        gains = np.where(np.sign(grad) != np.sign(vel), gains + 0.2, gains * 0.8).clip(0.01)
-        vel = momentum * vel - lr * gains * grad
-        y = y + vel
-        y -= y.mean(0)
-    return y
+    model = TSNE(n_components=2, perplexity=min(perplexity, (n - 1) / 3), max_iter=max(int(iterations), 250),
+                 init="pca", learning_rate="auto", random_state=seed, n_jobs=1)
+    with threadpool_limits(limits=1):  # also the Barnes-Hut gradient, which ignores n_jobs
+        return model.fit_transform(x).astype(np.float64)
 
 
 def _plot_heatmap(cos: np.ndarray, names: list[str], path: Path, title: str) -> None:
@@ -184,6 +157,9 @@ def analyze_semantic_vectors(model: str | os.PathLike, dataset_spec: dict[str, A
     from .data import build_dataset
     from .inference import Synthesizer
 
+    for flag, value in (("--num", num_images), ("--points", max_points), ("--batch-size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise SemsynthError(f"{flag} {value}: must be >= 1")
     syn = Synthesizer.from_pretrained(model, device)
     spec = dict(dataset_spec or syn.config.get("data") or {"name": syn.info.name})
     spec["split"] = spec.get("split") if dataset_spec and "split" in dataset_spec else "val"

@@ -61,6 +61,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
 
+    if args.threads is not None:  # the same as --set train.threads=N (recorded in the run's config)
+        args.set = [*args.set, f"train.threads={args.threads}"]
     resume = None
     if args.resume == "":  # --resume without a path: the latest run of this config in --outdir
         if not args.config:
@@ -79,10 +81,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.to_yaml(), end="")
         return 0
     from .training import train
+    from .training.loop import TrainingInterrupted
     from .utils.runtime import tune_malloc
 
+    if args.force and resume is None:
+        raise SemsynthError("--force only applies to --resume (it accepts settings that differ from the checkpoint's)")
     tune_malloc()
-    run_dir = train(cfg, outdir=args.outdir, resume=resume)
+    try:
+        run_dir = train(cfg, outdir=args.outdir, resume=resume, force=args.force)
+    except TrainingInterrupted as e:  # checkpoint written, "stopped ... --resume" logged: not a success
+        return e.exit_code
     print(f"run directory: {run_dir}")
     return 0
 
@@ -111,6 +119,16 @@ def _config_of_run(resume: str, overrides: list[str]):
     for sec in ("generator", "discriminator"):
         for k in ("num_classes", "use_instance", "resolution"):
             raw.get(sec, {}).pop(k, None)
+    # likewise the learning rates that were derived from optim.lr and optim.ttur (so that --set optim.lr=...
+    # takes effect); rates that were set explicitly stay
+    from .config import OptimConfig
+
+    optim = raw.get("optim") or {}
+    derived = OptimConfig(lr=optim.get("lr", OptimConfig.lr), ttur=optim.get("ttur", OptimConfig.ttur))
+    derived.resolve()
+    for k in ("lr_g", "lr_d"):
+        if k in optim and optim[k] == getattr(derived, k):
+            optim.pop(k)
     return resolve_config(raw, overrides, name=raw.get("name"))
 
 
@@ -122,10 +140,7 @@ def _config_of_run(resume: str, overrides: list[str]):
 def cmd_generate(args: argparse.Namespace) -> int:
     from .inference import parse_seeds, run_generate
 
-    seeds = parse_seeds(args.seeds) if args.seeds else None
-    chosen = [x for x in (args.seeds, args.style, args.interpolate) if x]
-    if len(chosen) > 1:
-        raise SemsynthError("choose one of --seeds, --style and --interpolate")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     written = run_generate(args.model, args.labels, args.out, seeds=seeds, style=args.style,
                            interpolate=tuple(args.interpolate) if args.interpolate else None, steps=args.steps,
                            batch_size=args.batch_size, device=args.device, grid=args.grid)
@@ -272,7 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
                    help="continue a run: a run directory or checkpoint file; without PATH, the latest run of "
                         "this config in --outdir")
+    t.add_argument("--force", action="store_true",
+                   help="with --resume: continue even though settings that change the results (e.g. train.threads, "
+                        "loss weights) differ from the checkpoint's; the differences are logged")
     t.add_argument("--dry-run", action="store_true", help="print the fully resolved config and exit")
+    t.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch, the same as --set train.threads=N (default: PyTorch's, one per core)")
 
     g = sub.add_parser("generate", help="synthesise images from label maps with an exported model")
     g.add_argument("--model", required=True, help="an exported model directory (config.json + model.safetensors)")
@@ -286,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=8, help="images in an interpolation (default 8)")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    g.add_argument("--grid", action="store_true", help="also write grid.png: layout | outputs, one row per layout")
+    g.add_argument("--grid", action="store_true", help="also write grid.png: layout | outputs, one row per layout "
+                                                       "(at most 32 layouts x 16 outputs)")
+    add_threads_option(g)
 
     ev = sub.add_parser("evaluate", help="FID, KID, LPIPS, diversity and mIoU of a model on a dataset split")
     ev.add_argument("--model", help="an exported model directory (generates one image per layout)")
@@ -312,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--latent", choices=["seed", "encoder"], default="seed",
                     help="multi-modal models: z from a seed per layout (default), or from the encoder applied to "
                          "the layout's real image (the official CelebAMask-HQ test)")
+    add_threads_option(ev)
 
     sg = sub.add_parser("segmenter", help="train and score segmenters (the mIoU evaluators)")
     from .segmenters.cli import add_segmenter_commands
@@ -334,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--device", default="auto")
     sv.add_argument("--seed", type=int, default=0)
     sv.add_argument("--points", type=int, default=1500, help="vectors in the t-SNE plot (class-balanced; default 1500)")
+    add_threads_option(sv)
 
     ex = sub.add_parser("export", help="export a generator from a training checkpoint (safetensors + config.json)")
     ex.add_argument("--checkpoint", required=True, help="a training-state file, or a run directory (its latest)")
@@ -351,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--model", help="report on this exported model (a run's model/ directory) instead of the "
                                     "bundled one")
     dm.add_argument("--segmenter", help="score with this segmenter directory instead of the bundled evaluator")
+    add_threads_option(dm)
 
     d = sub.add_parser("data", help="dataset tools: check a dataset, write built-in data to disk")
     from .data.cli import add_data_commands
@@ -363,20 +388,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        set_threads(getattr(args, "threads", None))
         return COMMANDS[args.command](args)
     except SemsynthError as e:
         print(f"semsynth {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
+        from .utils.files import is_disk_full
+
+        if is_disk_full(e):
+            where = Path(e.filename).parent if e.filename else output_location(args)
+            print(f"semsynth {args.command}: error: no space left on {where}: free some space there or write to "
+                  f"another disk; files written before are intact", file=sys.stderr)
+            return 2
         if e.filename is None:  # not a file-system problem with a path: a bug, keep the traceback
             raise
         where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
         print(f"semsynth {args.command}: error: {where}: {e.strerror or e} ({_OS_HINTS.get(type(e), 'check the path')})",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C (130), or a second SIGTERM during training (143)
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", 2)
+    except RuntimeError as e:  # torch.save and friends report a full disk without an errno
+        from .utils.files import is_disk_full
+
+        where = output_location(args)
+        if is_disk_full(e, where if where.is_dir() else None):
+            print(f"semsynth {args.command}: error: no space left on {where}: free some space there or write to "
+                  f"another disk; files written before are intact", file=sys.stderr)
+            return 2
+        raise
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's CPU threads for this process (None: PyTorch's default, one per core)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise SemsynthError(f"--threads {threads}: must be >= 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def output_location(args: argparse.Namespace) -> Path:
+    """Where a command writes (for messages about the disk it writes to)."""
+    for key in ("out", "outdir"):
+        value = getattr(args, key, None)
+        if value:
+            return Path(value)
+    return Path.cwd()
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: PyTorch's, one per core); on a machine shared with other "
+                        "jobs 1-2 threads are often several times faster")
 
 
 _OS_HINTS = {

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, SemsynthError
+from .registry import check_value, short_repr, type_name
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -145,87 +146,112 @@ def find_config(path_or_name: str | os.PathLike) -> Path:
                       f"{', '.join(preset_names())}")
 
 
+# what yaml.safe_load raises for text it cannot turn into values: syntax errors, and e.g. a timestamp with
+# month 13 (ValueError), or a document nested thousands of levels deep (RecursionError)
+_YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's mapping of sections (an empty file is ``{}``)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file in UTF-8 ({e.reason} at byte {e.start}); give a YAML "
+                          f"config") from None
+    except _YAML_ERRORS as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of sections ({', '.join(SECTIONS)})")
+        raise ConfigError(f"{path}: a config must be a mapping of sections ({', '.join(SECTIONS)}), got "
+                          f"{short_repr(data)} ({type_name(data)})")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: section names must be strings, got {short_repr(bad[0])} ({type_name(bad[0])}); "
+                          f"sections are: {', '.join(SECTIONS)}")
     return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.batch_size=8"`` -> (["train", "batch_size"], 8); the value is parsed as YAML."""
+    if not isinstance(text, str):
+        raise ConfigError(f"--set {short_repr(text)}: expected a string KEY=VALUE, e.g. --set train.batch_size=8")
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set train.batch_size=8")
     key, raw = text.split("=", 1)
-    keys = [k for k in key.strip().split(".") if k]
-    if not keys:
-        raise ConfigError(f"--set {text!r}: empty key")
+    if not key.strip():
+        raise ConfigError(f"--set {text!r}: empty key; write SECTION.KEY=VALUE, e.g. --set train.batch_size=8")
+    keys = [k.strip() for k in key.split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set {text!r}: the key {key.strip()!r} has an empty part (a leading, trailing or "
+                          f"doubled '.'); write SECTION.KEY=VALUE, e.g. --set train.batch_size=8")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: cannot parse the value: {e}") from e
+    except _YAML_ERRORS as e:
+        raise ConfigError(f"--set {text!r}: cannot parse the value {raw!r} as YAML: {e}; quote a string value, "
+                          f"e.g. --set 'data.root=\"my dir\"'") from None
     return keys, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``raw`` with each ``--set KEY=VALUE`` applied in order (a copy; ``raw`` is not changed)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}), got "
+                          f"{short_repr(raw)} ({type_name(raw)})")
     raw = copy.deepcopy(raw)
     for text in overrides:
         keys, value = parse_override(text)
-        if keys[0] not in SECTIONS and keys != ["name"]:
+        if keys[0] == "name" and len(keys) > 1:
+            raise ConfigError(f"--set {text!r}: 'name' is the run name (a string), not a section; use "
+                              f"--set name=VALUE")
+        if keys[0] not in SECTIONS and keys[0] != "name":
             raise ConfigError(f"--set {text!r}: unknown section {keys[0]!r}; sections are: {', '.join(SECTIONS)}")
         node = raw
-        for k in keys[:-1]:
+        for depth, k in enumerate(keys[:-1]):
             if node.get(k) is None:
                 node[k] = {}
             if not isinstance(node[k], dict):
-                raise ConfigError(f"--set {text!r}: {k!r} is not a section")
+                where = ".".join(keys[: depth + 1])
+                raise ConfigError(f"--set {text!r}: {where} is {short_repr(node[k])} ({type_name(node[k])}), "
+                                  f"not a section, so it has no key {keys[depth + 1]!r}; set {where} itself, "
+                                  f"or make it a mapping first")
             node = node[k]
         node[keys[-1]] = value
     return raw
 
 
-def _check_type(section: str, key: str, value: Any, annotation: Any) -> Any:
-    """Validate (and gently coerce int -> float) a dataclass field value."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {"Any": Any}, {})  # annotations are postponed strings
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for opt in options:
-            if opt is type(None):
-                continue
-            try:
-                return _check_type(section, key, value, opt)
-            except ConfigError as e:
-                errors.append(e)
-        raise errors[0]
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is Any or (isinstance(annotation, type) and isinstance(value, annotation)
-                             and not (annotation is int and isinstance(value, bool))):
-        return value
-    name = getattr(annotation, "__name__", str(annotation))
-    raise ConfigError(f"{section}.{key} = {value!r} should be of type {name}")
+def _field_types(cls) -> dict[str, Any]:
+    """The evaluated annotations of a config dataclass (they are postponed strings in this module)."""
+    return typing.get_type_hints(cls)
 
 
 def build_section(section: str, values: dict[str, Any] | None):
+    """The typed section ``loss``/``optim``/``train`` from its mapping (``None``: all defaults).
+
+    Every value is checked against the field's annotation; floats must be finite unless the field says
+    ``metadata={"allow_nonfinite": True}``.
+    """
     cls = _DATACLASS_SECTIONS[section]
-    values = dict(values or {})
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {section!r} must be a mapping of keys to values (or null for the "
+                          f"defaults), got {short_repr(values)} ({type_name(values)}); e.g. "
+                          f"{section}: {{{dataclasses.fields(cls)[0].name}: ...}}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    bad = [k for k in values if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{section}: key {short_repr(bad[0])} ({type_name(bad[0])}) is not a name; valid keys are: "
+                          f"{', '.join(fields)}")
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"{section}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: "
                           f"{', '.join(fields)}")
-    checked = {k: _check_type(section, k, v, fields[k].type) for k, v in values.items()}
+    types_ = _field_types(cls)
+    checked = {k: check_value(f"{section}.{k}", v, types_[k],
+                              allow_nonfinite=bool(fields[k].metadata.get("allow_nonfinite")))
+               for k, v in values.items()}
     return cls(**checked)
 
 
@@ -277,9 +303,12 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.threads = {train.threads} must be >= 1 (or null for PyTorch's default)")
     if train.num_workers < 0:
         raise ConfigError(f"train.num_workers = {train.num_workers} must be >= 0")
+    if not 0 <= train.seed < 2**63:
+        raise ConfigError(f"train.seed = {train.seed} must be in [0, 2**63 - 1]")
     dev = train.device
-    if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
-        raise ConfigError(f"train.device = {dev!r}; valid: auto, cpu, cuda, cuda:N")
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isascii()
+                                               and dev[5:].isdigit())):
+        raise ConfigError(f"train.device = {short_repr(dev)}; valid: auto, cpu, cuda, cuda:N (N a GPU index)")
     if cfg.encoder is not None and cfg.generator.get("input_mode") != "noise":
         raise ConfigError("an encoder (VAE) needs a generator that takes z: set generator.input_mode=noise, "
                           "or encoder=null")
@@ -293,52 +322,221 @@ def dataset_info(data_spec: dict[str, Any]):
     cls = DATASETS.get(full["name"])
     kwargs = {k: v for k, v in full.items() if k != "name"}
     if hasattr(cls, "describe"):
-        return cls.describe(**kwargs)
+        try:
+            return cls.describe(**kwargs)
+        except SemsynthError:
+            raise
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ConfigError(f"dataset {full['name']!r}: these options do not describe a dataset: {e}") from e
     return DATASETS.build(full).info
 
 
-def resolve_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), name: str | None = None) -> RunConfig:
-    """Validate and fully resolve a raw config mapping (as read from YAML) plus ``--set`` overrides."""
-    from .data import DATASETS
+_CHECKED_MODELS: set[str] = set()
+_RESOLUTION_KEYS = ("resolution", "crop_size", "load_size", "aspect_ratio", "preprocess")
+
+
+def check_models(cfg: RunConfig, info: Any = None) -> None:
+    """Build the generator, discriminator (and encoder) on the meta device and run one shape-only forward pass
+    at the dataset's resolution, as a training step would: a config that cannot train fails here, before
+    anything is written. Costs a fraction of a second (no memory, no arithmetic).
+    """
+    import torch
+
     from .models import DISCRIMINATORS, ENCODERS, GENERATORS
 
-    raw = apply_overrides(raw, list(overrides))
+    if info is None:
+        info = dataset_info(cfg.data)
+    h, w = (int(x) for x in info.resolution)
+    channels = info.semantic_channels
+    # one micro-batch as training sees it (batch norm needs more than one value per channel)
+    b = min(2, max(1, cfg.train.batch_size // max(1, cfg.train.accumulate)))
+    try:
+        key = json.dumps([cfg.generator, cfg.discriminator, cfg.encoder, h, w, channels, b], sort_keys=True,
+                         default=repr)
+    except (TypeError, ValueError, RecursionError):  # a value JSON cannot write: check without the memo
+        key = None
+    if key in _CHECKED_MODELS:  # the same networks at the same input passed before (in this process)
+        return
+    size_keys = [f"data.{k} ({cfg.data[k]})" for k in _RESOLUTION_KEYS if k in cfg.data]
+    data_fix = (f"change {' / '.join(size_keys)}" if size_keys else "change the data section") + " or "
+
+    def build(registry, spec, section):
+        try:
+            return registry.build(spec)
+        except SemsynthError:
+            raise
+        except (RuntimeError, MemoryError, IndexError) as e:  # e.g. a width so large the sizes overflow
+            raise ConfigError(f"cannot build {registry.kind} {spec['name']!r} with these {section} options: "
+                              f"{e}") from e
+
+    with torch.device("meta"):
+        G = build(GENERATORS, cfg.generator, "generator")
+        D = build(DISCRIMINATORS, cfg.discriminator, "discriminator")
+        E = build(ENCODERS, cfg.encoder, "encoder") if cfg.encoder is not None else None
+    stage = "generator"
+    try:
+        with torch.no_grad():
+            semantic = torch.zeros(b, channels, h, w, device="meta")
+            real = torch.zeros(b, 3, h, w, device="meta")
+            z = None
+            if E is not None:
+                stage = "encoder"
+                z, _ = E(real)
+            stage = "generator"
+            out = G(semantic, z, return_aux=True)
+            fake = out.image if hasattr(out, "image") else out
+            stage = "discriminator"
+            D(torch.cat([fake, real]), torch.cat([semantic, semantic]))
+    except NotImplementedError:  # an operator without a meta kernel: this check cannot tell, training will
+        return
+    except (SemsynthError, RuntimeError, ValueError, TypeError, IndexError) as e:
+        name = {"generator": cfg.generator, "discriminator": cfg.discriminator, "encoder": cfg.encoder}[stage]["name"]
+        raise ConfigError(
+            f"the {stage} ({name!r}) cannot take the dataset's samples ({info.name}: {h}x{w}, {channels} label "
+            f"channels, batch {b}): {e}. To fix it, {data_fix}the {stage} options ({stage}.*)"
+            + (", or give batch norm more than one sample per micro-batch (train.batch_size / train.accumulate)"
+               if b == 1 else "")) from None
+    if key is not None:
+        if len(_CHECKED_MODELS) > 256:
+            _CHECKED_MODELS.clear()
+        _CHECKED_MODELS.add(key)
+
+
+def _check_name(value: Any, default: str) -> str:
+    """The run name: it names the run directory, so it must be a plain, non-empty file name."""
+    if value is None or value == "":
+        value = default
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"name = {short_repr(value)} ({type_name(value)}) should be a string (the run name, used "
+                          f"for the run directory)")
+    if value in (".", "..") or any(c in value for c in "/\\") or not value.isprintable() or value != value.strip():
+        raise ConfigError(f"name = {value!r} cannot name a run directory; use letters, digits, '-', '_' and '.', "
+                          f"without '/', leading or trailing spaces")
+    return value
+
+
+def _check_sections(raw: Any) -> None:
+    """The shape of a config: a mapping of known sections, each of the right kind."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}), got "
+                          f"{short_repr(raw)} ({type_name(raw)})")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"section names must be strings, got {short_repr(bad[0])} ({type_name(bad[0])}); "
+                          f"sections are: {', '.join(SECTIONS)}")
     unknown = sorted(set(raw) - set(SECTIONS) - {"name"})
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(map(repr, unknown))}; sections are: "
                           f"{', '.join(SECTIONS)}")
-    for sec in ("data", "generator", "discriminator"):
-        if not isinstance(raw.get(sec), dict) or "name" not in raw[sec]:
-            raise ConfigError(f"config section {sec!r} needs a 'name'")
+    for sec in ("data", "generator", "discriminator", "encoder"):
+        value = raw.get(sec)
+        if sec == "encoder" and value is None:
+            continue
+        example = {"data": "synthetic-faces", "generator": "scgan", "discriminator": "fpse", "encoder": "conv"}[sec]
+        if not isinstance(value, dict):
+            got = "nothing" if value is None else f"{short_repr(value)} ({type_name(value)})"
+            null = ", or null for none" if sec == "encoder" else ""
+            raise ConfigError(f"config section {sec!r} must be a mapping with a 'name' and options (e.g. "
+                              f"{sec}: {{name: {example}}}{null}), got {got}")
+        if "name" not in value:
+            raise ConfigError(f"config section {sec!r} needs a 'name' (e.g. {sec}.name={example})")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equality of config values that tells bools from ints and treats tuples as lists."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def _check_dataset_keys(sec: str, spec: dict[str, Any], interface: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Drop the dataset-derived keys of a model section when they repeat the dataset's values (a run's own
+    fully resolved config.yaml holds them); a different value is an error."""
+    spec = dict(spec)
+    clash = []
+    for k in sorted(set(spec) & set(interface)):
+        mine, theirs = spec[k], interface[k]
+        if k == "resolution" and isinstance(mine, int) and not isinstance(mine, bool):
+            mine = [mine, mine]
+        if _same_value(mine, theirs):
+            del spec[k]
+        else:
+            clash.append(k)
+    if clash:
+        raise ConfigError(f"{sec}: {', '.join(f'{k} = {short_repr(spec[k])}' for k in clash)} differ(s) from the "
+                          f"dataset ({dataset}: {', '.join(f'{k}={interface[k]}' for k in clash)}); these keys come "
+                          f"from the dataset: remove them from the config (or change the data section)")
+    return spec
+
+
+def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
+    """Resolve a raw config (overrides already applied): shape, dataset facts, models, sections, checks."""
+    from .data import DATASETS
+    from .models import DISCRIMINATORS, ENCODERS, GENERATORS
+
+    _check_sections(raw)
+    run_name = _check_name(raw.get("name"), str(name) if name else "run")
     data = DATASETS.resolve(raw["data"])
     info = dataset_info(data)
     interface = info.model_interface()
-    for sec in ("generator", "discriminator"):
-        clash = sorted(set(raw[sec]) & set(interface))
-        if clash:
-            raise ConfigError(f"{sec}: {', '.join(clash)} come(s) from the dataset ({info.name}: "
-                              f"{', '.join(f'{k}={interface[k]}' for k in clash)}); remove them from the config")
-    generator = GENERATORS.resolve(raw["generator"], **interface)
-    discriminator = DISCRIMINATORS.resolve(raw["discriminator"], **interface)
+    gspec = _check_dataset_keys("generator", raw["generator"], interface, info.name)
+    dspec = _check_dataset_keys("discriminator", raw["discriminator"], interface, info.name)
+    generator = GENERATORS.resolve(gspec, **interface)
+    discriminator = DISCRIMINATORS.resolve(dspec, **interface)
     encoder = None
     if raw.get("encoder") is not None:
-        if not isinstance(raw["encoder"], dict):
-            raise ConfigError("config section 'encoder' must be a mapping with a 'name', or null")
         encoder = ENCODERS.resolve(raw["encoder"], z_dim=generator.get("z_dim", 256))
     cfg = RunConfig(
         data=data, generator=generator, discriminator=discriminator, encoder=encoder,
         loss=build_section("loss", raw.get("loss")), optim=build_section("optim", raw.get("optim")),
-        train=build_section("train", raw.get("train")), name=str(raw.get("name") or name or "run"),
+        train=build_section("train", raw.get("train")), name=run_name,
     )
     _validate(cfg)
+    check_models(cfg, info)
     return cfg
+
+
+def _blame(raw: dict[str, Any], overrides: list[str], error: ConfigError, name: str | None) -> int:
+    """Which ``--set`` caused ``error``: the index of the first override after which resolving fails with the same
+    message, or -1 when the config without overrides already fails with it (the file's fault)."""
+    message = str(error)
+    for k in range(len(overrides) + 1):
+        try:
+            _resolve(apply_overrides(raw, overrides[:k]), name)
+        except ConfigError as e:
+            if str(e) == message:
+                return k - 1
+        except Exception:  # noqa: BLE001,S112 - another failure of a partial config says nothing about this one
+            continue
+    return len(overrides) - 1
+
+
+def resolve_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), name: str | None = None,
+                   source: str | os.PathLike | None = None) -> RunConfig:
+    """Validate and fully resolve a raw config mapping (as read from YAML) plus ``--set`` overrides.
+
+    Every problem is a :class:`ConfigError` that names where it comes from: the ``--set KEY=VALUE`` argument that
+    caused it, or else ``source`` (the config file) when given.
+    """
+    overrides = list(overrides)
+    full = apply_overrides(raw, overrides)  # its errors name the --set argument
+    try:
+        return _resolve(full, name)
+    except ConfigError as e:
+        culprit = _blame(raw, overrides, e, name) if overrides else -1
+        if culprit >= 0:
+            raise ConfigError(f"--set {overrides[culprit]!r}: {e}") from e
+        if source is not None:
+            raise ConfigError(f"{source}: {e}") from e
+        raise
 
 
 def load_config(path_or_name: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML preset (file or built-in name), apply overrides, validate and resolve."""
     path = find_config(path_or_name)
     raw = read_yaml(path)
-    try:
-        return resolve_config(raw, overrides, name=path.stem)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+    return resolve_config(raw, overrides, name=path.stem, source=path)

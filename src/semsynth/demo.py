@@ -29,14 +29,25 @@ DEMO_PRESET = "scgan-synthetic-faces"
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED_MODEL = ASSETS / "scgan-synthetic-faces"
 BUNDLED_SEGMENTER = ASSETS / "segmenter-synthetic-faces"
+# how much the report computes: layouts scored for mIoU / FID / KID, layouts and t-SNE points of Fig. 3
+SIZES = {"eval_layouts": 200, "vector_layouts": 100, "tsne_points": 600}
 
 
 def _img(src: str, alt: str) -> str:
-    return f"<img class='grid' src='{html.escape(src)}' alt='{html.escape(alt)}'>"
+    """A matplotlib figure (shown at its size)."""
+    return f"<img class='plot' src='{html.escape(src)}' alt='{html.escape(alt)}'>"
+
+
+def _tiles(out: Path, src: str, alt: str, tile_height: int) -> str:
+    """A grid of generated/real images, enlarged (nearest neighbour) so that a face is about 256 px tall."""
+    from .report import pixel_img
+
+    return pixel_img(out / src, src, alt, tile_height)
 
 
 def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, overrides: list[str] | None = None,
-             num_eval: int = 200, num_layouts: int = 6, num_seeds: int = 5, model: str | os.PathLike | None = None,
+             num_eval: int | None = None, num_layouts: int = 6, num_seeds: int = 5,
+             model: str | os.PathLike | None = None,
              segmenter: str | os.PathLike | None = None) -> Path:
     """Write the demo report into ``outdir`` (returns the report's path). ``model`` / ``segmenter`` replace the
     bundled ones."""
@@ -50,14 +61,16 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
 
     if train_first and model is not None:
         raise SemsynthError("choose one of --train (train a model first) and --model (use an existing one)")
+    if overrides and not train_first:
+        raise SemsynthError("--set only applies with --train (it overrides the training preset)")
     tune_malloc()
     t0 = time.time()
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
     if train_first:
         from .training import train
 
-        cfg = load_config(DEMO_PRESET, overrides or [])
+        cfg = load_config(DEMO_PRESET, overrides or [])  # a bad --set stops here, before anything is written
+        out.mkdir(parents=True, exist_ok=True)
         run = train(cfg, outdir=out / "runs")
         model_dir, origin = run / "model", f"trained from scratch in this demo ({run})"
         data_spec = {**cfg.data, "split": "val"}
@@ -75,6 +88,11 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
     spec = dict(data_spec or syn.config.get("data") or {"name": "synthetic-faces", "resolution": 64})
     spec["split"] = "val"
     ds = build_dataset(spec)
+    seg_dir = Path(segmenter) if segmenter else None
+    if seg_dir is not None and not (seg_dir / "config.json").is_file():
+        raise SemsynthError(f"--segmenter {seg_dir}: not a segmenter directory (no config.json); give one written "
+                            f"by 'semsynth segmenter train'")
+    out.mkdir(parents=True, exist_ok=True)
     print(f"demo: {origin}")
 
     # 1. gallery: layout | real | samples (seeds), and style-guided samples -----------------------------------
@@ -87,9 +105,10 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
     else:  # a deterministic model: one image per layout
         samples, what = syn.generate(labels)[:, None], "the generated image (a deterministic model)"
     cols = [colorize(labels, syn.info.palette), reals] + [samples[:, s] for s in range(samples.shape[1])]
+    tile = int(samples.shape[-2])  # the height of one image in the grids below
     save_png(image_grid(cols), out / "gallery.png")
     sections = [("Gallery", "<p class='muted'>unseen layouts (validation split) | their real images | "
-                            f"{what}</p>" + _img("gallery.png", "gallery"))]
+                            f"{what}</p>" + _tiles(out, "gallery.png", "gallery", tile))]
     if syn.E is not None:
         # style-guided: every layout rendered in the style of each of the first three real faces
         styles = syn.style_z(reals[:3])
@@ -99,15 +118,16 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
         save_png(image_grid([reals[k : k + 1] for k in range(3)]), out / "styles.png")
         save_png(image_grid(cols), out / "style_guided.png")
         sections.append(("Style-guided synthesis", "<p class='muted'>layout | rendered in the style of real "
-                         "images 1, 2, 3 (their encoder latents); the style images:</p>" + _img("styles.png", "styles")
-                         + "<br>" + _img("style_guided.png", "style-guided")))
+                         "images 1, 2, 3 (their encoder latents); the style images:</p>"
+                         + _tiles(out, "styles.png", "styles", tile) + "<br>"
+                         + _tiles(out, "style_guided.png", "style-guided", tile)))
     if syn.multimodal:  # a deterministic model (label input, no encoder) has no latent to interpolate
         steps = 8
         inter = syn.interpolate(labels[0], 0, 1, steps)
         save_png(image_grid([inter[i : i + 1] for i in range(steps)]), out / "interpolation.png")
         sections.append(("Interpolation", f"<p class='muted'>layout 1, latent of seed 0 to seed 1 in {steps} "
                                           "steps (paper Fig. 8, bottom)</p>"
-                         + _img("interpolation.png", "interpolation")))
+                         + _tiles(out, "interpolation.png", "interpolation", tile)))
     print(f"demo: gallery, style-guided samples and interpolation written ({time.time() - t0:.0f} s)")
 
     # training curves of the model, where its statistics travel with it (bundled) or sit in its run directory
@@ -119,7 +139,8 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
                          "images seen</p>" + loss_charts(read_stats(stats))))
 
     # 2. semantic vectors (paper Fig. 3) -------------------------------------------------------------------------
-    sv = analyze_semantic_vectors(model_dir, spec, out / "semantic_vectors", num_images=100, max_points=600,
+    sv = analyze_semantic_vectors(model_dir, spec, out / "semantic_vectors", num_images=SIZES["vector_layouts"],
+                                  max_points=SIZES["tsne_points"],
                                   device="cpu")
     pairs = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['cosine']:.4f}</td><td>{v['cosine_centered']:.4f}</td>"
                     f"</tr>" for k, v in sv["pairs"].items())
@@ -138,7 +159,8 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
         metrics.append("diversity")
     if metrics:
         res = evaluate(out / "evaluation", model_dir, dataset_spec=spec, metrics=metrics,
-                       segmenter=str(seg) if seg else None, feature_extractor="segmenter", num=num_eval,
+                       segmenter=str(seg) if seg else None, feature_extractor="segmenter",
+                       num=num_eval if num_eval is not None else SIZES["eval_layouts"],
                        save_images=False, progress=False)
         shutil.copy(out / "evaluation" / "samples.png", out / "samples.png")
     else:

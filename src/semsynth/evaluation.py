@@ -70,22 +70,47 @@ def _resize_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
+def _generated_file(folder: Path, name: str) -> Path:
+    p = folder / f"{name}.png"
+    if p.is_file():
+        return p
+    cands = sorted(folder.glob(f"{name}.*"))
+    if not cands:
+        raise SemsynthError(f"--generated {folder}: no image named after layout {name!r} ({name}.png); name the "
+                            f"generated images after the layout files, as 'semsynth generate' does")
+    return cands[0]
+
+
+def generated_size(folder: Path, name: str) -> tuple[int, int]:
+    """``(H, W)`` of the generated image of layout ``name`` (from the file header)."""
+    from PIL import Image
+
+    p = _generated_file(folder, name)
+    try:
+        with Image.open(p) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise SemsynthError(f"{p}: cannot read this generated image ({e})") from e
+    return h, w
+
+
 def _read_generated(folder: Path, names: list[str], size: tuple[int, int]) -> torch.Tensor:
+    """The generated images of ``names``, which must all be ``size`` (H, W): they are scored as they are."""
     from PIL import Image
 
     out = []
     for n in names:
-        p = folder / f"{n}.png"
-        if not p.is_file():
-            cands = sorted(folder.glob(f"{n}.*"))
-            if not cands:
-                raise SemsynthError(f"--generated {folder}: no image named after layout {n!r} ({n}.png); name the "
-                                    f"generated images after the layout files, as 'semsynth generate' does")
-            p = cands[0]
-        img = np.asarray(Image.open(p).convert("RGB"))
-        t = torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 127.5 - 1
-        out.append(t)
-    return _resize_images(torch.stack(out), size)
+        p = _generated_file(folder, n)
+        try:
+            img = np.asarray(Image.open(p).convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as e:
+            raise SemsynthError(f"{p}: cannot read this generated image ({e})") from e
+        if img.shape[:2] != tuple(size):
+            raise SemsynthError(f"{p} is {img.shape[1]}x{img.shape[0]} (WxH) but the reference images and layouts are "
+                                f"{size[1]}x{size[0]}: every generated image must have the reference size (nothing "
+                                f"is resized, so that the scores mean what they say)")
+        out.append(torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 127.5 - 1)
+    return torch.stack(out)
 
 
 def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, dataset_spec: dict | None = None,
@@ -136,6 +161,27 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
     if n < 1:
         raise SemsynthError(f"--num {num}: must be >= 1")
     size = tuple(syn.resolution) if syn is not None else tuple(info.resolution)
+    resized_reference = None
+    if generated is not None:
+        if not Path(generated).is_dir():
+            raise SemsynthError(f"--generated {generated}: no such folder")
+        gsize = generated_size(Path(generated), str(ds[0]["name"]))
+        if gsize != size:
+            if syn is None:
+                fix = (f"serve the reference at {gsize[1]}x{gsize[0]} (for datasets that resize: --set "
+                       f"data.load_size={gsize[1]} --set data.crop_size={gsize[1]}, or the dataset's resolution "
+                       f"option) or generate at {size[1]}x{size[0]}")
+            else:
+                fix = f"generate them with this model (its resolution is {size[1]}x{size[0]})"
+            raise SemsynthError(f"--generated {generated}: the images are {gsize[1]}x{gsize[0]} (WxH) but the "
+                                f"reference images and layouts of {info.name} ({spec['split']}) are {size[1]}x"
+                                f"{size[0]}; nothing is resized silently: {fix}")
+    elif tuple(info.resolution) != size:
+        # a model evaluated on a dataset served at another size: say what is resized
+        resized_reference = {"from": list(info.resolution), "to": list(size)}
+        print(f"note: {info.name} serves {info.resolution[1]}x{info.resolution[0]} (WxH) samples and the model works at "
+              f"{size[1]}x{size[0]}: layouts are resized (nearest) and real images (bicubic) to {size[1]}x{size[0]} "
+              f"before scoring", file=sys.stderr)
 
     # 2. Metric networks, built first so that a missing weights file stops us before any work -----------------
     need_feats = any(m in metrics for m in ("fid", "kid"))
@@ -172,6 +218,9 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
     img_dir = out / "images"
     lp_paired: list[float] = []
     grid_rows: dict[str, list] = {"layout": [], "real": [], "fake": []}
+    from .utils.progress import progress_bar
+
+    bar = progress_bar(n, "evaluate", unit="layout", enabled=progress)
     for a in range(0, n, batch_size):
         samples = [ds[i] for i in range(a, min(n, a + batch_size))]
         labels = torch.stack([s["label"] for s in samples])
@@ -212,21 +261,22 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
                 score_fake.update(seg.predict(fake_q.to(dev), ignore).cpu(), target.cpu())
                 if real is not None:
                     score_real.update(seg.predict(real.to(dev), ignore).cpu(), target.cpu())
-        if len(grid_rows["layout"]) < 8:
-            take = 8 - len(grid_rows["layout"])
+        shown = sum(t.shape[0] for t in grid_rows["layout"])  # images, not batches
+        if shown < 8:
+            take = 8 - shown
             grid_rows["layout"].append(colorize(labels[:take], info.palette))
             grid_rows["fake"].append(fake_q[:take])
             if real is not None:
                 grid_rows["real"].append(real[:take])
-        if progress and sys.stdout.isatty():
-            print(f"\r  evaluated {min(n, a + batch_size)}/{n} layouts", end="", flush=True)
-    if progress and sys.stdout.isatty():
-        print()
+        bar.update(len(samples))
+    bar.close()
 
     # 4. Results ---------------------------------------------------------------------------------------------------
     res: dict[str, Any] = {"model": str(model) if model else None, "generated": str(generated) if generated else None,
                            "dataset": info.name, "split": spec["split"], "layouts": n, "latent": latent,
                            "resolution": list(size), "metrics": {}}
+    if resized_reference is not None:
+        res["resized_reference"] = resized_reference
     m = res["metrics"]
     if need_feats:
         fr, ff = acc_real.result(), acc_fake.result()

@@ -53,63 +53,69 @@ class Synthesizer:
     # -- inputs ------------------------------------------------------------------------------------------------
 
     def read_label(self, path: str | os.PathLike) -> torch.Tensor:
-        """A label PNG -> ``[H, W]`` channel ids. Class-id PNGs hold the dataset's raw values (mapped as in
-        training); RGB PNGs are decoded with the dataset's palette (exact colours)."""
+        """A label file -> ``[H, W]`` channel ids, read exactly as the datasets read theirs
+        (:func:`semsynth.data.folder.read_label`: the same accepted modes, the same messages, which name the file).
+        Class-id files hold the dataset's raw values, mapped as in training (the model's ``label_values``);
+        colour RGB(A) files, which a dataset of class ids rejects, are decoded with the model's palette (exact
+        colours). Every problem raises a :class:`~semsynth.data.folder.SampleError` (a ``DataError``)."""
+        from .data.folder import read_label
+
         path = Path(path)
-        try:
-            img = Image.open(path)
-            img.load()
-        except FileNotFoundError as e:
-            raise DataError(f"{path}: label file not found") from e
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"{path}: cannot read this label map ({e})") from e
-        if img.mode in ("RGB", "RGBA"):
-            rgb = np.asarray(img.convert("RGB"))
-            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-                raw = rgb[..., 0].astype(np.int64)
-            else:
-                return torch.from_numpy(self._decode_colours(rgb, path))
-        elif img.mode in ("L", "P", "I", "I;16", "1"):
-            raw = np.asarray(img).astype(np.int64)
-        else:
-            raise DataError(f"{path}: label map has PIL mode {img.mode!r}; save class ids as an 8-bit greyscale PNG "
-                            f"or colours as RGB with the dataset's palette")
-        return torch.from_numpy(self._map_raw(raw, path))
+        read = read_label(path, colour_rgb=True)
+        if read.values.ndim == 3:
+            return torch.from_numpy(self._decode_colours(read.values, path))
+        return torch.from_numpy(self._map_raw(read.values, path))
 
     def _map_raw(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """Raw file values -> channel ids (int64) through the model's ``label_values`` table (identity
+        ``0..num_classes-1`` without one), as :class:`~semsynth.data.transforms.LabelMapping` maps training data;
+        any other value raises ``out-of-range`` naming the file and the values."""
+        from .data.folder import SampleError
+        from .data.transforms import LabelMapping
+
         n = self.info.num_classes
-        if self.label_table is None:
-            bad = np.unique(raw[(raw < 0) | (raw >= n)])
-            if bad.size:
-                raise DataError(f"{path}: label values {bad[:10].tolist()} are outside the model's classes 0..{n - 1} "
-                                f"({self.info.name}); check that the layout was made for this model")
-            return raw
-        lut = np.full(max(int(raw.max()) + 1, max(self.label_table) + 1), -1, dtype=np.int64)
-        for k, v in self.label_table.items():
-            lut[k] = v
-        out = lut[np.clip(raw, 0, None)]
-        out[raw < 0] = -1
-        if (out < 0).any():
-            bad = np.unique(raw[out < 0])
-            valid = sorted(self.label_table)
-            raise DataError(f"{path}: label values {bad[:10].tolist()} are not label values of {self.info.name} "
-                            f"(valid: {valid[0]}..{valid[-1]}, as in its label files)")
-        return out
+        mapping = getattr(self, "_label_mapping", None)
+        if mapping is None:
+            table = self.label_table if self.label_table is not None else {v: v for v in range(n)}
+            wrong = sorted(k for k, v in table.items() if not 0 <= v < n)
+            if wrong or not table:
+                raise DataError(f"{self.info.name}: the model's label_values (config.json) map "
+                                f"{', '.join(f'{k} -> {table[k]}' for k in wrong[:5]) or 'nothing'}, but its "
+                                f"channels are 0..{n - 1}; the model files are inconsistent: export the model again")
+            valid = sorted(table)
+            mapping = LabelMapping(table, n, f"{valid[0]}..{valid[-1]}")
+            self._label_mapping = mapping
+        mapped, bad = mapping.split(raw)
+        if bad:
+            shown = sorted(bad)[:10]
+            if self.label_table is None:
+                msg, fix = (f"label values {shown} are outside the model's classes 0..{n - 1} ({self.info.name})",
+                            "check that the layout was made for this model (class ids 0.."
+                            f"{n - 1}, or colours of its palette as RGB)")
+            else:
+                valid = sorted(self.label_table)
+                msg, fix = (f"label values {shown} are not label values of {self.info.name} (valid: "
+                            f"{valid[0]}..{valid[-1]}, as in its label files)",
+                            "use the dataset's own label values, as in its label files (docs/synthesis.md)")
+            px = sum(bad.values())
+            raise SampleError("out-of-range", path, f"{msg}; {px:,} pixel(s)", fix)
+        return mapped.astype(np.int64)
 
     def _decode_colours(self, rgb: np.ndarray, path: Path) -> np.ndarray:
-        pal = np.asarray(self.info.palette, dtype=np.int64)  # [K, 3]
-        key = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-        pal_key = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
-        order = np.argsort(pal_key)
-        idx = np.searchsorted(pal_key[order], key)
-        idx = np.clip(idx, 0, len(pal_key) - 1)
-        found = pal_key[order][idx] == key
-        if not found.all():
-            colours = np.unique(rgb[~found].reshape(-1, 3), axis=0)[:5].tolist()
-            raise DataError(f"{path}: colours {colours} are not in the {self.info.name} palette; paint layouts "
-                            f"with the palette colours (semsynth models / the dataset docs list them), or save "
-                            f"class ids as an 8-bit greyscale PNG")
-        return order[idx].astype(np.int64)
+        """Colours ``[H, W, 3]`` -> channel ids (int64) with the model's palette, exact colours only (a colour the
+        palette lists twice is its first class); others raise ``unknown-colour`` naming the file and colours."""
+        from .data.folder import SampleError, colour_table, match_colours
+
+        table = getattr(self, "_colour_table", None)
+        if table is None:
+            table = self._colour_table = colour_table(self.info.palette)
+        ids, unknown = match_colours(rgb, table)
+        if unknown:
+            colours = sorted([[c >> 16, (c >> 8) & 255, c & 255] for _, c in unknown])[:5]
+            raise SampleError("unknown-colour", path, f"colours {colours} are not in the {self.info.name} palette",
+                              "paint layouts with the palette colours (semsynth models / the dataset docs list them), "
+                              "or save class ids as an 8-bit greyscale PNG")
+        return ids
 
     def read_image(self, path: str | os.PathLike) -> torch.Tensor:
         """An RGB image resized (bicubic) to the model's resolution, ``[3, H, W]`` in ``[-1, 1]``."""
@@ -153,21 +159,27 @@ class Synthesizer:
     def generate(self, labels: torch.Tensor, seeds: Sequence[int] | None = None, z: torch.Tensor | None = None,
                  batch_size: int = 8) -> torch.Tensor:
         """Images for ``labels`` ``[B, H, W]``: one per label (``z`` [B, z_dim] or seed 0), or, with
-        ``seeds``, one per (label, seed) as ``[B, S, 3, H, W]``."""
+        ``seeds``, one per (label, seed) as ``[B, S, 3, H, W]``. The latents of a batch are drawn when it runs,
+        so memory is bounded by ``batch_size`` (plus the returned images)."""
         sem = self.prepare(labels)
         if seeds is not None:
-            if self.multimodal:
-                zs = torch.stack([seed_noise(s, self.z_dim) for s in seeds])  # [S, z]
-            else:
-                self.check_multimodal("--seeds")
+            self.check_multimodal("--seeds")
             out = []
             for i in range(sem.shape[0]):
-                rep = sem[i : i + 1].expand(len(seeds), -1, -1, -1)
-                out.append(self._run(rep, zs, batch_size))
+                out.append(torch.cat([img for _, img in self.iter_seeds(sem[i : i + 1], seeds, batch_size)]))
             return torch.stack(out)
         if self.multimodal and z is None:
             z = seed_noise(0, self.z_dim).expand(sem.shape[0], -1)
         return self._run(sem, z, batch_size)
+
+    @torch.no_grad()
+    def iter_seeds(self, sem: torch.Tensor, seeds: Sequence[int], batch_size: int = 8):
+        """For one prepared layout ``sem`` ``[1, C, H, W]``: yields ``(seeds of the batch, images [b, 3, H, W])``
+        batch by batch (a streaming generator: nothing beyond one batch is held)."""
+        for a in range(0, len(seeds), batch_size):
+            batch = [int(s) for s in seeds[a : a + batch_size]]
+            zs = torch.stack([seed_noise(s, self.z_dim) for s in batch])
+            yield batch, self._run(sem.expand(len(batch), -1, -1, -1), zs, batch_size)
 
     def _run(self, sem: torch.Tensor, z: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         outs = []
@@ -176,39 +188,101 @@ class Synthesizer:
             outs.append(self.G(sem[a : a + batch_size], zz).float().cpu())
         return torch.cat(outs)
 
-    @torch.no_grad()
-    def interpolate(self, label: torch.Tensor, seed_a: int, seed_b: int, steps: int) -> torch.Tensor:
-        """``steps`` images along the straight line between the latents of two seeds (paper Fig. 8)."""
+    def interpolation_latents(self, seed_a: int, seed_b: int, steps: int) -> torch.Tensor:
+        """``[steps, z_dim]`` latents on the straight line between two seeds' latents (paper Fig. 8)."""
         self.check_multimodal("--interpolate")
         if steps < 2:
             raise SemsynthError(f"--steps {steps}: need at least 2 (the two end points)")
+        if steps > MAX_STEPS:
+            raise SemsynthError(f"--steps {steps}: at most {MAX_STEPS:,} images in one interpolation")
         za, zb = seed_noise(seed_a, self.z_dim), seed_noise(seed_b, self.z_dim)
         t = torch.linspace(0, 1, steps)[:, None]
-        z = (1 - t) * za + t * zb
+        return (1 - t) * za + t * zb
+
+    @torch.no_grad()
+    def interpolate(self, label: torch.Tensor, seed_a: int, seed_b: int, steps: int,
+                    batch_size: int = 8) -> torch.Tensor:
+        """``steps`` images along the straight line between the latents of two seeds (paper Fig. 8)."""
+        z = self.interpolation_latents(seed_a, seed_b, steps)
         sem = self.prepare(label[None] if label.dim() == 2 else label)
-        return self._run(sem.expand(steps, -1, -1, -1), z, steps)
+        return self._run(sem.expand(steps, -1, -1, -1), z, batch_size)
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-7"``, ``"1,5,9"`` or ``"0-3,10"`` -> a list of non-negative seeds."""
-    seeds: list[int] = []
-    try:
-        for part in (p.strip() for p in text.split(",")):
-            if not part:
-                continue
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo or lo < 0:
-                    raise ValueError
-                seeds.extend(range(lo, hi + 1))
-            else:
-                if int(part) < 0:
-                    raise ValueError
-                seeds.append(int(part))
-    except ValueError:
-        raise SemsynthError(f"--seeds {text!r}: expected non-negative seeds like 0-7, 1,5,9 or 0-3,10") from None
-    if not seeds:
-        raise SemsynthError(f"--seeds {text!r}: no seeds given")
+MAX_SEEDS = 100_000  # seeds in one command (each is an image per layout)
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64-bit seeds
+MAX_STEPS = 10_000  # images in one interpolation
+
+
+class Seeds(Sequence):
+    """The seeds of ``--seeds`` as ranges, not as a list: ``len``, indexing and slicing without materialising
+    them (``Seeds([(0, 99)])`` is 100 seeds)."""
+
+    def __init__(self, ranges: Sequence[tuple[int, int]]) -> None:
+        self.ranges = [(int(lo), int(hi)) for lo, hi in ranges]
+        self._starts = []
+        n = 0
+        for lo, hi in self.ranges:
+            self._starts.append(n)
+            n += hi - lo + 1
+        self._len = n
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self._len))]
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(i)
+        import bisect
+
+        r = bisect.bisect_right(self._starts, i) - 1
+        return self.ranges[r][0] + (i - self._starts[r])
+
+    def __iter__(self):
+        for lo, hi in self.ranges:
+            yield from range(lo, hi + 1)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, tuple, Seeds)) else NotImplemented
+
+    def __repr__(self) -> str:
+        return "Seeds(" + ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges) + ")"
+
+
+def parse_seeds(text: str, limit: int = MAX_SEEDS) -> Seeds:
+    """``"0-7"``, ``"1,5,9"`` or ``"0-3,10"`` -> :class:`Seeds` (non-negative, no repeats, at most ``limit``)."""
+    usage = "expected non-negative seeds like 0-7, 1,5,9 or 0-3,10"
+    ranges: list[tuple[int, int]] = []
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
+        raise SemsynthError(f"--seeds {text!r}: no seeds given; {usage}")
+    for k, part in enumerate(parts):
+        if not part:
+            where = "a leading" if k == 0 else ("a trailing" if k == len(parts) - 1 else "an empty item between")
+            raise SemsynthError(f"--seeds {text!r}: {where} comma{'s' if 'between' in where else ''}; {usage}")
+        lo_s, sep, hi_s = part.partition("-")
+        if not lo_s.strip().isdigit() or (sep and not hi_s.strip().isdigit()):
+            raise SemsynthError(f"--seeds {text!r}: {part!r} is not a seed or a range; {usage}")
+        lo, hi = int(lo_s), int(hi_s) if sep else int(lo_s)
+        for v in (lo, hi):
+            if v > MAX_SEED:
+                raise SemsynthError(f"--seeds {text!r}: seed {v} is too large; seeds go from 0 to {MAX_SEED} "
+                                    "(2^63 - 1)")
+        if hi < lo:
+            raise SemsynthError(f"--seeds {text!r}: the range {part} ends before it starts; write {hi}-{lo}")
+        ranges.append((lo, hi))
+    seeds = Seeds(ranges)
+    if len(seeds) > limit:
+        raise SemsynthError(f"--seeds {text!r}: {len(seeds):,} seeds, more than the limit of {limit:,} per "
+                            f"command (one image per layout and seed); split the range over several commands")
+    spans = sorted(ranges)
+    for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+        if b0 <= a1:
+            raise SemsynthError(f"--seeds {text!r}: seed {b0} is given twice (the images would overwrite each "
+                                f"other); list every seed once")
     return seeds
 
 
@@ -216,15 +290,40 @@ LABEL_EXTS = (".png", ".bmp", ".tif", ".tiff")
 
 
 def list_labels(path: str | os.PathLike) -> list[Path]:
+    """The layout files of ``--labels``: the file itself, or the label files (``LABEL_EXTS``) of a folder, listed
+    as the datasets list theirs (:func:`semsynth.data.folder.list_files`). A folder's hidden files (names starting
+    with ``.``: editor back-ups, macOS ``._*`` metadata) are skipped with a line on stderr naming them; symbolic
+    links to nothing stop the run before anything is generated."""
+    from .data.folder import is_broken_link, link_target, list_files
+
     p = Path(path)
     if p.is_file():
         return [p]
+    if is_broken_link(p):
+        raise DataError(f"--labels {p}: a symbolic link to {link_target(p)}, which does not exist; repair or remove "
+                        "the link")
     if not p.is_dir():
         raise DataError(f"--labels {p}: no such file or directory")
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in LABEL_EXTS and not f.name.startswith("."))
+    listed = list_files(p)
+    broken = [f for f in listed.broken if f.suffix.lower() in LABEL_EXTS]
+    if broken:
+        links = ", ".join(f"{f.name} -> {link_target(f)}" for f in broken[:10]) + (" ..." if len(broken) > 10 else "")
+        raise DataError(f"--labels {p}: {len(broken)} layout file(s) are symbolic links to nothing (their target "
+                        f"does not exist): {links}; repair or remove the link(s)")
+    hidden = [f.name for f in listed.hidden if f.suffix.lower() in LABEL_EXTS]
+    if hidden:
+        names = ", ".join(hidden[:10]) + (" ..." if len(hidden) > 10 else "")
+        print(f"semsynth generate: skipped {len(hidden)} hidden file(s) in {p} (names starting with '.'): {names}; "
+              "rename them without the leading '.' to generate from them", file=sys.stderr)
+    files = [f for f in listed if f.suffix.lower() in LABEL_EXTS]
     if not files:
-        raise DataError(f"--labels {p}: no label maps ({', '.join(LABEL_EXTS)}) in this folder")
+        raise DataError(f"--labels {p}: no label maps ({', '.join(LABEL_EXTS)}) in this folder"
+                        + (f" ({len(hidden)} hidden file(s) skipped: rename them without the leading '.')"
+                           if hidden else ""))
     return files
+
+
+GRID_ROWS, GRID_COLUMNS = 32, 16  # the largest --grid: layouts x outputs
 
 
 def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
@@ -232,48 +331,80 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
                  interpolate: tuple[int, int] | None = None, steps: int = 8, batch_size: int = 8,
                  device: str = "auto", grid: bool = False, progress: bool = True) -> list[Path]:
     """``semsynth generate``: write one image per label map (or per label and seed, style, interpolation step),
-    named after the label file, into ``out``; returns the written paths."""
+    named after the label file, into ``out``; returns the written paths.
+
+    Work streams in batches of ``batch_size``: each batch's latents are drawn, rendered and written before the
+    next, so memory does not grow with the number of seeds or layouts. ``--grid`` shows at most the first
+    32 layouts and 16 outputs of each (``GRID_ROWS``, ``GRID_COLUMNS``).
+    """
     from .data import colorize
     from .utils.images import image_grid, save_png, to_uint8
+    from .utils.progress import progress_bar
 
-    if batch_size < 1:
+    if not isinstance(batch_size, int) or batch_size < 1:
         raise SemsynthError(f"--batch-size {batch_size}: must be >= 1")
+    if batch_size > 4096:
+        raise SemsynthError(f"--batch-size {batch_size}: at most 4096 images per batch")
+    if sum(x is not None for x in (seeds, style, interpolate)) > 1:
+        raise SemsynthError("choose one of --seeds, --style and --interpolate")
+    if interpolate is not None:
+        for v in interpolate:
+            if not 0 <= int(v) <= MAX_SEED:
+                raise SemsynthError(f"--interpolate {interpolate[0]} {interpolate[1]}: seeds go from 0 to {MAX_SEED}")
+    if seeds is not None and len(seeds) == 0:
+        raise SemsynthError("--seeds: no seeds given")
     syn = Synthesizer.from_pretrained(model, device)
+    if seeds is not None:
+        syn.check_multimodal("--seeds")
+    z_interp = syn.interpolation_latents(interpolate[0], interpolate[1], steps) if interpolate is not None else None
     files = list_labels(labels)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     z_style = None
     if style is not None:
         z_style = syn.style_z(syn.read_image(style)[None])
-    if seeds is not None:
-        syn.check_multimodal("--seeds")
+    for f in files:  # every layout is read once before anything is written: a bad file stops us early
+        syn.read_label(f)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_layout = len(seeds) if seeds is not None else (steps if interpolate is not None else 1)
     written: list[Path] = []
     rows: list[list[torch.Tensor]] = []
-    for k, f in enumerate(files):
-        label = syn.read_label(f)
-        stem = f.stem
-        if interpolate is not None:
-            imgs = syn.interpolate(label, interpolate[0], interpolate[1], steps)
-            names = [f"{stem}_interp{interpolate[0]}-{interpolate[1]}_{i:02d}.png" for i in range(steps)]
-        elif seeds is not None:
-            imgs = syn.generate(label[None], seeds=seeds, batch_size=batch_size)[0]
-            names = [f"{stem}_seed{s}.png" for s in seeds]
-        elif z_style is not None:
-            imgs = syn.generate(label[None], z=z_style, batch_size=batch_size)
-            names = [f"{stem}_style-{Path(style).stem}.png"]
-        else:
-            imgs = syn.generate(label[None], batch_size=batch_size)
-            names = [f"{stem}.png"]
-        for img, name in zip(to_uint8(imgs), names):
-            written.append(save_png(img, out / name))
-        if grid:
-            small = F.interpolate(label[None, None].float(), size=syn.resolution, mode="nearest")[0, 0].long()
-            rows.append([colorize(small[None], syn.info.palette)[0]] + list(imgs))
-        if progress and sys.stdout.isatty():
-            print(f"\r{k + 1}/{len(files)} layouts", end="", flush=True)
-    if progress and sys.stdout.isatty():
-        print()
+    with progress_bar(len(files) * per_layout, "generate", unit="img", enabled=progress) as bar:
+        for f in files:
+            label = syn.read_label(f)
+            stem = f.stem
+            sem = syn.prepare(label[None])
+            if interpolate is not None:
+                def batches():
+                    for a in range(0, steps, batch_size):
+                        zz = z_interp[a : a + batch_size]
+                        names = [f"{stem}_interp{interpolate[0]}-{interpolate[1]}_{i:02d}.png"
+                                 for i in range(a, a + len(zz))]
+                        yield names, syn._run(sem.expand(len(zz), -1, -1, -1), zz, batch_size)
+            elif seeds is not None:
+                def batches():
+                    for batch, imgs in syn.iter_seeds(sem, seeds, batch_size):
+                        yield [f"{stem}_seed{s}.png" for s in batch], imgs
+            elif z_style is not None:
+                def batches():
+                    yield [f"{stem}_style-{Path(style).stem}.png"], syn._run(sem, z_style, batch_size)
+            else:
+                def batches():
+                    z = seed_noise(0, syn.z_dim)[None] if syn.multimodal else None
+                    yield [f"{stem}.png"], syn._run(sem, z, batch_size)
+            row: list[torch.Tensor] = []
+            for names, imgs in batches():
+                for img, name in zip(to_uint8(imgs), names):
+                    written.append(save_png(img, out / name))
+                bar.update(len(names))
+                if grid and len(rows) < GRID_ROWS and len(row) < GRID_COLUMNS:
+                    row.extend(list(imgs[: GRID_COLUMNS - len(row)]))
+            if grid and len(rows) < GRID_ROWS:
+                small = F.interpolate(label[None, None].float(), size=syn.resolution, mode="nearest")[0, 0].long()
+                rows.append([colorize(small[None], syn.info.palette)[0]] + row)
     if grid and rows:
+        if len(files) > GRID_ROWS or per_layout > GRID_COLUMNS:
+            print(f"grid.png shows the first {min(len(files), GRID_ROWS)} layouts and "
+                  f"{min(per_layout, GRID_COLUMNS)} outputs of each", file=sys.stderr)
         width = max(len(r) for r in rows)
         cols = []
         for j in range(width):

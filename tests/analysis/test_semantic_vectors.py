@@ -45,6 +45,19 @@ def test_cosine_and_tsne_separate_clusters():
     assert d_in > 3 * spread
 
 
+def test_tsne_is_deterministic_by_seed_and_handles_small_samples():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 0.1, (40, 8)), rng.normal(3, 0.1, (40, 8))])
+    a, b = tsne(x, seed=3), tsne(x, seed=3)
+    assert a.shape == (80, 2) and a.dtype == np.float64 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    # perplexity is lowered below the sample size (scikit-learn rejects perplexity >= n) ...
+    few = tsne(x[::8], perplexity=30, iterations=300)
+    assert few.shape == (10, 2) and np.isfinite(few).all() and few.std() > 0
+    # ... and fewer than 5 points give zeros rather than an error
+    np.testing.assert_array_equal(tsne(x[:3]), np.zeros((3, 2)))
+
+
 def test_cli_analyze_writes_json_and_pictures(tmp_path, capsys):
     run = train(resolve_config({**TINY_RAW, "train": {**TINY_RAW["train"], "images": 4}}, name="a"),
                 outdir=tmp_path)

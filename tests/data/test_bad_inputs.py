@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -209,12 +210,51 @@ def ade_value_out_of_range(tmp):
     return "ade20k", base, {}, "out-of-range", r"valid values are 0 \(unlabeled\) and 1..150", p.name
 
 
+def broken_label_link(tmp):
+    root = _custom(tmp)
+    _label(root).unlink()
+    os.symlink(tmp / "gone" / "s1.png", _label(root))
+    return "custom", root, {}, "broken-link", r"1 file\(s\) in .*labels are symbolic links to nothing(.|\n)*" \
+                                              r"s1.png -> .*gone/s1.png(.|\n)*fix: repair or remove the link", None
+
+
+def broken_image_link(tmp):
+    root = _custom(tmp)
+    (root / "images" / "s2.png").unlink()
+    os.symlink("../elsewhere/s2.png", root / "images" / "s2.png")
+    return "custom", root, {}, "broken-link", r"in .*images are symbolic links to nothing(.|\n)*" \
+                                              r"s2.png -> ../elsewhere/s2.png", None
+
+
+def label_link_loop(tmp):
+    root = _custom(tmp)
+    _label(root).unlink()
+    os.symlink("s1.png", _label(root))
+    return "custom", root, {}, "broken-link", r"s1.png -> s1.png", None
+
+
+def broken_other_link(tmp):
+    root = _custom(tmp)
+    os.symlink(tmp / "gone" / "notes.txt", root / "labels" / "notes.txt")
+    return "custom", root, {}, "broken-link", r"symbolic links to nothing(.|\n)*notes.txt -> ", None
+
+
+def hidden_files(tmp):
+    root = _custom(tmp)
+    shutil.copy(_label(root), root / "labels" / "..png")
+    shutil.copy(_label(root), root / "labels" / "._s1.png")
+    shutil.copy(_label(root), root / "labels" / ".s1.png.tmp4242")  # semsynth's own temporary: not reported
+    return "custom", root, {}, "hidden-file", r"2 hidden file\(s\) in .*labels \(names starting with '.'\) are " \
+                                              r"skipped\n\.\.png\n\._s1\.png\nfix: rename them", None
+
+
 CASES: list[Callable] = [unpaired_image, unpaired_label, count_mismatch, corrupt_label, corrupt_image, size_mismatch,
                          out_of_range, rgb_label, binary_mask, missing_instance, missing_instance_folder, empty_folder,
                          lossy_labels, foreign_files, sixteen_bit, palette_mode, palette_mode_ok,
                          dontcare_255_undeclared, missing_root, duplicate_stem, unknown_colour, float_label,
-                         instance_size, cityscapes_train_ids, celeba_missing_list, ade_value_out_of_range]
-WARNINGS_ONLY = {"foreign_files", "palette_mode_ok"}
+                         instance_size, cityscapes_train_ids, celeba_missing_list, ade_value_out_of_range,
+                         broken_label_link, broken_image_link, label_link_loop, broken_other_link, hidden_files]
+WARNINGS_ONLY = {"foreign_files", "palette_mode_ok", "broken_other_link", "hidden_files"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
@@ -281,3 +321,44 @@ def test_check_with_label_only_and_config(tmp_path, capsys):
     assert main(["data", "check", "--config", "scgan-coco", "--root", str(tmp_path), "--label-only"]) == 0
     out = capsys.readouterr().out
     assert "use_instance=false" in out and "2 complete samples" in out
+
+
+def test_hidden_files_are_listed_but_not_semsynth_temporaries(tmp_path, capsys):
+    name, root, opts, *_ = hidden_files(tmp_path)
+    assert main(["data", "check", "--dataset", name, "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "[hidden-file]" in out and "..png" in out and "._s1.png" in out and "tmp4242" not in out
+    assert "result: OK, 3 samples" in out
+    # a folder listed twice (Cityscapes' label and instance maps share gtFine/) reports them once
+    cs = cityscapes_tree(tmp_path / "cs", n=1, cities=("ulm",))
+    lab = next((cs / "gtFine" / "train" / "ulm").glob("*_labelIds.png"))
+    shutil.copy(lab, lab.with_name("." + lab.name))
+    rep = check_dataset("cityscapes", cs, "train")
+    hidden = [p for p in rep.problems if p.kind == "hidden-file"]
+    assert len(hidden) == 1 and hidden[0].files == [f"ulm/.{lab.name}"] and rep.ok, rep.text()
+
+
+def test_broken_links_stop_celebamask_part_masks(tmp_path):
+    root = celeba_tree(tmp_path / "celeba", parts=True, merged=False)
+    part = min((root / "CelebAMask-HQ-mask-anno" / "0").iterdir())
+    part.unlink()
+    os.symlink("/nonexistent/" + part.name, part)
+    rep = check_dataset("celebamask-hq", root, "train")
+    assert [p.files for p in rep.errors if p.kind == "broken-link"] == [[f"0/{part.name} -> /nonexistent/{part.name}"]]
+    with pytest.raises(DataError, match=r"\[broken-link\] 1 file\(s\) in .* are symbolic links to nothing"):
+        build_dataset({"name": "celebamask-hq", "root": str(root)})
+
+
+def test_a_folder_link_to_an_ancestor_does_not_loop(tmp_path):
+    cs = cityscapes_tree(tmp_path / "cs", n=1, cities=("ulm",))
+    os.symlink("..", cs / "gtFine" / "train" / "ulm" / "up")  # recursive listing would walk up forever
+    rep = check_dataset("cityscapes", cs, "train")
+    assert rep.ok and rep.samples == 1, rep.text()
+
+
+def test_cli_check_names_a_broken_link_and_its_target(tmp_path, capsys):
+    name, root, *_ = broken_label_link(tmp_path)
+    assert main(["data", "check", "--dataset", name, "--root", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "[broken-link]" in out and f"s1.png -> {tmp_path / 'gone' / 's1.png'}" in out
+    assert "repair or remove the link" in out and "(exit 2)" in out

@@ -145,3 +145,22 @@ def custom_tree(root: Path, n: int = 3, num_classes: int = 5, size: tuple[int, i
     if meta is not None:
         (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return root
+
+
+TINY_SCGAN = {"name": "scgan", "srg_width": 4, "fc_width": 4, "svg_width": 4, "conv_candidates": 2,
+              "norm_candidates": 2, "spade_hidden": 8, "input_mode": "noise", "z_dim": 8}
+
+
+def tiny_synthesizer(info, label_values: dict[int, int] | None = None):
+    """A :class:`~semsynth.inference.Synthesizer` around a tiny random SC-GAN generator for ``info`` (a
+    DatasetInfo), with ``label_values`` as an exported model's config.json records it (raw value -> channel)."""
+    import torch
+
+    from semsynth.inference import Synthesizer
+    from semsynth.models import build_generator
+
+    torch.manual_seed(0)
+    G = build_generator(TINY_SCGAN, **info.model_interface())
+    config = {"generator": dict(TINY_SCGAN),
+              "label_values": {str(k): int(v) for k, v in label_values.items()} if label_values else None}
+    return Synthesizer(G, None, info, config, torch.device("cpu"))

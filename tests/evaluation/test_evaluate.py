@@ -42,6 +42,10 @@ def test_evaluate_scores_generated_images_against_layouts(model_dir, seg_dir, tm
     assert saved["metrics"] == m
     assert len(list((tmp_path / "images").glob("*.png"))) == 12
     assert "Per-class IoU" in (tmp_path / "report.html").read_text()
+    from PIL import Image
+
+    grid = Image.open(tmp_path / "samples.png")  # 8 rows of layout | real | generated, from batches of 5
+    assert grid.size == (2 + 3 * 66, 2 + 8 * 66)
 
     # the same numbers from the saved PNGs (the protocol scores what is saved)
     again = evaluate(tmp_path / "b", None, dataset_spec=DATA, generated=tmp_path / "images",

@@ -78,7 +78,7 @@ def test_cli_generate_writes_named_outputs(model_dir, labels_dir, tmp_path, caps
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--seeds", "3-1"], "expected non-negative seeds"),
+    (["--seeds", "3-1"], "ends before it starts; write 1-3"),
     (["--seeds", "1", "--interpolate", "0", "1"], "choose one of"),
     (["--steps", "1", "--interpolate", "0", "1"], "need at least 2"),
     (["--batch-size", "0"], "must be >= 1"),
@@ -110,8 +110,49 @@ def test_deterministic_models_refuse_seeds(tmp_path):
 
 def test_parse_seeds():
     assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
-    with pytest.raises(SemsynthError):
-        parse_seeds("a")
+    assert list(parse_seeds(" 5 , 0-1")) == [5, 0, 1]
+    big = parse_seeds("0-99999")  # ranges are kept as ranges: no list of 100,000 ints
+    assert len(big) == 100_000 and big[0] == 0 and big[-1] == 99_999 and big[50_000:50_002] == [50_000, 50_001]
+    assert parse_seeds(str(2**63 - 1)) == [2**63 - 1]
+    for text, msg in [("a", "not a seed"), ("1,,2", "empty item between"), (",1", "leading comma"),
+                      ("1,", "trailing comma"), ("", "no seeds"), ("-1", "not a seed"), ("3-1", "ends before"),
+                      ("18446744073709551616", "too large"), ("0-100000", "limit of 100,000"),
+                      ("0-3,2", "given twice"), ("1.5", "not a seed")]:
+        with pytest.raises(SemsynthError, match=msg):
+            parse_seeds(text)
+
+
+def test_generate_streams_batches_and_names_every_seed(model_dir, labels_dir, tmp_path, monkeypatch):
+    """Latents are drawn per batch: the generator never sees more than --batch-size images, and every seed of a
+    long range is written with the image a seed alone gives."""
+    from semsynth.inference import run_generate
+
+    calls = []
+    real_run = Synthesizer._run
+
+    def spy(self, sem, z, batch_size):
+        calls.append(sem.shape[0])
+        return real_run(self, sem, z, batch_size)
+
+    monkeypatch.setattr(Synthesizer, "_run", spy)
+    label = labels_dir / "val_000000.png"
+    written = run_generate(model_dir, label, tmp_path, seeds=parse_seeds("0-20"), batch_size=4, progress=False)
+    assert len(written) == 21 and max(calls) <= 4 and sum(calls) == 21
+    syn = Synthesizer.from_pretrained(model_dir)
+    alone = syn.generate(syn.read_label(label)[None], seeds=[17])[0, 0]
+    saved = torch.from_numpy(np.asarray(Image.open(tmp_path / "val_000000_seed17.png")).copy()).permute(2, 0, 1)
+    expected = ((alone.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    assert (saved.int() - expected.int()).abs().max() <= 1  # the same image, whatever batch it was drawn in
+
+
+def test_generate_grid_is_bounded(model_dir, labels_dir, tmp_path, capsys):
+    from semsynth.inference import run_generate
+
+    run_generate(model_dir, labels_dir / "val_000000.png", tmp_path, seeds=parse_seeds("0-19"), grid=True,
+                 progress=False)
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape[1] == 2 + 17 * (64 + 2)  # layout + the first 16 outputs
+    assert "first 1 layouts and 16 outputs" in capsys.readouterr().err
 
 
 def test_truncated_weights_file_is_named(tmp_path, model_dir, labels_dir, capsys):

@@ -1,6 +1,7 @@
 """Checkpoints survive crashes; signals stop cleanly; non-finite steps are skipped; options run."""
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from semsynth.config import resolve_config
 from semsynth.errors import ConfigError
 from semsynth.training import checkpoint as ckpt_mod
 from semsynth.training import load_training_state, train
-from semsynth.training.checkpoint import list_checkpoints
+from semsynth.training.checkpoint import PAUSE_IN_CHECKPOINT_ENV, list_checkpoints
 from semsynth.utils.files import atomic_torch_save
 from semsynth.training.loop import TrainingDiverged
 from semsynth.training.objective import GANObjective
@@ -82,19 +83,109 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_writes_a_checkpoint_and_exits_128_plus_the_signal(tmp_path, sig, code):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(_raw(images=4000, checkpoint_every=4, log_every=4, sample_every=100000)))
+    cfg.write_text(yaml.safe_dump(_raw(images=4000, checkpoint_every=4, log_every=4, sample_every=100000,
+                                       tensorboard=False)))
     proc = _start(cfg, tmp_path / "runs")
     run = _wait_for_checkpoint(tmp_path / "runs", proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    assert "stopped (signal SIGTERM)" in out and "--resume" in out
+    assert proc.returncode == code, out  # a scheduler must not take the unfinished run for a finished one
     last = list_checkpoints(run)[-1]
     state = load_training_state(last)
     assert 0 < state["cur_nimg"] < 4000
+    assert (f"stopped (signal {sig.name}) at {state['cur_nimg']} of 4000 images; checkpoint {last}; continue with "
+            f"'semsynth train --resume {run}'\n") in out
+    assert "Traceback" not in out and "run directory: " + str(run) + "\n" not in out.split("stopped")[1]
     assert not (run / "DONE").exists()
+
+
+def _same(a, b, where=""):
+    """Exact equality of two checkpoint values (tensors bit for bit)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _wait_for(cond, proc, what, timeout=240):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        found = cond()
+        if found:
+            return found
+        assert proc.poll() is None, f"the run ended before {what}: " + getattr(proc, "out", lambda: "")()[-3000:]
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigkill_anywhere_even_inside_a_checkpoint_write_then_resume_is_exact(tmp_path):
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    note = f"(random seed {seed})"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_raw(images=48, checkpoint_every=8, log_every=8, sample_every=24, keep_checkpoints=2,
+                                       threads=1, tensorboard=False)))
+    ref = subprocess.run([sys.executable, "-m", "semsynth", "train", "--config", str(cfg), "--outdir",
+                          str(tmp_path / "ref")], capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
+    pause = {**os.environ, PAUSE_IN_CHECKPOINT_ENV: "120"}  # the process stops inside every checkpoint write
+    run = tmp_path / "runs" / "00000-tiny"
+
+    def start(args, env=None):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}.txt"
+        with open(out, "w") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "semsynth", "train", *args], stdout=f,
+                                    stderr=subprocess.STDOUT, env=env)
+        proc.out = out.read_text
+        return proc
+
+    def kill(proc, finished_is_ok=False):
+        proc.send_signal(signal.SIGKILL)
+        rc = proc.wait(timeout=60)
+        assert rc == -signal.SIGKILL or (finished_is_ok and rc == 0), f"{note} rc {rc}: {proc.out()[-3000:]}"
+        for p in list_checkpoints(run):  # whatever looks like a checkpoint is complete
+            assert load_training_state(p)["cur_nimg"] == int(p.stem.rsplit("-", 1)[1]), note
+
+    # 1. a fresh run, killed at a random moment after its first checkpoint
+    proc = start(["--config", str(cfg), "--outdir", str(tmp_path / "runs")])
+    _wait_for(lambda: list_checkpoints(run), proc, "the first checkpoint")
+    time.sleep(rng.uniform(0.0, 1.5))
+    kill(proc, finished_is_ok=True)
+    for cycle in range(3):
+        # 2. / 4. resumed, killed while the temporary of a checkpoint is on disk (before its rename);
+        # 3. resumed, killed at a random moment (perhaps before it got anywhere)
+        inside = cycle != 1
+        proc = start(["--resume", str(run)], env=pause if inside else None)
+        if inside:
+            # this process's temporary (an older one, left by a killed process, may still be there)
+            tmp = _wait_for(lambda: list((run / "checkpoints").glob(f".training-state-*.tmp{proc.pid}")), proc,
+                            "a checkpoint write")[0]
+            kill(proc)
+            assert tmp.exists(), note  # it was killed inside the write
+        else:
+            time.sleep(rng.uniform(0.0, 6.0))
+            kill(proc, finished_is_ok=True)
+    final = subprocess.run([sys.executable, "-m", "semsynth", "train", "--resume", str(run)], capture_output=True,
+                           text=True, timeout=600)
+    assert final.returncode == 0, note + final.stdout[-3000:] + final.stderr[-3000:]
+    assert json.loads((run / "DONE").read_text())["images"] == 48
+    assert [p.relative_to(run) for p in run.rglob(".*tmp*")] == [], note  # no temporaries left anywhere
+    a = load_training_state(tmp_path / "ref" / "00000-tiny" / "checkpoints" / "training-state-000000048.pt")
+    b = load_training_state(run / "checkpoints" / "training-state-000000048.pt")
+    for key in ("G", "D", "E", "opt_G", "opt_D", "cur_nimg", "cur_iter", "rng"):
+        _same(a[key], b[key], f"{key} {note}")
 
 
 def test_nan_steps_are_skipped_then_the_run_stops(tmp_path, monkeypatch):

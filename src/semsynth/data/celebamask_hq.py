@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from . import DATASETS
 from .base import DatasetInfo
 from .folder import (LABEL_EXTS, LabelFolderDataset, LabelRead, Problem, SampleError, SampleFiles, _open, check_flags,
-                     index_files, list_files, make_preprocess, read_label, require_dir, resolve_split)
+                     index_files, list_files, listing_problems, make_preprocess, read_label, require_dir, resolve_split)
 from .transforms import LabelMapping
 
 PARTS = ["skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear", "mouth", "u_lip", "l_lip",
@@ -166,7 +166,8 @@ class CelebAMaskHQ(LabelFolderDataset):
         parts: dict[str, list[tuple[int, Path]]] = {}
         unknown, lossy = [], []
         ids = {name: i + 1 for i, name in enumerate(PARTS)}
-        for p in list_files(anno, recursive=True):
+        listed = list_files(anno, recursive=True)
+        for p in listed:
             m = _PART_RE.match(p.stem)
             if p.suffix.lower() != ".png":
                 (lossy if p.suffix.lower() in (".jpg", ".jpeg") else unknown).append(p)
@@ -177,7 +178,7 @@ class CelebAMaskHQ(LabelFolderDataset):
             parts.setdefault(_key(m.group(1)), []).append((ids[m.group(2)], p))
         for v in parts.values():
             v.sort()
-        probs = []
+        probs = listing_problems(listed, anno)
         if unknown:
             probs.append(Problem("wrong-extension", f"{len(unknown)} file(s) in {anno} are not <id>_<part>.png masks "
                                  f"with a known part ({', '.join(PARTS)}) and are ignored",

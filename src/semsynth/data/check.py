@@ -31,6 +31,7 @@ from .folder import (_READ_ERRORS, LabelFolderDataset, Problem, SampleError, Sam
 HEADLINES = {
     "unreadable": "unreadable or corrupt files",
     "missing-file": "files that disappeared during the scan",
+    "broken-link": "symbolic links to nothing (their target does not exist)",
     "rgb-label": "label maps are colour (RGB) images where class ids are expected",
     "unsupported-mode": "files in an unsupported pixel format",
     "size-mismatch": "image / label / instance map sizes disagree",
@@ -213,6 +214,7 @@ def _top_colours(path: Path, limit: int = 64) -> Counter:
 
 _FIXES = {
     "unreadable": "re-download or re-export these files",
+    "broken-link": "repair or remove the link",
     "rgb-label": "convert them to class ids, or use --dataset custom with a palette (class name -> colour); the "
                  "colours found are listed below",
     "unsupported-mode": "save label maps as 8-bit single-channel PNGs of class ids",

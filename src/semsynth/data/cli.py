@@ -7,6 +7,10 @@ import argparse
 from ..errors import ConfigError, SemsynthError
 
 
+MAX_MAKE_NUM = 1_000_000  # samples one `data make` writes
+MAX_MAKE_SIZE = 1024  # pixels
+
+
 def add_data_commands(parser: argparse.ArgumentParser) -> None:
     dsub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     dsub.required = True
@@ -17,6 +21,8 @@ def add_data_commands(parser: argparse.ArgumentParser) -> None:
     mk.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--split", default="train", choices=["train", "val", "test"])
+    mk.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: "
+                                                                        "PyTorch's)")
 
     ck = dsub.add_parser(
         "check", help="scan a dataset: pairing, unreadable files, sizes, label values, instance maps, class "
@@ -72,8 +78,10 @@ def run_data_command(args: argparse.Namespace) -> int:
 
         if args.dataset != "synthetic-faces":
             raise SemsynthError(f"'data make' can write: synthetic-faces (got {args.dataset!r})")
-        if args.num < 1:
-            raise SemsynthError(f"--num {args.num}: must be >= 1")
+        if not 1 <= args.num <= MAX_MAKE_NUM:
+            raise SemsynthError(f"--num {args.num}: must be between 1 and {MAX_MAKE_NUM:,} samples")
+        if not (32 <= args.size <= MAX_MAKE_SIZE and args.size % 32 == 0):
+            raise SemsynthError(f"--size {args.size}: must be a multiple of 32 between 32 and {MAX_MAKE_SIZE} pixels")
         out = write_synthetic_faces(args.out, args.num, size=args.size, seed=args.seed, split=args.split)
         print(f"wrote {args.num} samples to {out}")
         return 0

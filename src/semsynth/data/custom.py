@@ -31,8 +31,9 @@ import yaml
 from ..errors import ConfigError, DataError
 from . import DATASETS
 from .base import DatasetInfo, default_palette
-from .folder import (LabelFolderDataset, LabelRead, SampleError, SampleFiles, check_flags, index_folders, is_lenient,
-                     label_only_root, list_files, make_preprocess, read_label, resolve_split)
+from .folder import (LabelFolderDataset, LabelRead, SampleError, SampleFiles, check_flags, colour_table, index_folders,
+                     is_lenient, label_only_root, list_files, make_preprocess, match_colours, read_label,
+                     resolve_split)
 from .transforms import LabelMapping
 
 FORMATS = ("auto", "ids", "rgb")
@@ -161,7 +162,7 @@ class _Facts:
                     raise
                 skipped += 1
                 continue
-            seen[np.unique(v[v < 65536]).astype(np.int64)] = True
+            seen[np.unique(v[(v >= 0) & (v < 65536)]).astype(np.int64)] = True  # 32-bit files may hold anything
         ids = [int(i) for i in np.flatnonzero(seen)]
         dc, note = self.dontcare, ""
         if set(ids) <= {0, 255} and 255 in ids:
@@ -255,7 +256,7 @@ class Custom(LabelFolderDataset):
         if fresh and not is_lenient():  # the confirmation printout
             for note in self.notes:
                 print(f"semsynth data (custom, {self.root}): {note}", file=sys.stderr)
-        self._lut_colours = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(facts.colours)}
+        self._lut_colours = colour_table(facts.colours)
         self.mapping = LabelMapping(table, self.info.num_classes, valid, None,
                                     "declare the number of classes (num_classes in dataset.yaml or data.num_classes) "
                                     "and the don't-care value (dontcare) that the labels use")
@@ -300,26 +301,22 @@ class Custom(LabelFolderDataset):
 
     def _decode(self, rgb: np.ndarray, path: Path) -> np.ndarray:
         """Colours -> class ids with the palette; unknown colours raise ``unknown-colour``."""
-        packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-        uniq, inv = np.unique(packed, return_inverse=True)
-        ids = np.array([self._lut_colours.get(int(c), -1) for c in uniq], np.int32)
-        if (ids < 0).any():
-            counts = np.bincount(inv.ravel(), minlength=len(uniq))
-            bad = sorted(((counts[i], int(uniq[i])) for i in np.flatnonzero(ids < 0)), reverse=True)
+        out, bad = match_colours(rgb, self._lut_colours)
+        if bad:
             shown = ", ".join(f"#{c:06x} ({n:,} px)" for n, c in bad[:8]) + (" ..." if len(bad) > 8 else "")
             raise SampleError("unknown-colour", path, f"{len(bad)} colour(s) are not in the palette: {shown}",
                               "add them to the palette (class name -> colour), or repaint those pixels; label maps "
                               "must not be anti-aliased or saved as JPEG")
-        out = ids[inv].reshape(packed.shape)
-        return out.astype(np.uint8) if len(self._lut_colours) <= 256 else out
+        return out.astype(np.uint8) if len(self._lut_colours) <= 256 else out.astype(np.int32)
 
 
 def _is_grey_file(path: Path) -> bool:
-    """True when the file holds ids (one channel), so ``label_format: auto`` reads it without the palette."""
+    """True when the file holds ids (one grey channel, ``LA``'s alpha ignored), so ``label_format: auto`` reads it
+    without the palette."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            return img.mode in ("L", "I", "I;16", "1") or img.mode.startswith("I;16")
-    except OSError:
-        return False  # let the full read report it
+            return img.mode in ("L", "LA", "I", "1") or img.mode.startswith("I;16")
+    except Exception:  # noqa: BLE001 - any decoding trouble: let the full read report it
+        return False

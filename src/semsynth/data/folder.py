@@ -11,7 +11,8 @@ import contextlib
 import contextvars
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,12 @@ from .transforms import LabelMapping, Preprocess, apply_to_ids, apply_to_image, 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 LABEL_EXTS = (".png", ".bmp", ".tif", ".tiff")  # lossless only
 LOSSY_EXTS = (".jpg", ".jpeg", ".webp")
-_READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# What decoding an untrusted file may raise. PIL's plugins raise more than OSError on malformed data (EOFError,
+# struct.error, zlib.error, IndexError, ...), and each of them means "this file cannot be read": the reads below
+# catch everything inside their few lines of PIL calls and report the file as unreadable.
+_READ_ERRORS = (Exception,)
+# semsynth's own temporaries (``.<name>.tmp<pid>``, utils/files.py): skipped without a word.
+_TEMPORARY = re.compile(r"^\..+\.tmp\d+$")
 
 
 @dataclass
@@ -85,22 +91,108 @@ def is_lenient() -> bool:
 # -- listing and pairing --------------------------------------------------------------------------------------
 
 
-def list_files(folder: Path, recursive: bool = False) -> list[Path]:
-    """Regular, non-hidden files of ``folder`` (and its subfolders when ``recursive``), sorted."""
+class FileList(list):
+    """The files :func:`list_files` found (a sorted ``list[Path]``), and what it left out that a user should
+    hear about: ``broken`` symbolic links (to nothing, or in a loop) and ``hidden`` files that look like images
+    (``.x.png``, macOS ``._x.png``)."""
+
+    def __init__(self, files: list[Path] = (), broken: list[Path] = (), hidden: list[Path] = ()) -> None:
+        super().__init__(sorted(files))
+        self.broken, self.hidden = sorted(broken), sorted(hidden)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _looks_like_data(name: str) -> bool:
+    """A name that looks like a sample's file: an image extension, and not one of semsynth's temporaries."""
+    return Path(name).suffix.lower() in IMAGE_EXTS + LABEL_EXTS and not _TEMPORARY.match(name)
+
+
+def list_files(folder: Path, recursive: bool = False) -> FileList:
+    """Regular, non-hidden files of ``folder`` (and its subfolders when ``recursive``), sorted.
+
+    Hidden entries (names starting with ``.``) are skipped, hidden folders are not entered; hidden files with an
+    image extension are kept in ``.hidden`` so that callers can say they were skipped. Symbolic links to nothing
+    (or in a loop) are kept in ``.broken``.
+    """
     out: list[Path] = []
+    broken: list[Path] = []
+    hidden: list[Path] = []
     stack = [folder]
+    seen: set[str] = set()  # real paths of the folders listed: a link to an ancestor must not loop forever
     while stack:
         d = stack.pop()
+        real = os.path.realpath(d)
+        if real in seen:
+            continue
+        seen.add(real)
         with os.scandir(d) as it:
             for e in it:
-                if e.name.startswith(".") or e.name in ("Thumbs.db", "desktop.ini"):
+                if e.name in ("Thumbs.db", "desktop.ini"):
                     continue
-                if e.is_dir():
+                if _is_hidden(e.name):
+                    if _looks_like_data(e.name) and not _is_dir(e):
+                        hidden.append(Path(e.path))
+                    continue
+                is_dir, is_file = _is_dir(e), _is_file(e)
+                if is_dir:
                     if recursive:
                         stack.append(Path(e.path))
-                elif e.is_file():
+                elif is_file:
                     out.append(Path(e.path))
-    return sorted(out)
+                elif e.is_symlink():
+                    broken.append(Path(e.path))
+    return FileList(out, broken, hidden)
+
+
+def _is_dir(e: os.DirEntry) -> bool:
+    try:
+        return e.is_dir()
+    except OSError:
+        return False
+
+
+def link_target(path: Path) -> str:
+    """Where the symbolic link ``path`` points (as written in the link)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
+def is_broken_link(path: Path) -> bool:
+    """True when ``path`` is a symbolic link whose target does not exist (or loops)."""
+    try:
+        if not path.is_symlink():
+            return False
+        os.stat(path)
+    except OSError:
+        return True
+    return False
+
+
+def listing_problems(files: list[Path], folder: Path) -> list[Problem]:
+    """``broken-link`` (an error for names with an image extension, else a warning) and ``hidden-file``
+    (warning) problems for what :func:`list_files` left out."""
+    probs = []
+    broken = getattr(files, "broken", [])
+    hidden = getattr(files, "hidden", [])
+    # a broken link named like an image or label map is a missing sample (error); any other only worth knowing
+    for links, severity in (([b for b in broken if _looks_like_data(b.name)], "error"),
+                            ([b for b in broken if not _looks_like_data(b.name)], "warning")):
+        if links:
+            probs.append(Problem("broken-link", f"{len(links)} file(s) in {folder} are symbolic links to nothing "
+                                 "(their target does not exist)",
+                                 [f"{n} -> {link_target(p)}" for n, p in zip(_rel(links, folder), links, strict=True)],
+                                 "repair or remove the link", severity))
+    if hidden:
+        probs.append(Problem("hidden-file", f"{len(hidden)} hidden file(s) in {folder} (names starting with '.') "
+                             "are skipped", _rel(hidden, folder),
+                             "rename them without the leading '.' to use them, or delete them (macOS '._*' files "
+                             "are Finder metadata, not images)", "warning"))
+    return probs
 
 
 def require_dir(path: Path, what: str, layout: str) -> Problem | None:
@@ -116,7 +208,8 @@ def index_files(paths: list[Path], key_of: Callable[[Path], str | None], exts: t
     """Map key -> file for the files of one kind; report duplicates, lossy label files and foreign files.
 
     ``key_of`` returns ``None`` for files that belong to another kind (e.g. ``*_color.png`` next to
-    ``*_labelIds.png``), which are skipped silently.
+    ``*_labelIds.png``), which are skipped silently. When ``paths`` comes from :func:`list_files`, the broken
+    links and hidden files it left out are reported too (:func:`listing_problems`).
     """
     found: dict[str, Path] = {}
     dups, lossy, foreign = [], [], []
@@ -132,7 +225,7 @@ def index_files(paths: list[Path], key_of: Callable[[Path], str | None], exts: t
             dups.append(p)
         else:
             found[key] = p
-    probs = []
+    probs = listing_problems(paths, folder)
     if lossy:
         probs.append(Problem("wrong-extension", f"{len(lossy)} {what} file(s) in {folder} are lossy "
                              f"({', '.join(sorted({p.suffix for p in lossy}))}); JPEG/WebP compression changes class "
@@ -193,13 +286,23 @@ class LabelRead:
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _not_found(path: Path, what: str) -> SampleError:
+    """``broken-link`` for a symbolic link to nothing, else ``missing-file``."""
+    if is_broken_link(path):
+        return SampleError("broken-link", path, f"{what} file is a symbolic link to {link_target(path)}, which does "
+                           "not exist", "repair or remove the link")
+    return SampleError("missing-file", path, f"{what} file not found")
+
+
 def _open(path: Path, what: str) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()
     except FileNotFoundError as e:
-        raise SampleError("missing-file", path, f"{what} file not found") from e
+        raise _not_found(path, what) from e
     except _READ_ERRORS as e:
+        if is_broken_link(path):  # a link in a loop
+            raise _not_found(path, what) from e
         raise SampleError("unreadable", path, f"cannot read this {what} (corrupt, truncated or not an image: {e})",
                           "replace the file; `semsynth data check` lists every unreadable file") from e
     return img
@@ -211,8 +314,10 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as img:
             return img.size
     except FileNotFoundError as e:
-        raise SampleError("missing-file", path, "image file not found") from e
+        raise _not_found(path, "image") from e
     except _READ_ERRORS as e:
+        if is_broken_link(path):
+            raise _not_found(path, "image") from e
         raise SampleError("unreadable", path, f"cannot read this image (corrupt or not an image: {e})",
                           "replace the file") from e
 
@@ -223,16 +328,23 @@ def read_image(path: Path) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def read_label(path: Path, colours: bool = False) -> LabelRead:
+def read_label(path: Path, colours: bool = False, colour_rgb: bool = False) -> LabelRead:
     """Read a label map of class ids; with ``colours=True`` RGB/palette maps come back as ``[H, W, 3]`` colours.
 
-    Accepted: 8-bit greyscale (``L``), 1-bit, palette (``P``: its indices are the ids, as PASCAL VOC), 16/32-bit
-    greyscale (values are the ids), and RGB whose three channels are equal. A colour RGB map raises ``rgb-label``.
+    Accepted: 8-bit greyscale (``L``, and ``LA`` whose alpha is ignored), 1-bit, palette (``P``/``PA``: its
+    indices are the ids, as PASCAL VOC), 16/32-bit greyscale (values are the ids), and RGB(A) whose three channels
+    are equal. A colour RGB(A) map raises ``rgb-label``, or, with ``colour_rgb=True`` (``semsynth generate``, which
+    decodes colours with the model's palette), comes back as ``[H, W, 3]`` colours. Any other mode (CMYK, YCbCr,
+    float ``F``, ...) raises ``unsupported-mode``. Datasets and ``semsynth generate`` both read label files here.
     """
     img = _open(path, "label map")
     mode, warns = img.mode, []
-    if colours and mode in ("RGB", "RGBA", "P", "PA", "LA", "L"):
+    if colours and mode in ("RGB", "RGBA", "P", "PA", "LA", "L", "1"):
         return LabelRead(np.asarray(img.convert("RGB")), mode)
+    if colours and (mode in ("I", "F") or mode.startswith("I;16")):
+        raise SampleError("unsupported-mode", path, f"label map has PIL mode {mode!r} (16/32-bit or float "
+                          "greyscale), but colour label maps are expected (decoded with the palette)",
+                          "save colour label maps as 8-bit RGB PNGs, or set label_format: ids for class-id files")
     if mode == "L":
         return LabelRead(np.asarray(img), mode)
     if mode == "1":
@@ -254,6 +366,8 @@ def read_label(path: Path, colours: bool = False) -> LabelRead:
         if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
             warns.append(("rgb-gray", "stored as RGB with three equal channels; read as class ids"))
             return LabelRead(np.ascontiguousarray(a[..., 0]), mode, warns)
+        if colour_rgb:
+            return LabelRead(np.ascontiguousarray(a), mode)
         n = len(np.unique(a.reshape(-1, 3), axis=0))
         raise SampleError(
             "rgb-label", path, f"label map is a colour (RGB) image with {n} distinct colours, but class ids are "
@@ -262,6 +376,29 @@ def read_label(path: Path, colours: bool = False) -> LabelRead:
             "(data.palette=palette.yaml); `semsynth data check` prints the colours found")
     raise SampleError("unsupported-mode", path, f"label map has PIL mode {mode!r}; class ids must be integers",
                       "save it as an 8-bit single-channel PNG of class ids")
+
+
+def colour_table(colours: Sequence[Sequence[int]]) -> dict[int, int]:
+    """A palette as ``{0xRRGGBB: class id}``; a colour listed twice decodes to its first class."""
+    out: dict[int, int] = {}
+    for i, c in enumerate(colours):
+        out.setdefault((int(c[0]) << 16) | (int(c[1]) << 8) | int(c[2]), i)
+    return out
+
+
+def match_colours(rgb: np.ndarray, table: Mapping[int, int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Colours ``[H, W, 3]`` -> (class ids ``[H, W]`` int64, ``[(pixels, 0xRRGGBB)]`` of the colours that are not
+    in ``table``, most pixels first). Pixels of unknown colours hold -1. Used by the custom dataset's palette
+    decoding and by ``semsynth generate``'s."""
+    a = np.asarray(rgb)
+    packed = (a[..., 0].astype(np.int64) << 16) | (a[..., 1].astype(np.int64) << 8) | a[..., 2].astype(np.int64)
+    uniq, inv = np.unique(packed.ravel(), return_inverse=True)
+    ids = np.array([table.get(int(c), -1) for c in uniq], np.int64)
+    unknown: list[tuple[int, int]] = []
+    if (ids < 0).any():
+        counts = np.bincount(inv.ravel(), minlength=len(uniq))
+        unknown = sorted(((int(counts[i]), int(uniq[i])) for i in np.flatnonzero(ids < 0)), reverse=True)
+    return ids[inv.ravel()].reshape(packed.shape), unknown
 
 
 def read_instance(path: Path) -> np.ndarray:
@@ -395,9 +532,16 @@ def label_only_root(root: Path, label_dir: Path, exts: tuple[str, ...] = LABEL_E
     if label_dir.is_dir() or not root.is_dir():
         return label_dir
     with os.scandir(root) as it:
-        if any(e.is_file() and Path(e.name).suffix.lower() in exts for e in it):
+        if any(Path(e.name).suffix.lower() in exts and not _is_hidden(e.name) and _is_file(e) for e in it):
             return root
     return label_dir
+
+
+def _is_file(e: os.DirEntry) -> bool:
+    try:
+        return e.is_file()
+    except OSError:  # a link in a loop
+        return False
 
 
 def resolve_split(owner: str, split: str, aliases: Mapping[str, str]) -> str:
@@ -468,4 +612,16 @@ def index_folders(*, root: Path, label_dir: Path, image_dir: Path | None, instan
             probs += [dataclasses.replace(p, fix=instance_fix) if p.kind == "missing-instance" else p
                       for p in pair_problems(labels, insts, "instance map", instance_dir, label_dir)]
     keys = sorted(k for k in labels if (image_dir is None or k in images) and (instance_dir is None or k in insts))
-    return [SampleFiles(k, labels[k], images.get(k), insts.get(k)) for k in keys], probs
+    return [SampleFiles(k, labels[k], images.get(k), insts.get(k)) for k in keys], _unique(probs)
+
+
+def _unique(probs: list[Problem]) -> list[Problem]:
+    """Problems without repeats (a folder listed twice, as Cityscapes' label and instance folder, reports its
+    broken links and hidden files once)."""
+    seen, out = set(), []
+    for p in probs:
+        key = (p.kind, p.message, tuple(p.files))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

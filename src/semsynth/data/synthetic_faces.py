@@ -373,22 +373,28 @@ class SyntheticFaces(torch.utils.data.Dataset):
 
 
 def write_synthetic_faces(out_dir: str | Path, num: int, size: int = 64, seed: int = 0,
-                          split: str = "train") -> Path:
+                          split: str = "train", progress: bool = True) -> Path:
     """Write images/<name>.png (RGB) and labels/<name>.png (8-bit single-channel class ids) plus
     dataset.yaml (name, num_classes, class_names, palette as lists, dontcare: null) into out_dir.
 
     The files hold exactly ``SyntheticFaces(split, resolution=size, num_samples=num, seed=seed)``; returns
-    out_dir."""
+    out_dir. ``progress``: show progress on stderr (``utils.progress``)."""
+    from ..utils.files import atomic_write_text
+    from ..utils.images import save_png
+    from ..utils.progress import progress_bar
+
     ds = SyntheticFaces(split, resolution=size, num_samples=num, seed=seed)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
-    for i in range(num):
-        image, label = ds.sample_arrays(i)
-        name = f"{split}_{i:06d}"
-        Image.fromarray(image).save(out / "images" / f"{name}.png")
-        Image.fromarray(label).save(out / "labels" / f"{name}.png")
+    with progress_bar(num, "data make", unit="img", enabled=progress) as bar:
+        for i in range(num):
+            image, label = ds.sample_arrays(i)
+            name = f"{split}_{i:06d}"
+            save_png(image, out / "images" / f"{name}.png")  # atomic: a full disk leaves no torn file
+            save_png(label, out / "labels" / f"{name}.png")
+            bar.update()
     meta = {"name": "synthetic-faces", "num_classes": len(CLASS_NAMES), "class_names": list(CLASS_NAMES),
             "palette": [list(c) for c in PALETTE], "dontcare": None}
-    (out / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    atomic_write_text(yaml.safe_dump(meta, sort_keys=False), out / "dataset.yaml")
     return out

@@ -211,13 +211,15 @@ class LabelMapping:
         self.invalid = 255 if self.dtype == np.uint8 else -1
         self._luts: dict[int, np.ndarray] = {}
         self.max_raw = max(self.table) if self.table else -1
+        # raw values a 16-bit lookup table cannot hold (negative, or >= 65536): map through np.unique instead
+        self._wide = any(not 0 <= raw < 65536 for raw in self.table)
 
     def _lut(self, size: int) -> np.ndarray:
         lut = self._luts.get(size)
         if lut is None:
             lut = np.full(size, self.invalid, dtype=self.dtype)
             for raw, ch in self.table.items():
-                if raw < size:
+                if 0 <= raw < size:
                     lut[raw] = ch
             self._luts[size] = lut
         return lut
@@ -226,6 +228,10 @@ class LabelMapping:
         """Mapped channels (invalid pixels set to the sentinel) and ``{bad raw value: pixels}``."""
         if raw.dtype == np.uint8:
             mapped = self._lut(256)[raw]
+        elif self._wide:
+            uniq, inv = np.unique(raw.astype(np.int64, copy=False).ravel(), return_inverse=True)
+            chans = np.array([self.table.get(int(v), self.invalid) for v in uniq], dtype=self.dtype)
+            mapped = chans[inv.ravel()].reshape(raw.shape)
         else:
             raw64 = raw.astype(np.int64, copy=False)
             inside = (raw64 >= 0) & (raw64 < 65536)

@@ -28,19 +28,43 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def find_vgg19_weights(path: str | os.PathLike | None = None) -> Path:
-    """Locate the torchvision VGG19 ImageNet state dict, or raise a message that says how to provide it."""
+def find_vgg19_weights(path: str | os.PathLike | None = None, used_by: str = "the perceptual loss",
+                       how_to_skip: str = "switch the term off with --set loss.perceptual=0") -> Path:
+    """Locate the torchvision VGG19 ImageNet state dict, or raise a message that says how to provide it
+    (``used_by``: what needs it; ``how_to_skip``: the setting that removes the need)."""
     candidates = [Path(path).expanduser()] if path else [hub_checkpoint_dir() / VGG19_FILENAME]
     for c in candidates:
         if c.is_file():
             return c
     where = candidates[0]
     raise MissingWeightsError(
-        f"VGG19 ImageNet weights for the perceptual loss were not found at {where}. Download {VGG19_URL} "
+        f"VGG19 ImageNet weights for {used_by} were not found at {where}. Download {VGG19_URL} "
         f"(torchvision's vgg19 weights) on a machine with internet access and put the file at "
-        f"{hub_checkpoint_dir() / VGG19_FILENAME}, or give its path with --set loss.vgg_weights=PATH, "
-        f"or switch the term off with --set loss.perceptual=0"
+        f"{hub_checkpoint_dir() / VGG19_FILENAME}, or give its path with --set loss.vgg_weights=PATH"
+        + (f", or {how_to_skip}" if how_to_skip else "")
     )
+
+
+def load_vgg19_state(path: Path) -> dict[str, torch.Tensor]:
+    """torchvision's VGG19 state dict from ``path``, read safely and checked (every conv of the features)."""
+    from ..utils.files import safe_torch_load
+
+    fix = (f"it should be torchvision's {VGG19_FILENAME} ({VGG19_URL}); download it again and put it at "
+           f"{hub_checkpoint_dir() / VGG19_FILENAME}, or give its path with --set loss.vgg_weights=PATH")
+    state = safe_torch_load(path, "VGG19 ImageNet weights", fix, error=MissingWeightsError)
+    if not isinstance(state, dict):
+        raise MissingWeightsError(f"VGG19 ImageNet weights: {path} holds a {type(state).__name__}, not a state dict; "
+                                  f"{fix}")
+    expected = {f"features.{k}": v.shape for k, v in _vgg19_features().state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise MissingWeightsError(f"VGG19 ImageNet weights: {path} lacks {len(missing)} of VGG19's convolution "
+                                  f"tensors ({', '.join(missing[:3])}, ...); {fix}")
+    for k, shape in expected.items():
+        if not isinstance(state[k], torch.Tensor) or state[k].shape != shape:
+            got = list(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__
+            raise MissingWeightsError(f"VGG19 ImageNet weights: {path}: {k} is {got}, expected {list(shape)}; {fix}")
+    return state
 
 
 def _vgg19_features() -> nn.Sequential:
@@ -60,7 +84,7 @@ class VGG19Features(nn.Module):
         super().__init__()
         feats = _vgg19_features()
         if pretrained:
-            state = torch.load(find_vgg19_weights(weights), map_location="cpu", weights_only=True)
+            state = load_vgg19_state(find_vgg19_weights(weights))
             feats.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
         self.slices = nn.ModuleList(nn.Sequential(*[feats[i] for i in range(a, b)]) for a, b in _SLICES)
         self.requires_grad_(False)

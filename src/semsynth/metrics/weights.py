@@ -81,15 +81,11 @@ def find_weights(file: WeightsFile, path: str | os.PathLike | None = None, *, ho
 
 def load_state_dict(path: Path, file: WeightsFile) -> dict[str, torch.Tensor]:
     """``torch.load`` a plain state dict (``weights_only``); an unreadable file -> MissingWeightsError."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated download, HTML error page, wrong format
-        raise MissingWeightsError(
-            f"{file.description}: {path} could not be read as a PyTorch state dict "
-            f"({type(e).__name__}: {e}). "
-            f"It may be a partial download; download {file.url} again and put it at "
-            f"{hub_checkpoint_dir() / file.filename}."
-        ) from e
+    from ..utils.files import safe_torch_load
+
+    state = safe_torch_load(path, file.description, f"it may be a partial download or an error page; download "
+                            f"{file.url} again and put it at "
+                            f"{hub_checkpoint_dir() / file.filename}", error=MissingWeightsError)
     if not isinstance(state, dict):
         raise MissingWeightsError(f"{file.description}: {path} holds a {type(state).__name__}, not a state "
                                   f"dict; expected the file {file.url}.")

@@ -10,6 +10,8 @@ from torch import nn
 
 from ..errors import ShapeError
 from ..layers import init_weights, spectral_norm
+from ..layers.init import INIT_SCHEMES
+from ..registry import check_range
 from . import ENCODERS
 
 
@@ -26,8 +28,14 @@ class ConvEncoder(nn.Module):
     def __init__(self, z_dim: int = 256, *, width: int = 64, input_size: int = 256, spectral: bool = True,
                  init: str = "xavier", init_gain: float = 0.02) -> None:
         super().__init__()
+        check_range("z_dim", z_dim, ge=1, integer=True)
+        check_range("width", width, ge=1, integer=True)
+        check_range("input_size", input_size, ge=8, integer=True)
         if input_size < 8 or input_size & (input_size - 1):
             raise ValueError(f"input_size must be a power of two >= 8, got {input_size}")
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"init = {init!r} is not valid; choose one of: {', '.join(INIT_SCHEMES)}")
+        check_range("init_gain", init_gain, gt=0)
         self.z_dim, self.input_size = z_dim, input_size
         num_layers = int(math.log2(input_size // 4))
         layers, cin = [], 3

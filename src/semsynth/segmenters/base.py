@@ -186,11 +186,10 @@ def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A checkpoint's state_dict (``torch.load(weights_only=True)``), unwrapped from ``{"state_dict": ...}`` /
     ``{"model": ...}`` containers, with DataParallel's ``module.`` prefixes removed."""
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a torn file, a pickle with code, not a torch file at all
-        raise WeightsMismatchError(f"cannot read {path} as a PyTorch state_dict (torch.load with "
-                                   f"weights_only=True): {e}") from e
+    from ..utils.files import safe_torch_load
+
+    obj = safe_torch_load(path, "segmenter weights", "give the checkpoint released with the segmenter "
+                          "(docs/segmenters.md lists them)", error=WeightsMismatchError)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

@@ -252,6 +252,7 @@ def _train(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str, Any] | 
             seen += images.shape[0]
             loss_sum += float(loss.detach())
             loss_n += 1
+            log.progress(it, total_iters, desc="segmenter", unit="it")
             if it % log_every == 0:
                 now = time.time()
                 rate = seen / max(now - t_log, 1e-9)
@@ -280,6 +281,7 @@ def _train(dataset_spec: Mapping[str, Any], segmenter_spec: Mapping[str, Any] | 
     if best is None:  # no validation data: the final weights
         best = {"miou": None, "pixel_accuracy": None, "epoch": epoch, "iter": it}
         _export(run, model, best, info, config, (time.time() - t0) / 60)
+    log.close_progress()  # stopped early by max_minutes: the bar is not full
     log.info(f"done in {(time.time() - t0) / 60:.1f} min, {it} iterations: best validation mIoU {best['miou']} "
              f"(pixel accuracy {best['pixel_accuracy']}) after epoch {best['epoch']}; segmenter saved to "
              f"{run / 'segmenter'}")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..config import RunConfig
+from ..config import RunConfig, check_models
 from ..data import build_dataset, colorize
 from ..errors import ConfigError, SemsynthError
 from ..layers import convert_sync_batchnorm, semantic_input
@@ -27,14 +27,17 @@ from ..losses import VGGLoss
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
 from ..utils.runtime import new_run_dir, select_device
-from ..utils.files import atomic_torch_save, atomic_write_text
+from ..utils.files import atomic_write_text
 from .checkpoint import (
     export_model,
-    list_checkpoints,
-    load_training_state,
+    find_resume_checkpoint,
+    format_setting,
+    numerics_changes,
     prune_checkpoints,
     remove_stale_temporaries,
     rng_state,
+    save_training_state,
+    set_aside_newer_checkpoints,
     set_rng_state,
 )
 from .distributed import all_reduce_mean, any_true, broadcast_object, gather_objects, init_distributed
@@ -47,6 +50,23 @@ from .stats import RunLog, RunningMeans, TensorBoardLog, format_duration
 
 class TrainingDiverged(SemsynthError):
     """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+class TrainingInterrupted(Exception):
+    """Raised by :func:`train` when SIGINT or SIGTERM stopped the run, after its checkpoint was written.
+
+    ``run_dir``, ``signal`` (the number), ``checkpoint`` (the path written; None on ranks other than 0) and
+    ``images`` (seen so far); ``exit_code`` is the conventional 128 + signal (130 SIGINT, 143 SIGTERM), which
+    ``semsynth train`` exits with so that a scheduler does not take the unfinished run for a finished one."""
+
+    def __init__(self, run_dir: Path, signum: int, checkpoint: Path | None, images: int) -> None:
+        self.run_dir, self.signal, self.checkpoint, self.images = Path(run_dir), int(signum), checkpoint, images
+        super().__init__(f"stopped by {signal.Signals(signum).name} at {images} images; checkpoint {checkpoint}; "
+                         f"continue with 'semsynth train --resume {run_dir}'")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signal
 
 
 def lr_factor(progress: float, decay_start: float) -> float:
@@ -69,6 +89,38 @@ def collate(samples: list[dict]) -> dict:
     if "instance" in samples[0]:
         out["instance"] = torch.stack([s["instance"] for s in samples])
     return out
+
+
+class SeededSamples(Dataset):
+    """``dataset[i]`` served for keys ``(epoch, i)``, with torch's RNG seeded from ``(seed, epoch, i)`` during the
+    call: random crops and flips then depend neither on the process that loads the sample (``train.num_workers``)
+    nor on where a run was resumed, and they draw nothing from the training process's RNG."""
+
+    def __init__(self, dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, i = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + i) % 2**63)
+            return self.dataset[i]
+
+
+class EpochKeys(Sampler):
+    """The indices of a :class:`ResumableSampler` as ``(epoch, index)`` keys for :class:`SeededSamples`."""
+
+    def __init__(self, sampler: ResumableSampler) -> None:
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
 
 
 def to_semantic(batch: dict, info, device: torch.device) -> torch.Tensor:
@@ -115,16 +167,24 @@ def make_sample_grid(G, info, fixed: dict, device: torch.device) -> np.ndarray:
 
 
 def resolve_resume(resume: str | os.PathLike) -> Path:
-    """A checkpoint file, or the latest checkpoint of a run directory."""
-    p = Path(resume)
-    if p.is_dir():
-        ckpts = list_checkpoints(p)
-        if not ckpts:
-            raise SemsynthError(f"no checkpoint in {p / 'checkpoints'} to resume from")
-        return ckpts[-1]
-    if not p.is_file():
-        raise SemsynthError(f"--resume {p}: no such run directory or checkpoint file")
-    return p
+    """A checkpoint file, or the newest readable checkpoint of a run directory."""
+    return find_resume_checkpoint(resume)[0]
+
+
+def vgg_weights_for(lc) -> Path:
+    """The VGG19 weights file the loss settings ``lc`` need; when it is missing, the error names the terms that
+    need it and the settings that remove the need (each fix fixes this error)."""
+    from ..losses.perceptual import find_vgg19_weights
+
+    users, skips = [], []
+    if lc.perceptual > 0:
+        users.append(f"the perceptual loss (loss.perceptual={lc.perceptual})")
+        skips.append("--set loss.perceptual=0")
+    if lc.semantic > 0 and lc.semantic_loss == "vgg":
+        users.append("the VGG variant of L_s (loss.semantic_loss=vgg)")
+        skips.append("--set loss.semantic_loss=l1")
+    skip = ("switch " + ("it" if len(users) == 1 else "both") + " off with " + " ".join(skips)) if skips else ""
+    return find_vgg19_weights(lc.vgg_weights, " and ".join(users) or "the perceptual loss", skip)
 
 
 def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
@@ -132,6 +192,14 @@ def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+class SignalExit(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM: leave at once; the CLI exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class StopFlag:
@@ -150,8 +218,8 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
+        if self.signal is not None:  # a second signal: stop now (exit code 128 + signal, no checkpoint)
+            raise SignalExit(signum)
         self.signal = signum
 
     def __exit__(self, *exc) -> None:
@@ -160,13 +228,18 @@ class StopFlag:
 
 
 def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.PathLike | None = None,
-          run_dir: str | os.PathLike | None = None, stop_after: int | None = None) -> Path:
+          run_dir: str | os.PathLike | None = None, stop_after: int | None = None, force: bool = False) -> Path:
     """Train ``cfg``; returns the run directory (config.yaml, log.txt, stats.jsonl, samples/, checkpoints/,
     model/, report.html, tensorboard/).
 
-    ``resume``: a training-state file, or a run directory (its latest checkpoint); the run continues exactly.
+    ``resume``: a training-state file, or a run directory (its newest readable checkpoint); the run continues
+    exactly. A ``cfg`` whose settings differ from the checkpoint's in a way that changes the numerics (anything
+    but bookkeeping, see ``checkpoint.BOOKKEEPING_KEYS``, and the run's length) is refused with a
+    :class:`ConfigError` listing the differences, unless ``force``.
     ``stop_after``: leave after this many images (of the whole run) with a checkpoint, to be resumed later;
-    the schedule is that of the full run. SIGINT / SIGTERM do the same at the end of the current step.
+    the schedule is that of the full run; returns the run directory.
+    SIGINT / SIGTERM stop at the end of the current step with a checkpoint, then raise
+    :class:`TrainingInterrupted` (``exit_code`` 130 / 143).
     """
     t_start = time.time()
     tc, oc, lc = cfg.train, cfg.optim, cfg.loss
@@ -186,21 +259,34 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
 
     # 2. Preflight: everything that can fail on the user's input fails before anything is written --------------
     needs_vgg = lc.perceptual > 0 or (lc.semantic > 0 and lc.semantic_loss == "vgg")
-    vgg = VGGLoss(lc.vgg_weights, imagenet_normalize=lc.vgg_imagenet_normalize).to(device) if needs_vgg else None
+    vgg = VGGLoss(vgg_weights_for(lc), imagenet_normalize=lc.vgg_imagenet_normalize).to(device) if needs_vgg else None
     dataset = build_dataset(cfg.data)
     info = dataset.info
+    check_models(cfg, info)  # a config built or edited in Python after resolving is checked too
     if "image" not in dataset[0]:
         raise ConfigError(f"dataset {info.name} serves label maps only (images: false); training needs images")
-    state, resume_path = None, None
+    total_images = tc.images if tc.images is not None else int(round(tc.epochs * len(dataset)))
+    state, resume_path, resume_notes = None, None, []
     if resume is not None:
-        resume_path = resolve_resume(resume)
-        state = load_training_state(resume_path)
+        resume_path, state, unreadable = find_resume_checkpoint(resume)
+        for bad, why in unreadable:
+            resume_notes.append(f"warning: {why}; resuming from {resume_path} instead, the newest readable one")
+        resume_notes += check_resume_settings(state, cfg, total_images, len(dataset), resume_path, force)
 
     # 3. Run directory (chosen by rank 0) ----------------------------------------------------------------------
     if main:
         if resume_path is not None:
             run_dir = Path(run_dir) if run_dir else resume_path.parent.parent
             remove_stale_temporaries(run_dir)
+            # newer checkpoints (unreadable ones, or a branch abandoned by resuming from an older one) must not
+            # be taken for this run's state by a later --resume RUN
+            moved = set_aside_newer_checkpoints(run_dir, state["cur_nimg"])
+            if moved:
+                resume_notes.append(f"moved {len(moved)} checkpoint(s) newer than the resume point to "
+                                    f"{moved[0].parent} (kept, out of the way of a later --resume): "
+                                    + ", ".join(m.name for m in moved))
+            if state["cur_nimg"] < total_images:  # the run is not finished (any more)
+                (run_dir / "DONE").unlink(missing_ok=True)
         run_dir = Path(run_dir) if run_dir else new_run_dir(outdir, cfg.name)
         run_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(broadcast_object(str(run_dir) if main else None, dist_info))
@@ -211,14 +297,15 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
 
     # 4. Data: each process reads its own shard; one global batch = batch_size x processes ---------------------
     sampler = ResumableSampler(len(dataset), tc.batch_size, seed=tc.seed, rank=dist_info.rank, world_size=world)
-    loader = DataLoader(dataset, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
+    # random crops and flips seeded per sample: the same with any num_workers, and exact across resumes
+    loader = DataLoader(SeededSamples(dataset, tc.seed), batch_size=tc.batch_size, sampler=EpochKeys(sampler),
+                        num_workers=tc.num_workers,
                         collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
                         # its own generator: creating an iterator must not draw from the global RNG, or a
                         # resumed run would diverge from an uninterrupted one
                         generator=torch.Generator().manual_seed(tc.seed))
     global_batch = tc.batch_size * world
     images_per_epoch = sampler.batches_per_epoch * global_batch
-    total_images = tc.images if tc.images is not None else int(round(tc.epochs * len(dataset)))
     fixed = collate([dataset[i] for i in range(min(tc.num_samples, len(dataset)))])
     # how raw label-file values map to channels, so that `semsynth generate` reads layouts as training did
     table = getattr(getattr(dataset, "mapping", None), "table", None)
@@ -279,6 +366,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
             log.info(f"the checkpoint was written by {len(rngs)} process(es), this run has {world}: the data "
                      f"order continues, random draws restart from a fresh seed")
             seed_everything(tc.seed + 7919 * (cur_iter + 1) + dist_info.rank)
+        for note in resume_notes:
+            log.info(note)
         log.info(f"resumed from {resume_path} at {cur_nimg} images")
     else:
         seed_everything(tc.seed + dist_info.rank)  # different noise on every process from here on
@@ -296,7 +385,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         rngs = gather_objects(rng_state(), dist_info)  # collective: every process takes part
         if not main:
             return None
-        path = atomic_torch_save({
+        path = save_training_state({
             "format": "semsynth-training-state", "version": 1, "config": cfg.to_dict(),
             "G": G_plain.state_dict(), "D": D_plain.state_dict(),
             "E": E_plain.state_dict() if E_plain is not None else None,
@@ -342,7 +431,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
             raise TrainingDiverged(
                 f"training diverged: {bad_steps} consecutive non-finite steps, the last at step {cur_iter} "
                 f"({cur_nimg} images); last good checkpoint: {last_good or 'none'}. Resume from it with "
-                f"a lower learning rate (--set optim.lr=...) or in fp32 (--set train.precision=fp32)")
+                f"a lower learning rate (--set optim.lr=... --force) or in fp32 (--set train.precision=fp32 "
+                f"--force)")
 
     # 7. Loop ------------------------------------------------------------------------------------------------------
     means = RunningMeans()
@@ -454,13 +544,15 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
 
     # 8. Finish: final checkpoint, exported model, samples, report ---------------------------------------------
     path = save_checkpoint()
-    if interrupted is not None or cur_nimg < total_images:
+    if cur_nimg < total_images:  # a signal on the last step does not stop a run that has finished
         why = f"signal {signal.Signals(interrupted).name}" if interrupted is not None else "stop_after"
         log.info(f"stopped ({why}) at {cur_nimg} of {total_images} images; checkpoint {path}; continue with "
                  f"'semsynth train --resume {run_dir}'")
         if tb is not None:
             tb.close()
         shutdown_distributed(dist_info)
+        if interrupted is not None:
+            raise TrainingInterrupted(run_dir, interrupted, path, cur_nimg)
         return run_dir
     if main:
         save_samples(f"{cur_nimg:09d}")
@@ -474,6 +566,35 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         tb.close()
     shutdown_distributed(dist_info)
     return run_dir
+
+
+def check_resume_settings(state: dict, cfg: RunConfig, total_images: int, dataset_len: int, path: Path,
+                          force: bool) -> list[str]:
+    """Refuse a resume whose settings would change the numerics (unless ``force``); returns the lines to log:
+    the accepted differences, and a note when the run's length (so its learning-rate schedule) changes."""
+    notes = []
+    changes = numerics_changes(state["config"], cfg.to_dict())
+    listing = "".join(f"\n  {k}: {format_setting(a)} -> {format_setting(b)}" for k, a, b in changes)
+    if changes and not force:
+        raise ConfigError(
+            f"--resume: {len(changes)} setting(s) differ from those stored in {path} and would change the "
+            f"results:{listing}\na resumed run continues exactly only with the settings it was started with: drop "
+            f"these --set / --config changes, or add --force to continue with the new settings anyway")
+    if changes:
+        notes.append(f"warning: --force: continuing with {len(changes)} setting(s) that differ from those stored "
+                     f"in {path}, so the run no longer matches an uninterrupted one:{listing}")
+    old_tc = state["config"]["train"]
+    old_total = (old_tc["images"] if old_tc.get("images") is not None
+                 else int(round(old_tc["epochs"] * dataset_len)))
+    cur, decay = state["cur_nimg"], cfg.train.decay_start
+    if total_images < cur:
+        raise ConfigError(f"--resume {path}: the run's length is now {total_images} images, but the checkpoint "
+                          f"has already seen {cur}; give train.images of at least {cur}")
+    if total_images != old_total:
+        notes.append(f"note: the run's length changes from {old_total} to {total_images} images; the learning-rate "
+                     f"schedule is re-stretched over the new length (its factor at {cur} images becomes "
+                     f"{lr_factor(cur / total_images, decay):.4g}, it was {lr_factor(cur / old_total, decay):.4g})")
+    return notes
 
 
 def unwrap_ddp(module):

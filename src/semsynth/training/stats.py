@@ -1,40 +1,40 @@
-"""Run bookkeeping: the log file, ``stats.jsonl`` and a progress line with ETA."""
+"""Run bookkeeping: the log file, ``stats.jsonl`` and a progress bar with ETA (``utils.progress``)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..utils.progress import format_duration, is_terminal, progress_bar
 
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+__all__ = ["RunLog", "RunningMeans", "TensorBoardLog", "format_duration"]
 
 
 class RunLog:
     """Writes messages to the terminal and ``log.txt``, records to ``stats.jsonl``. Silent when disabled
-    (the non-zero ranks of a distributed run)."""
+    (the non-zero ranks of a distributed run). ``bar_stream``: where the progress bar goes (default stderr)."""
 
-    def __init__(self, run_dir: str | os.PathLike | None, enabled: bool = True, stream: TextIO | None = None) -> None:
+    def __init__(self, run_dir: str | os.PathLike | None, enabled: bool = True, stream: TextIO | None = None,
+                 bar_stream: TextIO | None = None) -> None:
         self.enabled = enabled and run_dir is not None
         self.stream = stream or sys.stdout
+        self.bar_stream = bar_stream
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._progress_shown = False
+        self._bar: Any = None
+        self._bar_done = 0
 
     def info(self, msg: str) -> None:
         if not self.enabled:
             return
-        self._clear_progress()
-        print(msg, file=self.stream, flush=True)
+        if self._bar is not None:  # clears a bar on the same terminal, prints, redraws it
+            self._bar.write(msg, file=self.stream)
+            self.stream.flush()
+        else:
+            print(msg, file=self.stream, flush=True)
         with open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
@@ -44,23 +44,33 @@ class RunLog:
         with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(values) + "\n")
 
-    # progress bar (terminal only; log lines cover non-terminals)
-    def progress(self, done: int, total: int, rate: float, extra: str = "") -> None:
-        if not self.enabled or not self.stream.isatty():
+    # progress bar: a tqdm bar on a terminal; elsewhere nothing, as the log lines (every log_every) carry the
+    # progress and ETA there
+    def progress(self, done: int, total: int, rate: float | None = None, extra: str = "", *, desc: str = "train",
+                 unit: str = "img") -> None:
+        """``done`` of ``total`` steps so far (``rate`` is unused: the bar measures its own)."""
+        if not self.enabled:
             return
-        frac = min(1.0, done / max(total, 1))
-        width = 28
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        eta = (total - done) / rate if rate > 0 else float("inf")
-        line = f"\r[{bar}] {frac * 100:5.1f}% {done}/{total} img  {rate:.1f} img/s  ETA {format_duration(eta)}  {extra}"
-        self.stream.write(line[: 160])
-        self.stream.flush()
-        self._progress_shown = True
+        if self._bar is None:
+            if done >= total:
+                return
+            stream = self.bar_stream if self.bar_stream is not None else sys.stderr
+            self._bar = progress_bar(total, desc, unit=unit, enabled=is_terminal(stream), stream=stream,
+                                     initial=done, leave=False)
+            self._bar_done = done
+        if done > self._bar_done:
+            self._bar.update(done - self._bar_done)
+            self._bar_done = done
+        if extra:
+            self._bar.set_postfix_str(extra)
+        if done >= total:
+            self.close_progress()
 
-    def _clear_progress(self) -> None:
-        if self._progress_shown:
-            self.stream.write("\r" + " " * 160 + "\r")
-            self._progress_shown = False
+    def close_progress(self) -> None:
+        """Remove the bar (a finished run's summary line replaces it)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class RunningMeans:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .files import commit, temporary_for
+from .files import atomic_write
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -25,11 +25,7 @@ def from_uint8(a: np.ndarray) -> torch.Tensor:
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a uint8 array atomically (temp file + rename) as PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_for(path)
-    Image.fromarray(array).save(tmp, format="PNG")
-    return commit(tmp, path)
+    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
 def image_grid(columns: list[torch.Tensor], pad: int = 2) -> np.ndarray:

@@ -19,8 +19,19 @@ from torch import nn
 
 from ...errors import ShapeError
 from ...layers import init_weights, spectral_norm
+from ...layers.init import INIT_SCHEMES
+from ...registry import check_range
 from .. import DISCRIMINATORS
 from ..outputs import DiscriminatorOutput
+
+
+def check_options(*, num_classes: int, width: int, image_channels: int, init: str, init_gain: float) -> None:
+    """The constructor options every discriminator here shares; ``ValueError`` naming the option and range."""
+    for name, v in (("num_classes", num_classes), ("width", width), ("image_channels", image_channels)):
+        check_range(name, v, ge=1, integer=True)
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"init = {init!r} is not valid; choose one of: {', '.join(INIT_SCHEMES)}")
+    check_range("init_gain", init_gain, gt=0)
 
 
 def conv_block(cin: int, cout: int, kernel: int, stride: int, spectral: bool) -> nn.Sequential:
@@ -42,6 +53,8 @@ class FPSEDiscriminator(nn.Module):
     def __init__(self, num_classes: int, use_instance: bool = False, *, width: int = 64, spectral: bool = True,
                  image_channels: int = 3, init: str = "xavier", init_gain: float = 0.02) -> None:
         super().__init__()
+        check_options(num_classes=num_classes, width=width, image_channels=image_channels, init=init,
+                      init_gain=init_gain)
         nf = width
         self.in_channels = num_classes + int(use_instance)
         self.image_channels = image_channels

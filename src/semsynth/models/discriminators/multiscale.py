@@ -17,6 +17,7 @@ from ...errors import ShapeError
 from ...layers import init_weights, spectral_norm
 from .. import DISCRIMINATORS
 from ..outputs import DiscriminatorOutput
+from .fpse import check_options
 
 
 class PatchDiscriminator(nn.Module):
@@ -59,6 +60,8 @@ class MultiscaleDiscriminator(nn.Module):
         super().__init__()
         if num_scales < 1 or num_layers < 1:
             raise ValueError(f"num_scales and num_layers must be >= 1, got {num_scales}, {num_layers}")
+        check_options(num_classes=num_classes, width=width, image_channels=image_channels, init=init,
+                      init_gain=init_gain)
         self.in_channels = num_classes + int(use_instance)
         self.image_channels = image_channels
         for i in range(num_scales):

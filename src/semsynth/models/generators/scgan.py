@@ -45,8 +45,10 @@ from ...layers import (
     init_weights,
     spectral_norm,
 )
+from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
 from ...layers.routing import MAPPINGS
+from ...registry import check_range
 from .. import GENERATORS
 from ..outputs import GeneratorOutput
 
@@ -63,10 +65,15 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 
 def _as_hw(resolution: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(resolution, int):
-        return resolution, resolution
-    h, w = resolution
-    return int(h), int(w)
+    if isinstance(resolution, int) and not isinstance(resolution, bool):
+        hw = (resolution, resolution)
+    elif isinstance(resolution, Sequence) and not isinstance(resolution, str) and len(resolution) == 2:
+        hw = tuple(resolution)
+    else:
+        raise ValueError(f"resolution = {resolution!r} should be an integer or [height, width]")
+    for v in hw:
+        check_range("resolution", v, ge=1, integer=True)
+    return int(hw[0]), int(hw[1])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -289,12 +296,22 @@ class SCGANGenerator(nn.Module):
         _choice("svg_upsample", svg_upsample, ["nearest", "bilinear"])
         _choice("mapping", mapping, MAPPINGS)
         _choice("output_activation", output_activation, ["hardtanh", "tanh"])
+        _choice("init", init, INIT_SCHEMES)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         for name, v in (("srg_width", srg_width), ("fc_width", fc_width), ("svg_width", svg_width),
                         ("conv_candidates", conv_candidates), ("norm_candidates", norm_candidates)):
             if v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        for name, v in (("z_dim", z_dim), ("spade_hidden", spade_hidden), ("position_levels", position_levels),
+                        ("ig_size", ig_size), ("ig_iters", ig_iters)):
+            check_range(name, v, ge=1, integer=True)
+        if ig_size % 2 != 1:
+            raise ValueError(f"ig_size = {ig_size} is out of range; valid: an odd integer >= 1 (the IG window is "
+                             f"centred on a pixel)")
+        check_range("temperature", temperature, gt=0)  # tau multiplies the routing logits: <= 0 flips/flattens g
+        check_range("ig_sigma", ig_sigma, gt=0)
+        check_range("init_gain", init_gain, gt=0)
         if svg_width < 2:
             raise ValueError(f"svg_width must be >= 2 (the RGB head has svg_width // 2 channels), got {svg_width}")
         self.num_classes, self.use_instance = num_classes, use_instance

@@ -1,0 +1,586 @@
+"""The bad-input suite: every subcommand, driven in-process through ``semsynth.cli.main(argv)``.
+
+Each case names the command, the files it needs (built by ``setup`` from the shared workspace of conftest.py),
+the exit code, a phrase the message must contain; every case also checks that no traceback escaped, that no
+loader ran code from a file, that no temporary file was left behind and (by default) that the output path was
+not created. New commands join the table on their first day (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from semsynth.cli import main
+from semsynth.utils.files import is_temporary
+from tests.helpers import TINY_RAW
+from tests.robustness.conftest import copy_model, edit_json
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]
+    says: str | tuple[str, ...] = ()
+    rc: int = 2
+    setup: Callable[[dict, Path], dict] | None = None
+    absent: tuple[str, ...] = ("{out}",)  # paths that must not exist afterwards
+
+
+def run_main(argv: list[str]) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse's usage errors
+            rc = e.code
+    return rc, out.getvalue() + err.getvalue()
+
+
+# -- setups: each returns extra placeholders ----------------------------------------------------------------
+
+
+def yaml_file(content: str | dict, name: str = "c.yaml"):
+    def setup(ws, tmp):
+        p = tmp / name
+        p.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        return {"file": p}
+    return setup
+
+
+def tiny_config(**train):
+    raw = {**TINY_RAW, "train": {**TINY_RAW["train"], **train}}
+    return yaml_file(raw)
+
+
+def model_with(config_changes: dict | None = None, *, weights_from: str | None = None, drop: str | None = None,
+               weights_bytes: bytes | None = None, encoder_from_payload: bool = False, base: str = "model"):
+    def setup(ws, tmp):
+        m = copy_model(ws[base], tmp / "m")
+        if config_changes:
+            edit_json(m / "config.json", **config_changes)
+        if weights_from:
+            shutil.copy(ws[weights_from] / "model.safetensors", m / "model.safetensors")
+        if drop:
+            (m / drop).unlink()
+        if weights_bytes is not None:
+            (m / "model.safetensors").write_bytes(weights_bytes)
+        if encoder_from_payload:
+            shutil.copy(ws["payload_torch"], m / "encoder.safetensors")
+        return {"m": m}
+    return setup
+
+
+def config_json_text(text: str):
+    def setup(ws, tmp):
+        m = copy_model(ws["model"], tmp / "m")
+        (m / "config.json").write_text(text)
+        return {"m": m}
+    return setup
+
+
+def generator_config(**changes):
+    def setup(ws, tmp):
+        m = copy_model(ws["model"], tmp / "m")
+        d = json.loads((m / "config.json").read_text())
+        d["generator"].update(changes)
+        (m / "config.json").write_text(json.dumps(d))
+        return {"m": m}
+    return setup
+
+
+def file_in_the_way(name: str = "out"):
+    def setup(ws, tmp):
+        (tmp / name).write_text("a file, not a folder")
+        return {}
+    return setup
+
+
+def corrupt_checkpoint_run(ws, tmp):
+    run = tmp / "run"
+    shutil.copytree(ws["run"], run)
+    for p in (run / "checkpoints").glob("training-state-*.pt"):
+        p.write_bytes(p.read_bytes()[:1000])
+    return {"r": run, "c": sorted((run / "checkpoints").glob("*.pt"))[-1]}
+
+
+def run_without_checkpoints(ws, tmp):
+    run = tmp / "run"
+    shutil.copytree(ws["run"], run)
+    shutil.rmtree(run / "checkpoints")
+    return {"r": run}
+
+
+def foreign_state_dict(ws, tmp):
+    import torch
+
+    p = tmp / "state.pt"
+    torch.save({"weight": torch.ones(3)}, p)
+    return {"c": p}
+
+
+def label_folder(*names: str):
+    def setup(ws, tmp):
+        d = tmp / "labels"
+        d.mkdir()
+        for n in names:
+            shutil.copy(ws["bad"] / n, d / n)
+        return {"l": d}
+    return setup
+
+
+def dangling_label(ws, tmp):
+    d = tmp / "labels"
+    d.mkdir()
+    shutil.copy(ws["label"], d / "ok.png")
+    os.symlink(tmp / "nowhere.png", d / "broken.png")
+    return {"l": d}
+
+
+def data_tree_with(kind: str):
+    """A custom dataset (images/ + labels/) with one problem."""
+    def setup(ws, tmp):
+        root = tmp / "data"
+        shutil.copytree(ws["faces"], root)
+        labels = sorted((root / "labels").iterdir())
+        if kind == "dangling":
+            os.symlink(tmp / "nowhere.png", root / "labels" / "ghost.png")
+            os.symlink(tmp / "nowhere.png", root / "images" / "ghost.png")
+        elif kind == "la":
+            ids = np.asarray(Image.open(labels[0]))
+            Image.fromarray(ids).convert("LA").save(labels[0])
+        elif kind == "corrupt":
+            labels[0].write_bytes(b"garbage")
+        elif kind == "unpaired":
+            (root / "images" / labels[0].name).unlink()
+        elif kind == "size":
+            Image.fromarray(np.zeros((32, 32), np.uint8)).save(labels[0])
+        return {"d": root}
+    return setup
+
+
+SEG_SPEC_PAYLOAD = "drn-d-105,weights={payload_torch}"
+CHECK = ["data", "check", "--dataset", "custom"]
+EVAL = ["evaluate", "--model", "{model}", "--out", "{out}", "--num", "2", "--metrics", "miou", "--segmenter", "{seg}"]
+TRAIN_DRY = ["train", "--config", "scgan-synthetic-faces", "--dry-run", "--set"]
+TRAIN_TINY = ["train", "--config", "{file}", "--outdir", "{out}"]
+
+
+CASES: list[Case] = [
+    # ---- argument parsing (argparse: exit 2 with usage) ---------------------------------------------------
+    Case("no-command", [], "COMMAND"),
+    Case("unknown-command", ["paint"], "invalid choice"),
+    Case("models-extra-arg", ["models", "--bogus"], "unrecognized arguments"),
+    Case("generate-needs-model", ["generate", "--labels", "{labels}", "--out", "{out}"], "--model"),
+    Case("generate-needs-labels", ["generate", "--model", "{model}", "--out", "{out}"], "--labels"),
+    Case("generate-steps-not-int", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                    "--interpolate", "0", "1", "--steps", "many"], "invalid int value"),
+    Case("export-bad-dtype", ["export", "--checkpoint", "{run}", "--out", "{out}", "--dtype", "int8"],
+         "invalid choice"),
+    Case("evaluate-bad-feature-extractor", ["evaluate", "--model", "{model}", "--out", "{out}",
+                                            "--feature-extractor", "clip"], "invalid choice"),
+    Case("analyze-bad-space", ["analyze", "semantic-vectors", "--model", "{model}", "--out", "{out}", "--space", "x"],
+         "invalid choice"),
+    Case("segmenter-bad-arch", ["segmenter", "train", "--dataset", "synthetic-faces", "--arch", "vit",
+                                "--outdir", "{out}"], "invalid choice"),
+    Case("data-make-bad-split", ["data", "make", "synthetic-faces", "--out", "{out}", "--split", "dev"],
+         "invalid choice"),
+    Case("threads-not-int", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                             "--threads", "two"], "invalid int value"),
+
+    # ---- train: configs and overrides ----------------------------------------------------------------------
+    Case("train-no-config", ["train"], "give --config"),
+    Case("train-unknown-preset", ["train", "--config", "nope"], "neither a file nor a preset"),
+    Case("train-section-scalar", TRAIN_DRY + ["train=5"], "train"),
+    Case("train-lr-nan", TRAIN_DRY + ["optim.lr=.nan"], "optim.lr"),
+    Case("train-lr-inf", TRAIN_DRY + ["optim.lr=.inf"], "optim.lr"),
+    Case("train-negative-temperature", TRAIN_DRY + ["generator.temperature=-1"], "temperature"),
+    Case("train-zero-width", TRAIN_DRY + ["generator.srg_width=0"], "srg_width"),
+    Case("train-batch-0", TRAIN_DRY + ["train.batch_size=0"], "must be >= 1"),
+    Case("train-batch-string", TRAIN_DRY + ["train.batch_size=abc"], "train.batch_size"),
+    Case("train-unknown-section", TRAIN_DRY + ["trian.batch_size=4"], "unknown section"),
+    Case("train-unknown-key", TRAIN_DRY + ["train.batchsize=4"], "valid keys are"),
+    Case("train-unknown-model-option", TRAIN_DRY + ["generator.ngf=8"], "valid options are"),
+    Case("train-unknown-generator", TRAIN_DRY + ["generator.name=stylegan"], "valid generators are"),
+    Case("train-set-no-equals", TRAIN_DRY + ["train.batch_size"], "expected key=value"),
+    Case("train-set-bad-yaml", TRAIN_DRY + ["train.batch_size=[1,"], "cannot parse"),
+    Case("train-set-blames-the-argument", TRAIN_DRY + ["train.seed=x"], "--set"),
+    Case("train-dataset-fact-in-generator", TRAIN_DRY + ["generator.num_classes=3"], "come from the dataset"),
+    Case("train-accumulate-not-divisor", TRAIN_DRY + ["train.accumulate=3"], "divide train.batch_size"),
+    Case("train-bad-precision", TRAIN_DRY + ["train.precision=fp8"], "valid: fp32, bf16, fp16"),
+    Case("train-bad-device", TRAIN_DRY + ["train.device=tpu"], "valid: auto, cpu, cuda"),
+    Case("train-decay-out-of-range", TRAIN_DRY + ["train.decay_start=2"], "decay_start"),
+    Case("train-beta-out-of-range", TRAIN_DRY + ["optim.beta2=1.5"], "beta"),
+    Case("train-negative-loss-weight", TRAIN_DRY + ["loss.feature_matching=-1"], "must be >= 0"),
+    Case("train-bad-semantic-loss", TRAIN_DRY + ["loss.semantic_loss=l3"], "valid: l1, l2, vgg"),
+    Case("train-encoder-needs-noise", TRAIN_DRY + ["generator.input_mode=label"], "encoder"),
+    Case("train-resolution-too-small-dry-run", TRAIN_DRY + ["data.resolution=32"], "resolution"),
+    Case("train-resolution-too-small-creates-nothing",
+         ["train", "--config", "scgan-synthetic-faces", "--outdir", "{out}", "--set", "data.resolution=32"],
+         "resolution"),
+    Case("train-invalid-yaml", ["train", "--config", "{file}", "--dry-run"], "not valid YAML",
+         setup=yaml_file("data: [unclosed\n")),
+    Case("train-yaml-is-a-list", ["train", "--config", "{file}", "--dry-run"], "mapping",
+         setup=yaml_file("- a\n- b\n")),
+    Case("train-yaml-empty", ["train", "--config", "{file}", "--dry-run"], "with a 'name'", setup=yaml_file("")),
+    Case("train-yaml-unknown-section", ["train", "--config", "{file}", "--dry-run"], "unknown config section",
+         setup=yaml_file({**TINY_RAW, "optimizer": {}})),
+    Case("train-yaml-python-tag", ["train", "--config", "{payload_yaml}", "--dry-run"], "not valid YAML"),
+    Case("train-yaml-python-tag-in-section", ["train", "--config", "{payload_yaml_in_section}", "--dry-run"],
+         "not valid YAML"),
+    Case("train-config-is-a-folder", ["train", "--config", "{tmp}", "--dry-run"], "neither a file nor a preset"),
+    Case("train-ade20k-missing-root", ["train", "--config", "scgan-ade20k", "--outdir", "{out}", "--set",
+                                       "data.root={tmp}/nowhere", "--set", "loss.perceptual=0"], "does not exist"),
+    Case("train-vgg-missing", TRAIN_TINY + ["--set", "loss.perceptual=10", "--set",
+                                            "loss.vgg_weights={tmp}/vgg19.pth"],
+         ("VGG19 ImageNet weights", "--set loss.perceptual=0"), setup=tiny_config()),
+    Case("train-vgg-missing-semantic-loss", TRAIN_TINY + ["--set", "loss.semantic_loss=vgg", "--set",
+                                                          "loss.vgg_weights={tmp}/vgg19.pth"],
+         ("L_s", "--set loss.semantic_loss=l1"), setup=tiny_config()),
+    Case("train-vgg-pickle", TRAIN_TINY + ["--set", "loss.perceptual=10", "--set",
+                                           "loss.vgg_weights={payload_torch}"],
+         "never runs code", setup=tiny_config()),
+    Case("train-vgg-raw-pickle", TRAIN_TINY + ["--set", "loss.perceptual=10", "--set",
+                                               "loss.vgg_weights={payload_raw}"],
+         "never unpickles", setup=tiny_config()),
+    Case("train-vgg-not-a-torch-file", TRAIN_TINY + ["--set", "loss.perceptual=10", "--set",
+                                                     "loss.vgg_weights={label}"],
+         "not a PyTorch file", setup=tiny_config()),
+    Case("train-fp16-on-cpu", TRAIN_TINY + ["--set", "train.precision=fp16", "--set", "train.device=cpu"],
+         "fp16 needs CUDA", setup=tiny_config()),
+    Case("train-threads-0", ["train", "--config", "scgan-synthetic-faces", "--dry-run", "--set", "train.threads=0"],
+         "train.threads"),
+
+    # ---- train --resume -----------------------------------------------------------------------------------
+    Case("resume-missing", ["train", "--resume", "{tmp}/nowhere"], "no such run directory"),
+    Case("resume-without-path-or-config", ["train", "--resume"], "needs --config"),
+    Case("resume-latest-none", ["train", "--config", "scgan-synthetic-faces", "--resume", "--outdir", "{tmp}/x"],
+         "no run of"),
+    Case("resume-no-checkpoints", ["train", "--resume", "{r}"], "no checkpoint", setup=run_without_checkpoints),
+    Case("resume-corrupt-file", ["train", "--resume", "{c}"], "cannot read", setup=corrupt_checkpoint_run),
+    Case("resume-all-corrupt", ["train", "--resume", "{r}"], "checkpoint", setup=corrupt_checkpoint_run),
+    Case("resume-pickle-payload", ["train", "--resume", "{payload_torch}", "--config", "{file}"],
+         "never runs code", setup=tiny_config()),
+    Case("resume-foreign-state", ["train", "--resume", "{c}", "--config", "{file}"],
+         "not a semsynth training state", setup=lambda ws, tmp: {**foreign_state_dict(ws, tmp),
+                                                                 **tiny_config()(ws, tmp)}),
+
+    # ---- generate: the model directory -------------------------------------------------------------------
+    Case("gen-model-missing", ["generate", "--model", "{tmp}/nowhere", "--labels", "{labels}", "--out", "{out}"],
+         "does not exist"),
+    Case("gen-model-is-a-file", ["generate", "--model", "{label}", "--labels", "{labels}", "--out", "{out}"],
+         "not an exported semsynth model"),
+    Case("gen-model-no-config", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "config.json is missing", setup=model_with(drop="config.json")),
+    Case("gen-config-not-json", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "not valid JSON", setup=config_json_text("{not json")),
+    Case("gen-config-binary", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "config.json", setup=config_json_text("\udcff\udcfe".encode("utf-8", "surrogateescape").decode("latin-1"))),
+    Case("gen-config-a-list", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "not a semsynth model config", setup=config_json_text("[1, 2]")),
+    Case("gen-config-foreign-format", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "not a semsynth model config", setup=model_with({"format": "diffusers"})),
+    Case("gen-config-future-version", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         ("version 99", "upgrade semsynth"), setup=model_with({"version": 99})),
+    Case("gen-config-version-string", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "version", setup=model_with({"version": "1"})),
+    Case("gen-config-no-version", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "version", setup=model_with({"version": None})),
+    Case("gen-config-no-generator", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "generator", setup=model_with({"generator": None})),
+    Case("gen-config-unknown-generator", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "valid generators are", setup=generator_config(name="pix3pix")),
+    Case("gen-config-unknown-option", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "valid options are", setup=generator_config(ngf=64)),
+    Case("gen-config-bad-dataset", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "dataset", setup=model_with({"dataset": {"name": "x", "num_classes": 3, "class_names": ["a"]}})),
+    Case("gen-config-other-width", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         ("does not fit", "shape", "the generator"), setup=model_with(weights_from="model_wide")),
+    Case("gen-config-other-class-count", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "num_classes", setup=generator_config(num_classes=20)),
+    Case("gen-config-other-candidates", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         ("does not fit", "shape"), setup=generator_config(conv_candidates=3)),
+    Case("gen-weights-missing", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "is missing", setup=model_with(drop="model.safetensors")),
+    Case("gen-weights-truncated", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "cannot read", setup=model_with(weights_bytes=b"\x10\x00\x00\x00\x00\x00\x00\x00{")),
+    Case("gen-weights-pickle", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "cannot read", setup=lambda ws, tmp: model_with(weights_bytes=ws["payload_torch"].read_bytes())(ws, tmp)),
+    Case("gen-encoder-pickle", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "cannot read", setup=model_with(encoder_from_payload=True)),
+    Case("gen-encoder-missing", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "encoder.safetensors", setup=model_with(drop="encoder.safetensors")),
+
+    # ---- generate: layouts ---------------------------------------------------------------------------------
+    Case("gen-labels-missing", ["generate", "--model", "{model}", "--labels", "{tmp}/nowhere", "--out", "{out}"],
+         "no such file or directory"),
+    Case("gen-labels-empty-folder", ["generate", "--model", "{model}", "--labels", "{bad}/empty", "--out", "{out}"],
+         "no label maps"),
+    Case("gen-label-not-an-image", ["generate", "--model", "{model}", "--labels", "{bad}/not-an-image.png",
+                                    "--out", "{out}"], "cannot read"),
+    Case("gen-label-truncated", ["generate", "--model", "{model}", "--labels", "{bad}/truncated.png",
+                                 "--out", "{out}"], "truncated.png"),
+    Case("gen-label-out-of-range", ["generate", "--model", "{model}", "--labels", "{bad}/out-of-range.png",
+                                    "--out", "{out}"], "40"),
+    Case("gen-label-unknown-colour", ["generate", "--model", "{model}", "--labels", "{bad}/unknown-colour.png",
+                                      "--out", "{out}"], "palette"),
+    Case("gen-label-float", ["generate", "--model", "{model}", "--labels", "{bad}/float.tif", "--out", "{out}"],
+         "float.tif"),
+    Case("gen-label-text-file", ["generate", "--model", "{model}", "--labels", "{bad}/text.txt", "--out", "{out}"],
+         "text.txt"),
+    Case("gen-label-dangling-link", ["generate", "--model", "{model}", "--labels", "{l}", "--out", "{out}"],
+         "broken.png", setup=dangling_label),
+
+    # ---- generate: seeds, modes, sizes ---------------------------------------------------------------------
+    Case("seeds-empty-item", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                              "--seeds", "1,,2"], "empty item"),
+    Case("seeds-trailing-comma", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                  "--seeds", "1,"], "trailing comma"),
+    Case("seeds-empty", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}", "--seeds", ""],
+         "no seeds"),
+    Case("seeds-2^64", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}", "--seeds",
+                        "18446744073709551616"], "too large"),
+    Case("seeds-negative", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}", "--seeds",
+                            "-1"], "non-negative"),
+    Case("seeds-reversed-range", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                  "--seeds", "5-1"], "ends before it starts"),
+    Case("seeds-absurd-range", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                "--seeds", "0-100000000"], "limit of 100,000"),
+    Case("seeds-words", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}", "--seeds",
+                         "some"], "not a seed"),
+    Case("seeds-float", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}", "--seeds",
+                         "1.5"], "not a seed"),
+    Case("seeds-repeated", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}", "--seeds",
+                            "1,0-3"], "twice"),
+    Case("seeds-deterministic-model", ["generate", "--model", "{model_det}", "--labels", "{labels}", "--out",
+                                       "{out}", "--seeds", "0-3"], "deterministic"),
+    Case("style-without-encoder", ["generate", "--model", "{model_det}", "--labels", "{labels}", "--out", "{out}",
+                                   "--style", "{image}"], "no style encoder"),
+    Case("style-missing-image", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                 "--style", "{tmp}/nowhere.jpg"], "nowhere.jpg"),
+    Case("style-not-an-image", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                "--style", "{bad}/not-an-image.png"], "cannot read"),
+    Case("seeds-and-style", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                             "--seeds", "0", "--style", "{image}"], "choose one of"),
+    Case("interpolate-one-step", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                  "--interpolate", "0", "1", "--steps", "1"], "at least 2"),
+    Case("interpolate-absurd-steps", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                      "--interpolate", "0", "1", "--steps", "100000000"], "at most"),
+    Case("interpolate-negative-seed", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                       "--interpolate", "-1", "1"], "seeds go from 0"),
+    Case("interpolate-deterministic", ["generate", "--model", "{model_det}", "--labels", "{labels}", "--out",
+                                       "{out}", "--interpolate", "0", "1"], "deterministic"),
+    Case("gen-batch-0", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                         "--batch-size", "0"], "must be >= 1"),
+    Case("gen-batch-absurd", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                              "--batch-size", "1000000"], "at most"),
+    Case("gen-threads-0", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                           "--threads", "0"], "--threads 0"),
+    Case("gen-device-cuda-absent", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                    "--device", "cuda:7"], "cuda"),
+    Case("gen-device-unknown", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",
+                                "--device", "abacus"], "abacus"),
+    Case("gen-out-is-a-file", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{tmp}/out"],
+         "out", setup=file_in_the_way(), absent=()),
+
+    # ---- evaluate -----------------------------------------------------------------------------------------
+    Case("eval-nothing-to-score", ["evaluate", "--out", "{out}"], "give --model"),
+    Case("eval-unknown-metric", ["evaluate", "--model", "{model}", "--out", "{out}", "--metrics", "fid,ssim"],
+         "ssim"),
+    Case("eval-no-metric", ["evaluate", "--model", "{model}", "--out", "{out}", "--metrics", ","],
+         "none given"),
+    Case("eval-generated-missing", ["evaluate", "--generated", "{tmp}/nowhere", "--dataset", "synthetic-faces",
+                                    "--set", "data.resolution=64", "--out", "{out}", "--metrics", "miou",
+                                    "--segmenter", "{seg}"], "no such folder"),
+    Case("eval-generated-wrong-size", ["evaluate", "--generated", "{generated32}", "--dataset", "synthetic-faces",
+                                       "--set", "data.resolution=64", "--set", "data.num_samples=16", "--out", "{out}",
+                                       "--metrics", "miou", "--segmenter", "{seg}"],
+         ("32x32", "64x64", "nothing is resized")),
+    Case("eval-generated-custom-geometry", ["evaluate", "--generated", "{generated_custom64}", "--dataset",
+                                            "custom", "--data-root", "{custom}", "--set", "data.num_classes=2",
+                                            "--out", "{out}", "--metrics", "fid", "--feature-extractor",
+                                            "segmenter", "--segmenter", "{seg}"],
+         ("64x64", "256x256")),
+    Case("eval-generated-missing-image", ["evaluate", "--generated", "{bad}/empty", "--dataset", "synthetic-faces",
+                                          "--set", "data.resolution=64", "--out", "{out}", "--metrics", "miou",
+                                          "--segmenter", "{seg}"], "no image named after layout"),
+    Case("eval-diversity-needs-model", ["evaluate", "--generated", "{generated64}", "--dataset", "synthetic-faces",
+                                        "--set", "data.resolution=64", "--out", "{out}", "--metrics", "diversity"],
+         "diversity needs --model"),
+    Case("eval-diversity-deterministic", ["evaluate", "--model", "{model_det}", "--out", "{out}", "--metrics",
+                                          "diversity"], "deterministic"),
+    Case("eval-miou-needs-segmenter", ["evaluate", "--model", "{model}", "--out", "{out}", "--metrics", "miou"],
+         "need --segmenter"),
+    Case("eval-segmenter-missing", EVAL[:-1] + ["{tmp}/noseg"], "noseg"),
+    Case("eval-segmenter-pickle", EVAL[:-1] + [SEG_SPEC_PAYLOAD], "never runs code"),
+    Case("eval-segmenter-raw-pickle", EVAL[:-1] + ["drn-d-105,weights={payload_raw}"], "never unpickles"),
+    Case("eval-segmenter-unknown", EVAL[:-1] + ["name=segformer"], "segformer"),
+    Case("eval-inception-missing", ["evaluate", "--model", "{model}", "--out", "{out}", "--metrics", "fid",
+                                    "--inception", "{tmp}/inception.pth", "--num", "2"], "inception.pth"),
+    Case("eval-inception-pickle", ["evaluate", "--model", "{model}", "--out", "{out}", "--metrics", "fid",
+                                   "--inception", "{payload_torch}", "--num", "2"], "never runs code"),
+    Case("eval-inception-raw-pickle", ["evaluate", "--model", "{model}", "--out", "{out}", "--metrics", "fid",
+                                       "--inception", "{payload_raw}", "--num", "2"], "never unpickles"),
+    Case("eval-lpips-pickle", ["evaluate", "--model", "{model}", "--out", "{out}", "--metrics", "lpips",
+                               "--lpips-weights", "{payload_torch}", "--num", "2"], "never runs code"),
+    Case("eval-unknown-dataset", ["evaluate", "--model", "{model}", "--out", "{out}", "--dataset", "imagenet",
+                                  "--metrics", "miou", "--segmenter", "{seg}"], "valid datasets are"),
+    Case("eval-data-root-without-dataset", ["evaluate", "--model", "{model}", "--out", "{out}", "--data-root",
+                                            "{tmp}"], "need --dataset"),
+    Case("eval-set-not-data", ["evaluate", "--model", "{model}", "--out", "{out}", "--dataset", "synthetic-faces",
+                               "--set", "train.batch_size=2"], "only data.KEY=VALUE"),
+    Case("eval-unknown-data-option", ["evaluate", "--model", "{model}", "--out", "{out}", "--dataset",
+                                      "synthetic-faces", "--set", "data.colour=1"], "valid options are"),
+    Case("eval-other-class-count", ["evaluate", "--model", "{model}", "--out", "{out}", "--dataset", "custom",
+                                    "--data-root", "{custom}", "--set", "data.num_classes=2", "--metrics", "miou",
+                                    "--segmenter", "{seg}"], "not the one the model was trained on"),
+    Case("eval-num-0", EVAL[:6] + ["0"] + EVAL[7:], "--num 0"),
+    Case("eval-model-config-mismatch", ["evaluate", "--model", "{m}", "--out", "{out}", "--metrics", "miou",
+                                        "--segmenter", "{seg}"], ("does not fit", "shape"),
+         setup=model_with(weights_from="model_wide")),
+    Case("eval-threads-0", EVAL + ["--threads", "0"], "--threads 0"),
+    Case("eval-out-is-a-file", EVAL, "out", setup=file_in_the_way(), absent=()),
+
+    # ---- segmenter -----------------------------------------------------------------------------------------
+    Case("seg-train-unknown-dataset", ["segmenter", "train", "--dataset", "imagenet", "--outdir", "{out}"],
+         "valid datasets are"),
+    Case("seg-train-epochs-0", ["segmenter", "train", "--dataset", "synthetic-faces", "--epochs", "0",
+                                "--outdir", "{out}"], "epochs"),
+    Case("seg-train-batch-0", ["segmenter", "train", "--dataset", "synthetic-faces", "--batch-size", "0",
+                               "--outdir", "{out}"], "batch"),
+    Case("seg-train-unknown-option", ["segmenter", "train", "--dataset", "synthetic-faces", "--set",
+                                      "model.depthh=2", "--outdir", "{out}"], "depthh"),
+    Case("seg-eval-missing", ["segmenter", "eval", "--segmenter", "{tmp}/noseg", "--dataset", "synthetic-faces"],
+         "noseg", absent=()),
+    Case("seg-eval-pickle", ["segmenter", "eval", "--segmenter", SEG_SPEC_PAYLOAD, "--dataset", "cityscapes",
+                             "--data-root", "{tmp}"], "never runs code", absent=()),
+    Case("seg-eval-limit-0", ["segmenter", "eval", "--segmenter", "{seg}", "--dataset", "synthetic-faces",
+                              "--limit", "0"], "limit", absent=()),
+
+    # ---- analyze ------------------------------------------------------------------------------------------
+    Case("analyze-model-missing", ["analyze", "semantic-vectors", "--model", "{tmp}/nowhere", "--out", "{out}"],
+         "does not exist"),
+    Case("analyze-scale-out-of-range", ["analyze", "semantic-vectors", "--model", "{model}", "--out", "{out}",
+                                        "--scale", "99"], "scale"),
+    Case("analyze-num-0", ["analyze", "semantic-vectors", "--model", "{model}", "--out", "{out}", "--num", "0"],
+         "num"),
+    Case("analyze-points-0", ["analyze", "semantic-vectors", "--model", "{model}", "--out", "{out}", "--points",
+                              "0"], "points"),
+    Case("analyze-config-mismatch", ["analyze", "semantic-vectors", "--model", "{m}", "--out", "{out}"],
+         "does not fit", setup=model_with(weights_from="model_wide")),
+
+    # ---- export -------------------------------------------------------------------------------------------
+    Case("export-missing", ["export", "--checkpoint", "{tmp}/nowhere.pt", "--out", "{out}"], "does not exist"),
+    Case("export-no-checkpoints", ["export", "--checkpoint", "{r}", "--out", "{out}"], "no checkpoint",
+         setup=run_without_checkpoints),
+    Case("export-corrupt", ["export", "--checkpoint", "{c}", "--out", "{out}"], "cannot read",
+         setup=corrupt_checkpoint_run),
+    Case("export-pickle", ["export", "--checkpoint", "{payload_torch}", "--out", "{out}"], "never runs code"),
+    Case("export-raw-pickle", ["export", "--checkpoint", "{payload_raw}", "--out", "{out}"], "never unpickles"),
+    Case("export-foreign-state", ["export", "--checkpoint", "{c}", "--out", "{out}"],
+         "not a semsynth training state", setup=foreign_state_dict),
+    Case("export-out-is-a-file", ["export", "--checkpoint", "{ckpt}", "--out", "{tmp}/out/model"], "out",
+         setup=file_in_the_way(), absent=()),
+
+    # ---- demo ---------------------------------------------------------------------------------------------
+    Case("demo-train-and-model", ["demo", "--train", "--model", "{model}", "--outdir", "{out}"], "choose one of"),
+    Case("demo-set-without-train", ["demo", "--set", "train.images=8", "--outdir", "{out}"], "only applies"),
+    Case("demo-model-missing", ["demo", "--model", "{tmp}/nowhere", "--outdir", "{out}"], "does not exist"),
+    Case("demo-model-mismatch", ["demo", "--model", "{m}", "--outdir", "{out}"], "does not fit",
+         setup=model_with(weights_from="model_wide")),
+    Case("demo-threads-0", ["demo", "--threads", "0", "--outdir", "{out}"], "--threads 0"),
+    Case("demo-train-bad-set", ["demo", "--train", "--set", "train.images=0", "--outdir", "{out}"],
+         "train.images"),
+
+    # ---- data make ----------------------------------------------------------------------------------------
+    Case("make-unknown-dataset", ["data", "make", "imagenet", "--out", "{out}"], "can write"),
+    Case("make-num-0", ["data", "make", "synthetic-faces", "--out", "{out}", "--num", "0"], "--num 0"),
+    Case("make-size-0", ["data", "make", "synthetic-faces", "--out", "{out}", "--size", "0"], "--size"),
+    Case("make-size-absurd", ["data", "make", "synthetic-faces", "--out", "{out}", "--size", "100000"], "--size"),
+    Case("make-num-absurd", ["data", "make", "synthetic-faces", "--out", "{out}", "--num", "1000000000000"],
+         "--num"),
+    Case("make-out-is-a-file", ["data", "make", "synthetic-faces", "--out", "{tmp}/out/faces", "--num", "2"],
+         "out", setup=file_in_the_way(), absent=()),
+
+    # ---- data check ---------------------------------------------------------------------------------------
+    Case("check-needs-dataset", ["data", "check"], "needs --dataset", absent=()),
+    Case("check-unknown-dataset", ["data", "check", "--dataset", "imagenet", "--root", "{tmp}"],
+         "valid datasets are", absent=()),
+    Case("check-missing-root", CHECK + ["--root", "{tmp}/nowhere"], "does not exist", absent=()),
+    Case("check-limit-0", CHECK + ["--root", "{faces}", "--limit", "0"], "--limit 0", absent=()),
+    Case("check-config-missing", ["data", "check", "--config", "{tmp}/nope.yaml"], "neither a file nor a preset",
+         absent=()),
+    Case("check-config-python-tag", ["data", "check", "--config", "{payload_yaml}"], "not valid YAML", absent=()),
+    Case("check-bad-set", CHECK + ["--root", "{faces}", "--set", "a.b.c=1"], "dataset option", absent=()),
+    Case("check-unknown-option", CHECK + ["--root", "{faces}", "--set", "colour=1"], "valid options are",
+         absent=()),
+    Case("check-dangling-links", CHECK + ["--root", "{d}"], "ghost.png", setup=data_tree_with("dangling"),
+         absent=()),
+    Case("check-corrupt-label", CHECK + ["--root", "{d}"], "unreadable", setup=data_tree_with("corrupt"),
+         absent=()),
+    Case("check-unpaired", CHECK + ["--root", "{d}"], "no image", setup=data_tree_with("unpaired"), absent=()),
+    Case("check-size-mismatch", CHECK + ["--root", "{d}"], "size", setup=data_tree_with("size"), absent=()),
+    Case("check-la-labels-agree-with-generate", CHECK + ["--root", "{d}"], "result: OK", rc=0,
+         setup=data_tree_with("la"), absent=()),
+    Case("gen-la-labels-agree-with-check", ["generate", "--model", "{model}", "--labels", "{bad}/grey-alpha.png",
+                                            "--out", "{out}"], "wrote 1 image", rc=0, absent=()),
+    Case("check-palette-payload", CHECK + ["--root", "{faces}", "--set", "palette={payload_yaml}"], "palette",
+         absent=()),
+    Case("check-dataset-yaml-payload", CHECK + ["--root", "{faces}", "--set", "dataset_yaml={payload_yaml}"],
+         "payload.yaml", absent=()),
+]
+
+
+def _format(argv: list[str], values: dict[str, Path]) -> list[str]:
+    return [a.format(**{k: str(v) for k, v in values.items()}) for a in argv]
+
+
+def _temporaries(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            found += [Path(dirpath) / f for f in filenames if is_temporary(f)]
+    return found
+
+
+def test_the_table_is_large_and_covers_every_command():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+    assert len(CASES) >= 120
+    from semsynth.cli import COMMANDS
+
+    covered = {c.argv[0] for c in CASES if c.argv}
+    assert set(COMMANDS) - {"models"} <= covered, set(COMMANDS) - covered
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, ws, tmp_path):
+    values = dict(ws)
+    values.update({"tmp": tmp_path, "out": tmp_path / "out"})
+    if case.setup is not None:
+        values.update(case.setup(ws, tmp_path))
+    argv = _format(case.argv, values)
+    rc, text = run_main(argv)
+    assert rc == case.rc, f"exit {rc}, expected {case.rc}; output:\n{text[-3000:]}"
+    phrases = (case.says,) if isinstance(case.says, str) else case.says
+    for phrase in phrases:
+        phrase = phrase.format(**{k: str(v) for k, v in values.items()})
+        assert phrase in text, f"{phrase!r} not in the output:\n{text[-3000:]}"
+    assert "Traceback" not in text
+    assert "weights_only=False" not in text and "`weights_only` set to `False`" not in text
+    assert not ws["marker"].exists(), "a loader ran code from a file"
+    assert not _temporaries(tmp_path, ws["root"]), "temporary files were left behind"
+    for p in case.absent:
+        path = Path(p.format(**{k: str(v) for k, v in values.items()}))
+        assert not path.exists(), f"{path} was created by a command that failed"

@@ -1,0 +1,260 @@
+"""Every command in the README and docs/ is run by this test, at tiny size.
+
+The fenced ``bash`` blocks of README.md and docs/*.md are read; each command is
+
+* run in-process through ``semsynth.cli.main`` in a workspace of its own document (commands of one document run
+  in order, so that ``semsynth train`` makes the run that the next ``semsynth generate`` reads), with the sizes
+  shrunk (``TINY`` below: fewer images, samples, epochs);
+* or, where it needs what a test cannot have (a dataset download, several GPUs, a benchmark's minutes), parsed by
+  the CLI's own parser and, for ``train``, run with ``--dry-run``, with the reason recorded in ``NOT_RUN``.
+
+A command that fits no rule fails the test, so a new example in the docs is run from its first day.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semsynth.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SHARED_COCO = REPO.parent / "shared" / "data" / "coco_stuff_sample"
+
+
+def fenced_commands(path: Path) -> list[str]:
+    """The commands of the ``bash``/``sh`` blocks of a Markdown file: continuation lines joined, comments and
+    ``[optional]`` parts removed."""
+    out = []
+    for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", path.read_text(encoding="utf-8"), re.S):
+        block = re.sub(r"\\\n\s*", " ", block)
+        for line in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if not line or line.startswith("#"):
+                continue
+            line = re.sub(r"\s*\[[^\]]*\]", "", line)  # optional arguments shown as [--num 100]
+            out.append(line)
+    return out
+
+
+# -- what cannot run here, and why ---------------------------------------------------------------------------
+
+NEEDS_DATA = ("/data/", "datasets/ADE", "scgan-coco", "runs/00003-scgan-coco", "runs/00007-scgan-ade20k")
+NOT_RUN = {
+    "make": "make targets: `make test` is what CI runs; `make demo` is `semsynth demo`, run by "
+            "tests/evaluation/test_demo.py; the target must exist in the Makefile",
+    "torchrun": "several processes: tests/training/test_distributed.py runs torchrun; here the command is parsed "
+                "and its config resolved with --dry-run",
+    "benchmark": "benchmarks take minutes; the script must exist and accept every option the docs use",
+    "shell": "a shell command (download instructions), not semsynth",
+    "data": "needs a dataset download (ADE20K, Cityscapes, COCO-Stuff, CelebAMask-HQ) or a run made from one; "
+            "parsed, and train commands run with --dry-run",
+}
+
+
+def classify(cmd: str) -> str:
+    words = shlex.split(cmd)
+    if words[0] == "make":
+        return "make"
+    if words[0] == "torchrun":
+        return "torchrun"
+    if words[0] == "python" and words[1].startswith("benchmarks/"):
+        return "benchmark"
+    if words[0] in ("curl", "mkdir", "cd", "pip", "wget"):
+        return "shell"
+    if words[0] != "semsynth":
+        raise AssertionError(f"unclassified command in the docs: {cmd!r}; add a rule to tests/test_docs_examples.py")
+    if any(s in cmd for s in NEEDS_DATA) or " MODEL " in f" {cmd} " and ("--data-root /data" in cmd):
+        return "data"
+    if words[1] == "train" and any(p in cmd for p in ("scgan-ade20k", "scgan-cityscapes", "scgan-celeba")):
+        return "data"
+    return "run"
+
+
+# -- shrinking a command -------------------------------------------------------------------------------------
+
+
+def tiny(words: list[str]) -> list[str]:
+    """The same command at a size that runs in seconds."""
+    out = []
+    for w in words:
+        m = re.fullmatch(r"train\.images=(\d+)", w)
+        if m:  # keep the order of the lengths (resumes extend runs), divided by 2500
+            w = f"train.images={max(8, int(m.group(1)) // 2500 // 4 * 4)}"
+        w = re.sub(r"^data\.num_samples=\d+$", "data.num_samples=16", w)
+        out.append(w)
+    sub = out[1] if len(out) > 1 else ""
+    if sub == "train" and "--resume" not in out and "--dry-run" not in out:
+        extra = ["train.batch_size=4", "data.num_samples=16", "train.log_every=8", "train.sample_every=1000",
+                 "train.checkpoint_every=1000", "train.tensorboard=false", "generator.srg_width=4",
+                 "generator.fc_width=4", "generator.svg_width=4", "discriminator.width=4", "encoder.width=4"]
+        if not any(w.startswith("train.images=") for w in out):
+            extra.append("train.images=8")
+        for e in extra:
+            out += ["--set", e]
+    if sub == "segmenter" and out[2] == "train":
+        out = _replace_option(out, "--epochs", "1")
+        out = _replace_option(out, "--val-limit", "4")
+        if not any(w.startswith("data.num_samples=") for w in out):
+            out += ["--set", "data.num_samples=16"]
+        out += ["--batch-size", "8"]
+    if sub == "evaluate":
+        out = _replace_option(out, "--num", "4")
+    if sub == "analyze":
+        out = _replace_option(out, "--num", "4")
+        out = _replace_option(out, "--points", "60")
+    if sub == "data" and out[2] == "make":
+        out = _replace_option(out, "--num", "4")
+    return out
+
+
+def _replace_option(words: list[str], flag: str, value: str) -> list[str]:
+    if flag in words:
+        i = words.index(flag)
+        return words[: i + 1] + [value] + words[i + 2 :]
+    return words + [flag, value]
+
+
+def run_main(argv: list[str]) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as e:
+            rc = e.code
+    return rc, out.getvalue() + err.getvalue()
+
+
+def _producer(cmd: str) -> bool:
+    """Commands that make what other examples read (a run, data, a segmenter): they run first."""
+    words = shlex.split(cmd)
+    return words[:2] == ["semsynth", "train"] and "--resume" not in words and "--dry-run" not in words \
+        or words[:3] in (["semsynth", "data", "make"], ["semsynth", "segmenter", "train"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """``runs/00000-scgan-synthetic-faces`` as the docs' first training example makes it, at tiny size."""
+    root = tmp_path_factory.mktemp("docs-run")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        rc, text = run_main(tiny(["semsynth", "train", "--config", "scgan-synthetic-faces"])[1:])
+    finally:
+        os.chdir(cwd)
+    assert rc == 0, text[-2000:]
+    return root / "runs" / "00000-scgan-synthetic-faces"
+
+
+def _workspace(tmp: Path, cmds: list[str], run: Path) -> None:
+    """What the examples refer to besides what the document's own examples make: layouts, a face image, a
+    config file, the bundled assets, and a training run when the document trains none."""
+    from semsynth.config import PRESET_DIR
+    from semsynth.data.synthetic_faces import write_synthetic_faces
+
+    if not any(_producer(c) and " train " in f" {c} " for c in cmds):
+        shutil.copytree(run, tmp / "runs" / run.name)
+    shutil.copy(PRESET_DIR / "scgan-synthetic-faces.yaml", tmp / "my_run.yaml")
+
+    faces = write_synthetic_faces(tmp / "_faces", 2, size=64, seed=5, split="val", progress=False)
+    shutil.copytree(faces / "labels", tmp / "layouts")
+    shutil.copy(sorted((faces / "labels").iterdir())[0], tmp / "layout.png")
+    Image.open(sorted((faces / "images").iterdir())[0]).convert("RGB").save(tmp / "face.jpg")
+    if any("src/semsynth/assets" in c for c in cmds):
+        # a copy, never a link: an example writes into it (`semsynth export --out src/semsynth/assets/...`)
+        shutil.copytree(REPO / "src" / "semsynth" / "assets", tmp / "src" / "semsynth" / "assets")
+    if SHARED_COCO.is_dir():
+        (tmp / "datasets").mkdir()
+        os.symlink(SHARED_COCO, tmp / "datasets" / "coco_stuff")
+
+
+def _model_placeholder(words: list[str], tmp: Path) -> list[str]:
+    """``MODEL`` in the docs stands for any exported model: the run of an earlier example, or the bundled one."""
+    run = tmp / "runs" / "00000-scgan-synthetic-faces" / "model"
+    model = run if run.is_dir() else REPO / "src" / "semsynth" / "assets" / "scgan-synthetic-faces"
+    return [str(model) if w == "MODEL" else w for w in words]
+
+
+@pytest.fixture
+def bundled_assets_unchanged():
+    """The examples run in copies: the package's own files are never written."""
+    assets = REPO / "src" / "semsynth" / "assets"
+    before = {p: p.stat().st_mtime_ns for p in assets.rglob("*") if p.is_file()}
+    yield
+    after = {p: p.stat().st_mtime_ns for p in assets.rglob("*") if p.is_file()}
+    assert after == before, "an example wrote into src/semsynth/assets"
+
+
+ALL = [(doc, cmd) for doc in DOCS for cmd in fenced_commands(doc)]
+
+
+def test_the_docs_have_examples_and_each_is_classified():
+    assert len(ALL) > 40
+    kinds = {cmd: classify(cmd) for _, cmd in ALL}
+    assert sum(k == "run" for k in kinds.values()) >= 25, kinds
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+def test_every_example_of_a_document(doc: Path, tmp_path, monkeypatch, tiny_run, bundled_assets_unchanged):
+    cmds = fenced_commands(doc)
+    if not cmds:
+        pytest.skip(f"{doc.name} has no commands")
+    _workspace(tmp_path, cmds, tiny_run)
+    monkeypatch.chdir(tmp_path)
+    import semsynth.demo
+
+    monkeypatch.setitem(semsynth.demo.SIZES, "eval_layouts", 8)
+    monkeypatch.setitem(semsynth.demo.SIZES, "vector_layouts", 4)
+    monkeypatch.setitem(semsynth.demo.SIZES, "tsne_points", 60)
+    cmds = sorted(cmds, key=lambda c: not _producer(c))  # stable: producers first, then in the docs' order
+    parser = build_parser()
+    ran = 0
+    for cmd in cmds:
+        kind = classify(cmd)
+        words = shlex.split(cmd)
+        if kind == "make":
+            target = words[1]
+            assert re.search(rf"^{re.escape(target)}:", (REPO / "Makefile").read_text(), re.M), cmd
+            continue
+        if kind == "shell":
+            continue
+        if kind == "benchmark":
+            script = REPO / words[1]
+            assert script.is_file(), cmd
+            helptext = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                                      timeout=120, cwd=REPO).stdout
+            for flag in [w for w in words[2:] if w.startswith("--")]:
+                assert flag in helptext, f"{cmd}: {flag} is not an option of {words[1]}"
+            continue
+        if kind == "torchrun":
+            words = ["semsynth", *words[words.index("semsynth") + 1 :]]
+        elided = "..." in words  # an example that shows only the start of a command
+        words = [w for w in words if w != "..."]
+        argv = _model_placeholder(words[1:], tmp_path)
+        try:
+            parser.parse_args(argv)
+        except SystemExit as e:
+            raise AssertionError(f"{doc.name}: the CLI does not accept {cmd!r}") from e
+        if kind in ("torchrun", "data") or elided:
+            if argv[0] == "train" and "--resume" not in argv and not elided:
+                rc, text = run_main([*argv, "--dry-run"] if "--dry-run" not in argv else argv)
+                assert rc == 0, f"{doc.name}: {cmd!r} --dry-run failed:\n{text[-2000:]}"
+            continue
+        if argv[:2] == ["data", "check"] and not SHARED_COCO.is_dir():
+            continue  # the COCO-Stuff sample lives in ../shared (absent beside this clone)
+        rc, text = run_main(tiny(["semsynth", *argv])[1:])
+        assert rc == 0, f"{doc.name}: {cmd!r} (run as {tiny(['semsynth', *argv])[1:]}) exited {rc}:\n{text[-3000:]}"
+        ran += 1
+    assert ran or doc.name in ("benchmarks.md",), f"no example of {doc.name} ran"
