@@ -117,13 +117,22 @@ def test_runlog_bar_on_a_terminal_and_messages_between(tmp_path):
     assert "img 8/12 loss 0.1" in (tmp_path / "log.txt").read_text()
 
 
-def test_runlog_shows_no_bar_off_a_terminal(tmp_path, capsys):
+def test_runlog_prints_plain_lines_off_a_terminal(tmp_path, capsys, clock):
     msgs, plain = io.StringIO(), io.StringIO()
     log = RunLog(tmp_path, stream=msgs, bar_stream=plain)
-    for done in range(0, 13, 4):
-        log.progress(done, 12, 1.0)
+    log.progress(0, 12)
+    log.progress(4, 12)
+    assert plain.getvalue() == ""  # nothing before the first interval
+    clock.t += 61
+    log.progress(8, 12)
+    clock.t += 1
+    log.progress(9, 12)
     log.info("done")
-    assert plain.getvalue() == "" and msgs.getvalue() == "done\n"
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: 8/12 img") and "\r" not in plain.getvalue()
+    log.progress(12, 12)  # the end: one closing line
+    assert plain.getvalue().splitlines()[-1].startswith("train: 12/12 img")
+    assert msgs.getvalue() == "done\n"
     quiet = RunLog(tmp_path, enabled=False, stream=msgs, bar_stream=FakeTerminal())
     quiet.progress(3, 12, 1.0)
     assert quiet._bar is None

@@ -26,6 +26,7 @@ class RunLog:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._bar: Any = None
         self._bar_done = 0
+        self.log_interval = 60.0
 
     def info(self, msg: str) -> None:
         if not self.enabled:
@@ -44,8 +45,7 @@ class RunLog:
         with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(values) + "\n")
 
-    # progress bar: a tqdm bar on a terminal; elsewhere nothing, as the log lines (every log_every) carry the
-    # progress and ETA there
+    # progress: a tqdm bar on a terminal; elsewhere a plain line every ``log_interval`` seconds
     def progress(self, done: int, total: int, rate: float | None = None, extra: str = "", *, desc: str = "train",
                  unit: str = "img") -> None:
         """``done`` of ``total`` steps so far (``rate`` is unused: the bar measures its own)."""
@@ -55,8 +55,10 @@ class RunLog:
             if done >= total:
                 return
             stream = self.bar_stream if self.bar_stream is not None else sys.stderr
-            self._bar = progress_bar(total, desc, unit=unit, enabled=is_terminal(stream), stream=stream,
-                                     initial=done, leave=False)
+            # a terminal: a tqdm bar; a log file or CI: a plain line every minute (between the log lines,
+            # which come every log_every images and can be far apart on a CPU)
+            self._bar = progress_bar(total, desc, unit=unit, stream=stream, initial=done, leave=False,
+                                     log_interval=self.log_interval)
             self._bar_done = done
         if done > self._bar_done:
             self._bar.update(done - self._bar_done)
