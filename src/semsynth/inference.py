@@ -316,6 +316,11 @@ def list_labels(path: str | os.PathLike) -> list[Path]:
         print(f"semsynth generate: skipped {len(hidden)} hidden file(s) in {p} (names starting with '.'): {names}; "
               "rename them without the leading '.' to generate from them", file=sys.stderr)
     files = [f for f in listed if f.suffix.lower() in LABEL_EXTS]
+    others = [f.name for f in listed if f.suffix.lower() not in LABEL_EXTS]
+    if others and files:
+        names = ", ".join(others[:10]) + (" ..." if len(others) > 10 else "")
+        print(f"semsynth generate: skipped {len(others)} file(s) in {p} that are not label maps "
+              f"({'/'.join(LABEL_EXTS)}; JPEG would blur the class ids): {names}", file=sys.stderr)
     if not files:
         raise DataError(f"--labels {p}: no label maps ({', '.join(LABEL_EXTS)}) in this folder"
                         + (f" ({len(hidden)} hidden file(s) skipped: rename them without the leading '.')"

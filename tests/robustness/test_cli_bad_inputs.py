@@ -115,6 +115,13 @@ def corrupt_checkpoint_run(ws, tmp):
     return {"r": run, "c": sorted((run / "checkpoints").glob("*.pt"))[-1]}
 
 
+def _torn_newest(ws, tmp):
+    run = tmp / "run"
+    shutil.copytree(ws["run"], run)
+    (run / "checkpoints" / "training-state-000000008.pt").write_bytes(b"PK\x03\x04 torn")
+    return {"r": run}
+
+
 def run_without_checkpoints(ws, tmp):
     run = tmp / "run"
     shutil.copytree(ws["run"], run)
@@ -138,6 +145,14 @@ def label_folder(*names: str):
             shutil.copy(ws["bad"] / n, d / n)
         return {"l": d}
     return setup
+
+
+def _with_label(folder: Path, label: Path, rename_other: str) -> Path:
+    shutil.copy(label, folder / "ok.png")
+    for f in folder.iterdir():
+        if f.suffix == ".txt":
+            f.rename(folder / rename_other)
+    return folder
 
 
 def dangling_label(ws, tmp):
@@ -305,6 +320,10 @@ CASES: list[Case] = [
          "valid options are", setup=generator_config(ngf=64)),
     Case("gen-config-bad-dataset", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
          "dataset", setup=model_with({"dataset": {"name": "x", "num_classes": 3, "class_names": ["a"]}})),
+    Case("gen-config-bad-label-values", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "label_values", setup=model_with({"label_values": {"x": 1}})),
+    Case("gen-config-label-values-list", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
+         "label_values", setup=model_with({"label_values": [1, 2]})),
     Case("gen-config-other-width", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
          ("does not fit", "shape", "the generator"), setup=model_with(weights_from="model_wide")),
     Case("gen-config-other-class-count", ["generate", "--model", "{m}", "--labels", "{labels}", "--out", "{out}"],
@@ -339,6 +358,10 @@ CASES: list[Case] = [
          "float.tif"),
     Case("gen-label-text-file", ["generate", "--model", "{model}", "--labels", "{bad}/text.txt", "--out", "{out}"],
          "text.txt"),
+    Case("gen-skipped-files-are-named", ["generate", "--model", "{model}", "--labels", "{l}", "--out", "{out}"],
+         ("skipped 1 file(s)", "notes.txt", "wrote 1 image"), rc=0, absent=(),
+         setup=lambda ws, tmp: {**label_folder("text.txt")(ws, tmp),
+                                "l": _with_label(tmp / "labels", ws["label"], "notes.txt")}),
     Case("gen-label-dangling-link", ["generate", "--model", "{model}", "--labels", "{l}", "--out", "{out}"],
          "broken.png", setup=dangling_label),
 
@@ -486,6 +509,9 @@ CASES: list[Case] = [
          setup=run_without_checkpoints),
     Case("export-corrupt", ["export", "--checkpoint", "{c}", "--out", "{out}"], "cannot read",
          setup=corrupt_checkpoint_run),
+    Case("export-run-skips-a-torn-newest", ["export", "--checkpoint", "{r}", "--out", "{out}"],
+         ("cannot be read", "exporting training-state-000000004.pt", "exported to"), rc=0, absent=(),
+         setup=lambda ws, tmp: _torn_newest(ws, tmp)),
     Case("export-pickle", ["export", "--checkpoint", "{payload_torch}", "--out", "{out}"], "never runs code"),
     Case("export-raw-pickle", ["export", "--checkpoint", "{payload_raw}", "--out", "{out}"], "never unpickles"),
     Case("export-foreign-state", ["export", "--checkpoint", "{c}", "--out", "{out}"],

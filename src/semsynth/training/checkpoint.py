@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -297,6 +298,18 @@ def read_model_config(model_dir: str | os.PathLike) -> dict[str, Any]:
             raise SemsynthError(f"{cfg_path}: the \"{key}\" section is missing or not a mapping")
     if config.get("encoder") is not None and not isinstance(config["encoder"], dict):
         raise SemsynthError(f"{cfg_path}: the \"encoder\" section must be a mapping or null")
+    table = config.get("label_values")
+    if table is not None:
+        ok = isinstance(table, dict)
+        if ok:
+            try:
+                ok = all(isinstance(v, int) and not isinstance(v, bool) and str(int(k)) == str(k).strip()
+                         for k, v in table.items())
+            except (TypeError, ValueError):
+                ok = False
+        if not ok:
+            raise SemsynthError(f"{cfg_path}: \"label_values\" must map raw label values (integers written as "
+                                f"strings, e.g. \"255\") to channel ids (integers), or be null")
     return config
 
 
@@ -379,11 +392,15 @@ def export_from_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.Path
 
     path = Path(checkpoint)
     if path.is_dir():
-        ckpts = list_checkpoints(path)
-        if not ckpts:
-            raise SemsynthError(f"no checkpoint in {path / 'checkpoints'}")
-        path = ckpts[-1]
-    state = load_training_state(path)
+        if not list_checkpoints(path):
+            raise SemsynthError(f"--checkpoint {path}: no checkpoint in {path / 'checkpoints'}")
+        # the newest readable checkpoint; newer unreadable ones are named, not silently skipped
+        path, state, passed = find_resume_checkpoint(path)
+        for c, why in passed:
+            print(f"warning: {c} cannot be read ({why}); exporting {path.name}, the newest readable checkpoint",
+                  file=sys.stderr)
+    else:
+        state = load_training_state(path)
     cfg = state["config"]
     G = build_generator(cfg["generator"])
     G.load_state_dict(state["G_ema"] if use_ema and state.get("G_ema") is not None else state["G"])
