@@ -241,6 +241,34 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# convert
+
+
+@command("convert")
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint
+
+    out, result = convert_checkpoint(args.source, args.checkpoint, args.out, encoder=args.encoder,
+                                     discriminator=args.discriminator, preset=args.preset, overrides=args.set,
+                                     opt=args.opt)
+    cfg = dict(result.generator.config)
+    print(f"generator {cfg.pop('name')}: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    if result.encoder is not None:
+        print(f"encoder {result.encoder.config['name']}: z_dim={result.encoder.config.get('z_dim')}")
+    info = result.info
+    print(f"dataset convention {info.name}: {info.num_classes} channels"
+          + (f" (don't-care {info.dontcare_index})" if info.dontcare_index is not None else "")
+          + (", + instance edge" if info.has_instance else "") + f", {info.resolution[0]}x{info.resolution[1]}")
+    for key, src in result.sources.items():
+        print(f"  {key}: from {src}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {out} (model.safetensors" + (", encoder.safetensors" if result.encoder is not None else "")
+          + (", discriminator.safetensors" if result.discriminator is not None else "") + ", config.json)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
 # demo
 
 
@@ -364,6 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="output model directory")
     ex.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="storage precision")
     ex.add_argument("--raw", action="store_true", help="export the trained G, not its EMA (when one was kept)")
+
+    cv = sub.add_parser("convert", help="convert an official checkpoint (SC-GAN, SPADE, CC-FPSE, OASIS, pix2pixHD) "
+                                        "into a semsynth model directory")
+    cv.add_argument("--from", dest="source", required=True, metavar="FAMILY",
+                    help="the official code that wrote the checkpoint: scgan, spade, ccfpse, oasis, pix2pixhd")
+    cv.add_argument("--checkpoint", required=True, help="the generator's .pth (e.g. latest_net_G.pth)")
+    cv.add_argument("--encoder", help="the VAE encoder's .pth (latest_net_E.pth), for models trained with one")
+    cv.add_argument("--discriminator", help="the discriminator's .pth (latest_net_D.pth), kept for fine-tuning")
+    cv.add_argument("--opt", metavar="OPT_TXT", help="the official opt.txt (default: the one beside the checkpoint)")
+    cv.add_argument("--preset", help="a semsynth preset for the settings the checkpoint does not determine")
+    cv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting, e.g. --set generator.temperature=0.5 (repeatable)")
+    cv.add_argument("--out", required=True, help="output model directory")
 
     dm = sub.add_parser("demo", help="the bundled SC-GAN on synthetic faces: gallery, interpolation, mIoU, "
                                      "semantic vectors, in one HTML report")

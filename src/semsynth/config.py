@@ -309,9 +309,19 @@ def _validate(cfg: RunConfig) -> None:
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isascii()
                                                and dev[5:].isdigit())):
         raise ConfigError(f"train.device = {short_repr(dev)}; valid: auto, cpu, cuda, cuda:N (N a GPU index)")
-    if cfg.encoder is not None and cfg.generator.get("input_mode") != "noise":
-        raise ConfigError("an encoder (VAE) needs a generator that takes z: set generator.input_mode=noise, "
-                          "or encoder=null")
+    from .models import generator_latent_dim
+
+    if cfg.encoder is not None and generator_latent_dim(cfg.generator) == 0:
+        import torch
+
+        from .models import GENERATORS
+
+        with torch.device("meta"):  # an invalid generator option (z_dim=0, ...) is the error to report first
+            GENERATORS.build(cfg.generator)
+        hint = "set generator.input_mode=noise" if cfg.generator["name"] == "scgan" else \
+            "use a generator option that makes it take z"
+        raise ConfigError(f"an encoder (VAE) needs a generator that takes z, and generator "
+                          f"{cfg.generator['name']!r} as configured takes none: {hint}, or set encoder=null")
 
 
 def dataset_info(data_spec: dict[str, Any]):
@@ -489,7 +499,9 @@ def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
     discriminator = DISCRIMINATORS.resolve(dspec, **interface)
     encoder = None
     if raw.get("encoder") is not None:
-        encoder = ENCODERS.resolve(raw["encoder"], z_dim=generator.get("z_dim", 256))
+        from .models import generator_latent_dim
+
+        encoder = ENCODERS.resolve(raw["encoder"], z_dim=generator_latent_dim(generator) or 256)
     cfg = RunConfig(
         data=data, generator=generator, discriminator=discriminator, encoder=encoder,
         loss=build_section("loss", raw.get("loss")), optim=build_section("optim", raw.get("optim")),

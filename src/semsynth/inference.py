@@ -36,8 +36,8 @@ class Synthesizer:
                  device: torch.device) -> None:
         self.G, self.E, self.info, self.config, self.device = G.eval(), E, info, config, device
         gcfg = config["generator"]
-        self.multimodal = gcfg.get("input_mode") == "noise"
-        self.z_dim = int(gcfg.get("z_dim", 0)) if self.multimodal else 0
+        self.z_dim = int(getattr(G, "latent_dim", 0))  # the size of z the generator takes (0: none)
+        self.multimodal = self.z_dim > 0
         self.resolution = tuple(getattr(G, "resolution", info.resolution))
         table = config.get("label_values")  # raw file value -> channel, as the training data mapped it
         self.label_table = {int(k): int(v) for k, v in table.items()} if table else None
@@ -151,9 +151,9 @@ class Synthesizer:
 
     def check_multimodal(self, what: str) -> None:
         if not self.multimodal:
-            raise SemsynthError(f"{what} needs a multi-modal model; this one is deterministic "
-                                f"(generator input_mode={self.config['generator'].get('input_mode')!r}): every seed "
-                                f"gives the same image")
+            raise SemsynthError(f"{what} needs a multi-modal model; this one is deterministic (generator "
+                                f"{self.config['generator'].get('name')!r} takes no latent z): every seed gives the "
+                                f"same image")
 
     @torch.no_grad()
     def generate(self, labels: torch.Tensor, seeds: Sequence[int] | None = None, z: torch.Tensor | None = None,

@@ -519,6 +519,11 @@ CASES: list[Case] = [
     Case("export-out-is-a-file", ["export", "--checkpoint", "{ckpt}", "--out", "{tmp}/out/model"], "out",
          setup=file_in_the_way(), absent=()),
 
+    # ---- convert ------------------------------------------------------------------------------------------
+    Case("convert-needs-from", ["convert", "--checkpoint", "{payload_torch}", "--out", "{out}"], "--from"),
+    Case("convert-unknown-family", ["convert", "--from", "stylegan", "--checkpoint", "{payload_torch}", "--out",
+                                    "{out}"], "valid sources are"),
+
     # ---- demo ---------------------------------------------------------------------------------------------
     Case("demo-train-and-model", ["demo", "--train", "--model", "{model}", "--outdir", "{out}"], "choose one of"),
     Case("demo-set-without-train", ["demo", "--set", "train.images=8", "--outdir", "{out}"], "only applies"),

@@ -34,6 +34,16 @@ def build_encoder(spec: Mapping[str, Any] | str, **interface: Any) -> nn.Module:
     return ENCODERS.build(spec, **interface)
 
 
+def generator_latent_dim(spec: Mapping[str, Any]) -> int:
+    """The size of the latent z a generator config takes (0: deterministic, no z).
+
+    Every registered generator class may define ``latent_dim_of(config) -> int`` (a static method on the resolved
+    config) and sets ``self.latent_dim`` when built; a class without it takes no latent."""
+    cls = GENERATORS.get(spec["name"])
+    fn = getattr(cls, "latent_dim_of", None)
+    return int(fn(spec)) if fn is not None else 0
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of learnable parameters (buffers such as spectral-norm vectors excluded)."""
     return sum(p.numel() for p in module.parameters())
@@ -44,5 +54,5 @@ from . import discriminators, encoders, generators  # noqa: E402,F401
 
 __all__ = [
     "DISCRIMINATORS", "ENCODERS", "GENERATORS", "build_discriminator", "build_encoder", "build_generator",
-    "count_parameters",
+    "count_parameters", "generator_latent_dim",
 ]

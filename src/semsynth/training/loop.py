@@ -154,10 +154,10 @@ def make_sample_grid(G, info, fixed: dict, device: torch.device) -> np.ndarray:
     was_training = G.training
     G.eval()
     z = None
-    if getattr(G, "input_mode", None) == "noise":  # a fixed latent per row, so grids are comparable over time
+    if getattr(G, "latent_dim", 0) > 0:  # a fixed latent per row, so grids are comparable over time
         from ..inference import seed_noise
 
-        z = torch.stack([seed_noise(i, G.z_dim) for i in range(len(fixed["name"]))]).to(device)
+        z = torch.stack([seed_noise(i, G.latent_dim) for i in range(len(fixed["name"]))]).to(device)
     out = G(to_semantic(fixed, info, device), z, return_aux=True)
     G.train(was_training)
     cols = [colorize(fixed["label"], info.palette), fixed["image"], out.image.float().cpu()]

@@ -324,6 +324,7 @@ class SCGANGenerator(nn.Module):
             raise ValueError(f"resolution {h}x{w} must be divisible by {self.factor} for layout={layout!r}")
         self.start_size = (h // self.factor, w // self.factor)
         self.input_mode, self.z_dim = input_mode, z_dim
+        self.latent_dim = z_dim if input_mode == "noise" else 0  # the generator contract (models/__init__.py)
         self.conv_candidates, self.norm_candidates = conv_candidates, norm_candidates
         self.mapping, self.temperature = mapping, temperature
 
@@ -409,6 +410,11 @@ class SCGANGenerator(nn.Module):
         return self.fc(z).view(b, -1, h, w)
 
     # -- forward ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def latent_dim_of(config) -> int:
+        """The size of z this config takes: ``z_dim`` with ``input_mode="noise"``, else 0 (no latent)."""
+        return int(config.get("z_dim", 256)) if config.get("input_mode") == "noise" else 0
 
     def forward(self, semantic: torch.Tensor, z: torch.Tensor | None = None, *,
                 return_aux: bool = False) -> torch.Tensor | GeneratorOutput:
