@@ -39,9 +39,8 @@ def measure(config: str, batch: int, precision: str) -> dict:
 
     from semsynth.config import load_config
     from semsynth.layers import one_hot_label
-    from semsynth.losses import VGGLoss
     from semsynth.models import build_discriminator, build_encoder, build_generator, count_parameters
-    from semsynth.training.objective import GANObjective
+    from semsynth.objectives import build_objective
     from semsynth.utils.runtime import tune_malloc
 
     tune_malloc()
@@ -52,11 +51,10 @@ def measure(config: str, batch: int, precision: str) -> dict:
     G = build_generator(cfg.generator).train()
     D = build_discriminator(cfg.discriminator).train()
     E = build_encoder(cfg.encoder).train() if cfg.encoder else None
-    vgg = VGGLoss(pretrained=False) if cfg.loss.perceptual > 0 else None
     params_g = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
     opt_G = torch.optim.Adam(params_g, lr=cfg.optim.lr_g, betas=(0.0, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.optim.lr_d, betas=(0.0, 0.999))
-    obj = GANObjective(cfg.loss, vgg)
+    obj = build_objective(cfg.loss).prepare("cpu", pretrained=False)  # random VGG weights: memory is the same
     h, w = G.resolution
     c = cfg.generator["num_classes"]
     sem = one_hot_label(torch.randint(0, c, (batch, h, w)), c)

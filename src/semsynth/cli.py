@@ -36,7 +36,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(table, indent=2))
         return 0
-    for kind in ("generators", "discriminators", "encoders", "datasets"):
+    for kind in ("generators", "discriminators", "encoders", "objectives", "datasets"):
         print(f"{kind}:")
         for row in table[kind]:
             print(f"  {row['name']:<18} {row['doc']}")
@@ -45,10 +45,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         parts = [f"G {row['generator_parameters']:,}"]
         if row.get("svg_parameters") is not None:
             parts.append(f"SVG {row['svg_parameters']:,}")
-        parts.append(f"D {row['discriminator_parameters']:,}")
+        if row.get("discriminator_parameters") is not None:
+            parts.append(f"D {row['discriminator_parameters']:,}")
         if row.get("encoder_parameters"):
             parts.append(f"E {row['encoder_parameters']:,}")
-        print(f"  {row['name']:<24} {row['generator']}/{row['discriminator']} on {row['dataset']}: "
+        print(f"  {row['name']:<24} {row['generator']}/{row['discriminator'] or 'no D'} ({row['objective']}) on "
+              f"{row['dataset']}: "
               + ", ".join(parts))
     return 0
 
@@ -115,11 +117,7 @@ def _config_of_run(resume: str, overrides: list[str]):
     if not cfg_file.is_file():
         raise SemsynthError(f"--resume {resume}: {cfg_file} not found; give --config too")
     raw = read_yaml(cfg_file)
-    # interface keys were resolved from the dataset; drop them so they are derived again
-    for sec in ("generator", "discriminator"):
-        for k in ("num_classes", "use_instance", "resolution"):
-            raw.get(sec, {}).pop(k, None)
-    # likewise the learning rates that were derived from optim.lr and optim.ttur (so that --set optim.lr=...
+    # the learning rates that were derived from optim.lr and optim.ttur are dropped (so that --set optim.lr=...
     # takes effect); rates that were set explicitly stay
     from .config import OptimConfig
 
@@ -232,10 +230,48 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .training.checkpoint import export_from_checkpoint
+    from .portable import PORTABLE_FORMATS, check_formats, copy_model_files, export_portable
+    from .training.checkpoint import export_from_checkpoint, load_model
 
+    if (args.checkpoint is None) == (args.model is None):
+        raise SemsynthError("give one of --checkpoint RUN_OR_FILE (a training run) or --model DIR (an exported or "
+                            "converted model directory)")
+    formats = check_formats([f.strip() for f in args.format.split(",") if f.strip()] or ["safetensors"], args.dtype)
+    if args.model is not None and args.raw:
+        raise SemsynthError("--raw applies to --checkpoint (the trained G instead of its EMA); a model directory "
+                            "holds one generator")
+    if args.input != "label" and not any(f in PORTABLE_FORMATS for f in formats):
+        raise SemsynthError(f"--input {args.input} applies to --format onnx or torchscript")
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    out = export_from_checkpoint(args.checkpoint, args.out, use_ema=not args.raw, dtype=dtype)
+    out = Path(args.out)
+    if args.checkpoint is not None:
+        out = export_from_checkpoint(args.checkpoint, out, use_ema=not args.raw, dtype=dtype)
+        source = out
+    else:
+        source = Path(args.model)
+        G, E, info, config = load_model(source)  # every problem of the directory, before anything is written
+        if out.exists() and not out.is_dir():
+            raise SemsynthError(f"--out {out}: a file is in the way; give a folder")
+        if dtype is not None:  # safetensors only (check_formats): the same model stored at another precision
+            from .training.checkpoint import export_model
+
+            extra = {k: v for k, v in config.items() if k not in ("format", "version", "generator", "encoder",
+                                                                   "dataset")}
+            export_model(out, G, info, E, extra=extra, dtype=dtype)
+            source = out
+        elif out.resolve() != source.resolve():
+            copy_model_files(source, out)
+            source = out
+    portable = [f for f in formats if f in PORTABLE_FORMATS]
+    if portable:
+        res = export_portable(source, portable, input=args.input, out_dir=out,
+                              log=lambda m: print(m, file=sys.stderr))
+        d = res.description
+        names = ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in d["inputs"])
+        print(f"inputs: {names}; output: image float32 {d['outputs'][0]['shape']} in [-1, 1]")
+        for fmt, path in res.files.items():
+            print(f"wrote {path} (max |difference| to semsynth {res.checks[fmt]['max_abs_diff']:.2g}, "
+                  f"{res.checks[fmt]['runtime']})")
     print(f"exported to {out}")
     return 0
 
@@ -387,10 +423,19 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--points", type=int, default=1500, help="vectors in the t-SNE plot (class-balanced; default 1500)")
     add_threads_option(sv)
 
-    ex = sub.add_parser("export", help="export a generator from a training checkpoint (safetensors + config.json)")
-    ex.add_argument("--checkpoint", required=True, help="a training-state file, or a run directory (its latest)")
+    ex = sub.add_parser("export", help="export a generator (safetensors + config.json; ONNX or TorchScript files "
+                                       "that run without semsynth)")
+    ex.add_argument("--checkpoint", help="a training-state file, or a run directory (its latest)")
+    ex.add_argument("--model", help="an exported or converted model directory (config.json + model.safetensors)")
     ex.add_argument("--out", required=True, help="output model directory")
-    ex.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="storage precision")
+    ex.add_argument("--format", default="safetensors", metavar="FORMAT",
+                    help="safetensors (default), onnx, torchscript, or several: onnx,torchscript. ONNX and "
+                         "TorchScript files are written beside the safetensors with portable.json (docs/export.md)")
+    ex.add_argument("--input", choices=["label", "onehot"], default="label",
+                    help="what the ONNX/TorchScript graph reads: label (int64 class ids [B, H, W], one-hot inside "
+                         "the graph; default) or onehot (the float one-hot map [B, C, H, W])")
+    ex.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
+                    help="storage precision of the safetensors (ONNX/TorchScript: fp32 only)")
     ex.add_argument("--raw", action="store_true", help="export the trained G, not its EMA (when one was kept)")
 
     cv = sub.add_parser("convert", help="convert an official checkpoint (SC-GAN, SPADE, CC-FPSE, OASIS, pix2pixHD) "

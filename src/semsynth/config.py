@@ -7,8 +7,11 @@ by itself.
 A config has these sections:
 
 * ``data``: ``{name, **dataset options}`` (a registered dataset; its constructor is the schema);
-* ``generator``, ``discriminator``, ``encoder`` (``null`` for none): ``{name, **constructor options}``;
-* ``loss``, ``optim``, ``train``: the dataclasses below.
+* ``generator``, ``discriminator`` (``null`` for an objective without one), ``encoder`` (``null`` for none):
+  ``{name, **constructor options}``;
+* ``loss``: the objective, ``{name, **options}`` (a registered objective, ``semsynth/objectives/``; without a
+  name the default ``gan`` objective);
+* ``optim``, ``train``: the dataclasses below.
 """
 
 from __future__ import annotations
@@ -28,21 +31,6 @@ from .errors import ConfigError, SemsynthError
 from .registry import check_value, short_repr, type_name
 
 PRESET_DIR = Path(__file__).parent / "configs"
-
-
-@dataclass
-class LossConfig:
-    """Loss weights (0 switches a term off) and choices. Defaults: SC-GAN paper Eq. 6 / official code."""
-
-    adversarial: str = "hinge"  # hinge | ns | ls
-    gan: float = 1.0
-    feature_matching: float = 10.0
-    perceptual: float = 10.0  # VGG19 (needs ImageNet weights, see vgg_weights)
-    semantic: float = 2.0  # L_s: SVG coarse RGB vs real image (SC-GAN only)
-    semantic_loss: str = "l1"  # l1 | l2 | vgg
-    kl: float = 0.05  # VAE KL term (only with an encoder), sum-reduced as the official code
-    vgg_weights: str | None = None  # path to vgg19-dcbb9e9d.pth; default: the torch hub cache
-    vgg_imagenet_normalize: bool = False  # official: VGG sees [-1, 1] images as they are
 
 
 @dataclass
@@ -96,16 +84,16 @@ class TrainConfig:
 
 
 SECTIONS = ("data", "generator", "discriminator", "encoder", "loss", "optim", "train")
-_DATACLASS_SECTIONS = {"loss": LossConfig, "optim": OptimConfig, "train": TrainConfig}
+_DATACLASS_SECTIONS = {"optim": OptimConfig, "train": TrainConfig}
 
 
 @dataclass
 class RunConfig:
     data: dict[str, Any]
     generator: dict[str, Any]
-    discriminator: dict[str, Any]
+    discriminator: dict[str, Any] | None  # None: the objective trains without an adversary (CRN)
     encoder: dict[str, Any] | None = None
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "gan"})  # the objective: {name, **options}
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str = "run"  # preset / run name, used for the run directory
@@ -117,7 +105,7 @@ class RunConfig:
             "generator": copy.deepcopy(self.generator),
             "discriminator": copy.deepcopy(self.discriminator),
             "encoder": copy.deepcopy(self.encoder),
-            "loss": dataclasses.asdict(self.loss),
+            "loss": copy.deepcopy(self.loss),
             "optim": dataclasses.asdict(self.optim),
             "train": dataclasses.asdict(self.train),
         }
@@ -256,16 +244,7 @@ def build_section(section: str, values: dict[str, Any] | None):
 
 
 def _validate(cfg: RunConfig) -> None:
-    loss, optim, train = cfg.loss, cfg.optim, cfg.train
-    from .losses.adversarial import ADVERSARIAL_LOSSES
-
-    if loss.adversarial not in ADVERSARIAL_LOSSES:
-        raise ConfigError(f"loss.adversarial = {loss.adversarial!r}; valid: {', '.join(ADVERSARIAL_LOSSES)}")
-    if loss.semantic_loss not in ("l1", "l2", "vgg"):
-        raise ConfigError(f"loss.semantic_loss = {loss.semantic_loss!r}; valid: l1, l2, vgg")
-    for k in ("gan", "feature_matching", "perceptual", "semantic", "kl"):
-        if getattr(loss, k) < 0:
-            raise ConfigError(f"loss.{k} = {getattr(loss, k)} must be >= 0 (0 switches the term off)")
+    optim, train = cfg.optim, cfg.train
     optim.resolve()
     if optim.lr <= 0 or optim.lr_g <= 0 or optim.lr_d <= 0:
         raise ConfigError(f"optim.lr_g and optim.lr_d must be > 0, got {optim.lr_g}, {optim.lr_d}")
@@ -345,6 +324,12 @@ _CHECKED_MODELS: set[str] = set()
 _RESOLUTION_KEYS = ("resolution", "crop_size", "load_size", "aspect_ratio", "preprocess")
 
 
+def objective_class(loss: dict[str, Any]):
+    from .objectives import objective_class as _cls
+
+    return _cls(loss)
+
+
 def check_models(cfg: RunConfig, info: Any = None) -> None:
     """Build the generator, discriminator (and encoder) on the meta device and run one shape-only forward pass
     at the dataset's resolution, as a training step would: a config that cannot train fails here, before
@@ -381,7 +366,7 @@ def check_models(cfg: RunConfig, info: Any = None) -> None:
 
     with torch.device("meta"):
         G = build(GENERATORS, cfg.generator, "generator")
-        D = build(DISCRIMINATORS, cfg.discriminator, "discriminator")
+        D = build(DISCRIMINATORS, cfg.discriminator, "discriminator") if cfg.discriminator is not None else None
         E = build(ENCODERS, cfg.encoder, "encoder") if cfg.encoder is not None else None
     stage = "generator"
     try:
@@ -396,7 +381,8 @@ def check_models(cfg: RunConfig, info: Any = None) -> None:
             out = G(semantic, z, return_aux=True)
             fake = out.image if hasattr(out, "image") else out
             stage = "discriminator"
-            D(torch.cat([fake, real]), torch.cat([semantic, semantic]))
+            if D is not None:
+                D(torch.cat([fake, real]), torch.cat([semantic, semantic]))
     except NotImplementedError:  # an operator without a meta kernel: this check cannot tell, training will
         return
     except (SemsynthError, RuntimeError, ValueError, TypeError, IndexError) as e:
@@ -444,6 +430,8 @@ def _check_sections(raw: Any) -> None:
         value = raw.get(sec)
         if sec == "encoder" and value is None:
             continue
+        if sec == "discriminator" and value is None and "discriminator" in raw:
+            continue  # explicitly null: an objective without an adversary (checked in _resolve)
         example = {"data": "synthetic-faces", "generator": "scgan", "discriminator": "fpse", "encoder": "conv"}[sec]
         if not isinstance(value, dict):
             got = "nothing" if value is None else f"{short_repr(value)} ({type_name(value)})"
@@ -483,6 +471,19 @@ def _check_dataset_keys(sec: str, spec: dict[str, Any], interface: dict[str, Any
     return spec
 
 
+def _resolve_loss(section: Any) -> dict[str, Any]:
+    """The ``loss`` section as a resolved objective spec (``{name, **every option}``; no name: ``gan``), its
+    options checked by building the objective (cheap: pretrained networks load only in ``prepare``)."""
+    from .objectives import OBJECTIVES, loss_spec
+
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"config section 'loss' must be a mapping of the objective's options (e.g. loss: {{name: "
+                          f"gan, perceptual: 0}}), got {short_repr(section)} ({type_name(section)})")
+    spec = OBJECTIVES.resolve(loss_spec(section))
+    OBJECTIVES.build(spec)  # range checks; ValueError -> ConfigError naming the objective
+    return spec
+
+
 def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
     """Resolve a raw config (overrides already applied): shape, dataset facts, models, sections, checks."""
     from .data import DATASETS
@@ -494,9 +495,20 @@ def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
     info = dataset_info(data)
     interface = info.model_interface()
     gspec = _check_dataset_keys("generator", raw["generator"], interface, info.name)
-    dspec = _check_dataset_keys("discriminator", raw["discriminator"], interface, info.name)
     generator = GENERATORS.resolve(gspec, **interface)
-    discriminator = DISCRIMINATORS.resolve(dspec, **interface)
+    loss = _resolve_loss(raw.get("loss"))
+    needs_d = objective_class(loss).needs_discriminator
+    if raw["discriminator"] is None:
+        if needs_d:
+            raise ConfigError(f"discriminator is null, but the objective {loss['name']!r} trains against one; give "
+                              f"discriminator: {{name: ...}} (see 'semsynth models')")
+        discriminator = None
+    else:
+        if not needs_d:
+            raise ConfigError(f"the objective {loss['name']!r} trains without a discriminator; set "
+                              f"discriminator: null")
+        dspec = _check_dataset_keys("discriminator", raw["discriminator"], interface, info.name)
+        discriminator = DISCRIMINATORS.resolve(dspec, **interface)
     encoder = None
     if raw.get("encoder") is not None:
         from .models import generator_latent_dim
@@ -504,7 +516,7 @@ def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
         encoder = ENCODERS.resolve(raw["encoder"], z_dim=generator_latent_dim(generator) or 256)
     cfg = RunConfig(
         data=data, generator=generator, discriminator=discriminator, encoder=encoder,
-        loss=build_section("loss", raw.get("loss")), optim=build_section("optim", raw.get("optim")),
+        loss=loss, optim=build_section("optim", raw.get("optim")),
         train=build_section("train", raw.get("train")), name=run_name,
     )
     _validate(cfg)

@@ -13,7 +13,7 @@ from semsynth.config import resolve_config
 from semsynth.training import load_training_state, train
 from semsynth.training.checkpoint import format_setting, list_checkpoints, numerics_changes
 from semsynth.training.loop import EpochKeys, SeededSamples, TrainingInterrupted
-from semsynth.training.objective import GANObjective
+from semsynth.objectives.gan import GANObjective
 from semsynth.training.sampler import ResumableSampler
 from tests.helpers import TINY_RAW
 

@@ -19,7 +19,7 @@ from semsynth.training import load_training_state, train
 from semsynth.training.checkpoint import PAUSE_IN_CHECKPOINT_ENV, list_checkpoints
 from semsynth.utils.files import atomic_torch_save
 from semsynth.training.loop import TrainingDiverged
-from semsynth.training.objective import GANObjective
+from semsynth.objectives.gan import GANObjective
 from tests.helpers import TINY_RAW
 
 

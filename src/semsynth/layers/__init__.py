@@ -7,11 +7,12 @@ from .position import IterativeGaussian
 from .routing import apply_mapping, channel_pool
 from .scc import SpatiallyConditionalConv2d, scc_reference
 from .scn import SpatiallyConditionalNorm2d
-from .spade import SPADE
+from .spade import SPADE, SPADEResBlock
 from .spectral import StackedSpectralNorm, spectral_norm
 
 __all__ = [
-    "SPADE", "IterativeGaussian", "SpatiallyConditionalConv2d", "SpatiallyConditionalNorm2d", "StackedSpectralNorm",
+    "SPADE", "SPADEResBlock", "IterativeGaussian", "SpatiallyConditionalConv2d", "SpatiallyConditionalNorm2d",
+    "StackedSpectralNorm",
     "SyncableBatchNorm2d", "apply_mapping", "channel_pool", "convert_sync_batchnorm", "init_weights",
     "instance_edges", "one_hot_label", "param_free_norm", "scc_reference", "semantic_input", "spectral_norm",
 ]

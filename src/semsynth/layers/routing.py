@@ -20,6 +20,10 @@ def channel_pool(features: torch.Tensor, bins: int) -> torch.Tensor:
     b, c, h, w = features.shape
     if bins > c:
         raise ValueError(f"cannot pool {c} channels into {bins} bins; use at most {c} candidates")
+    if torch.jit.is_tracing():
+        # export path (ONNX, TorchScript): adaptive pooling to a traced (dynamic) size has no ONNX form; the same
+        # bins as explicit channel-slice means (equal to the pooling up to float rounding, tests/test_portable.py)
+        return torch.stack([features[:, a:e].mean(1) for a, e in channel_pool_bins(int(c), bins)], 1)
     return F.adaptive_avg_pool3d(features.unsqueeze(1), (bins, h, w)).squeeze(1)
 
 

@@ -63,8 +63,21 @@ class _MixCandidates(torch.autograd.Function):
 
 
 def mix_candidates(stacked: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
-    """``sum_i coeff[:, i] * stacked[:, i]`` for ``stacked`` [B, n, C, H, W] and ``coeff`` [B, n, H, W]."""
+    """``sum_i coeff[:, i] * stacked[:, i]`` for ``stacked`` [B, n, C, H, W] and ``coeff`` [B, n, H, W].
+
+    While tracing (ONNX or TorchScript export) the custom autograd function, which neither format can hold, is
+    replaced by :func:`mix_candidates_plain`, the same sum in the same order."""
+    if torch.jit.is_tracing():
+        return mix_candidates_plain(stacked, coeff)
     return _MixCandidates.apply(stacked, coeff)
+
+
+def mix_candidates_plain(stacked: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """:func:`mix_candidates` in plain tensor operations (multiply, add): the export form of the per-pixel mix."""
+    out = stacked[:, 0] * coeff[:, 0:1]
+    for i in range(1, stacked.shape[1]):
+        out = out + stacked[:, i] * coeff[:, i : i + 1]
+    return out
 
 
 class SpatiallyConditionalConv2d(nn.Module):
@@ -111,6 +124,17 @@ class SpatiallyConditionalConv2d(nn.Module):
         if self.sn is None:
             return self.weight
         return self.weight / self.sn(self.weight).view(-1, 1, 1, 1, 1)
+
+    @torch.no_grad()
+    def fold_spectral_norm_(self) -> SpatiallyConditionalConv2d:
+        """Divide the stored candidates by their current sigma and drop the power-iteration state (for export
+        and inference only: the layer then computes the same eval output with plain kernels, and its state_dict
+        loses the ``sn.u``/``sn.v`` buffers)."""
+        if self.sn is not None:
+            self.sn.eval()  # sigma from the stored u, v: no power iteration
+            self.weight.data = self.candidate_weights().detach().clone()
+            self.sn = None
+        return self
 
     def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

@@ -3,7 +3,8 @@
     y = norm(x) * (1 + gamma(S)) + beta(S),   gamma, beta = convs over a shared conv+ReLU of the label map S
 
 The label map is resized to the feature map with nearest neighbour. Used by SC-GAN's learned shortcuts
-(official code: 3x3 convs, 128 hidden channels, sync-batch parameter-free norm).
+(official code: 3x3 convs, 128 hidden channels, sync-batch parameter-free norm) and, inside
+:class:`SPADEResBlock`, by the SPADE generator (paper Fig. 4).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from ..errors import ShapeError
 from .norm import param_free_norm
+from .spectral import spectral_norm
 
 
 class SPADE(nn.Module):
@@ -38,3 +40,33 @@ class SPADE(nn.Module):
         seg = F.interpolate(semantic.to(normed.dtype), size=x.shape[2:], mode="nearest")
         actv = self.mlp_shared(seg)
         return torch.addcmul(self.mlp_beta(actv), normed, 1 + self.mlp_gamma(actv))
+
+
+class SPADEResBlock(nn.Module):
+    """The SPADE residual block (paper Fig. 4, right): ``forward(x [B, fin, H, W], semantic) -> [B, fout, H, W]``.
+
+        dx = conv_1(LReLU(SPADE_1(conv_0(LReLU(SPADE_0(x))))))          (3x3 convs, middle width min(fin, fout))
+        out = shortcut + dx,   shortcut = conv_s(SPADE_s(x)) (1x1, no bias) when fin != fout, else x
+
+    ``spectral`` puts spectral norm on the three convs (not inside SPADE). The attribute names are those of the
+    official ``SPADEResnetBlock`` (``conv_0``, ``conv_1``, ``conv_s``, ``norm_0``, ``norm_1``, ``norm_s``).
+    """
+
+    def __init__(self, fin: int, fout: int, label_channels: int, *, hidden: int = 128, kernel_size: int = 3,
+                 norm: str = "syncbatch", spectral: bool = True) -> None:
+        super().__init__()
+        fmid = min(fin, fout)
+        self.learned_shortcut = fin != fout
+        self.conv_0 = spectral_norm(nn.Conv2d(fin, fmid, 3, padding=1), spectral)
+        self.conv_1 = spectral_norm(nn.Conv2d(fmid, fout, 3, padding=1), spectral)
+        self.norm_0 = SPADE(fin, label_channels, hidden, kernel_size, norm)
+        self.norm_1 = SPADE(fmid, label_channels, hidden, kernel_size, norm)
+        if self.learned_shortcut:
+            self.conv_s = spectral_norm(nn.Conv2d(fin, fout, 1, bias=False), spectral)
+            self.norm_s = SPADE(fin, label_channels, hidden, kernel_size, norm)
+
+    def forward(self, x: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+        shortcut = self.conv_s(self.norm_s(x, semantic)) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, semantic), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, semantic), 0.2))
+        return shortcut + dx

@@ -2,14 +2,20 @@
 
 Two forms:
 
-* :func:`spectral_norm` wraps a module's ``weight`` with PyTorch's own parametrisation
-  (``torch.nn.utils.parametrizations.spectral_norm``, one power iteration per training forward).
+* :func:`spectral_norm` wraps a module's ``weight`` with the parametrisation :class:`SpectralNorm` (one power
+  iteration per training forward).
 * :class:`StackedSpectralNorm` estimates one spectral norm per matrix of a *stack* of weights
   ``[n, out, ...]`` (the kernel candidates of an SCC layer) and returns the ``n`` values of sigma, so that
   the caller can divide wherever it is cheapest (SCC divides the routing weights, not the kernels).
 
-Both follow the convention of the official SPADE-family code: the weight is reshaped to ``[out, in*k*k]``,
-sigma = u^T W v with u, v from the power iteration kept as buffers, and no iteration in eval mode.
+Both follow the convention of the official SPADE-family code, which uses PyTorch's legacy
+``torch.nn.utils.spectral_norm``: the weight is reshaped to ``[out, in*k*k]``, sigma = u^T W v with u, v kept as
+buffers, no iteration in eval mode, and each training step of the power iteration updates **v first, then u**
+(``v = normalize(W^T u)``, ``u = normalize(W v)``). PyTorch's newer ``parametrizations.spectral_norm`` updates u
+first, then v: eval outputs agree, but training from an official checkpoint would leave the official trajectory
+at the first step. :class:`SpectralNorm` keeps the state_dict layout of that newer parametrisation
+(``parametrizations.weight.original``, ``parametrizations.weight.0._u`` / ``._v``), so checkpoints written with
+either load unchanged.
 """
 
 from __future__ import annotations
@@ -20,18 +26,79 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrizations
+from torch.nn.utils import parametrize
+
+
+class SpectralNorm(nn.Module):
+    """Parametrisation ``weight -> weight / sigma`` (register it with ``torch.nn.utils.parametrize``).
+
+    ``sigma = u^T W v`` with ``W`` the weight as a matrix ``[out, in*k*k]`` (``dim`` first). In training mode each
+    call first advances the power iteration in place, v then u, as the legacy ``torch.nn.utils.spectral_norm``
+    that the official SPADE-family code uses; in eval mode the stored u, v are used as they are. The buffers
+    ``_u`` [out] and ``_v`` [in*k*k] have the names of ``torch.nn.utils.parametrizations.spectral_norm``.
+    """
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12) -> None:
+        super().__init__()
+        if weight.ndim < 2:
+            raise ValueError(f"spectral norm needs a weight with at least 2 dimensions, got shape {tuple(weight.shape)}")
+        if n_power_iterations < 1:
+            raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
+        self.dim = dim % weight.ndim
+        self.n_power_iterations, self.eps = n_power_iterations, eps
+        mat = self._reshape_weight_to_matrix(weight.detach())
+        h, w = mat.shape
+        # random starts drawn exactly as PyTorch's parametrisation draws them (u, then v), then a converged estimate
+        u = mat.new_empty(h).normal_(0, 1)
+        v = mat.new_empty(w).normal_(0, 1)
+        self.register_buffer("_u", F.normalize(u, dim=0, eps=eps))
+        self.register_buffer("_v", F.normalize(v, dim=0, eps=eps))
+        self._power_method(mat, 15)
+
+    def _reshape_weight_to_matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.dim != 0:
+            weight = weight.movedim(self.dim, 0)
+        return weight.flatten(1)
+
+    @torch.no_grad()
+    def _power_method(self, weight_mat: torch.Tensor, n_power_iterations: int) -> None:
+        """``n`` steps of ``v = normalize(W^T u)``, ``u = normalize(W v)``, in place (so that DDP's buffer
+        broadcast and checkpoints see them)."""
+        weight_mat = weight_mat.detach()
+        for _ in range(n_power_iterations):
+            self._v.copy_(F.normalize(torch.mv(weight_mat.t(), self._u), dim=0, eps=self.eps))
+            self._u.copy_(F.normalize(torch.mv(weight_mat, self._v), dim=0, eps=self.eps))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        weight_mat = self._reshape_weight_to_matrix(weight)
+        if self.training:
+            self._power_method(weight_mat, self.n_power_iterations)
+        # clones: a second forward before backward (D(real), D(fake)) must not change what the first one saved
+        u = self._u.clone(memory_format=torch.contiguous_format)
+        v = self._v.clone(memory_format=torch.contiguous_format)
+        sigma = torch.dot(u, torch.mv(weight_mat, v))
+        return weight / sigma
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, n_power_iterations={self.n_power_iterations}, eps={self.eps}"
 
 
 def spectral_norm(module: nn.Module, enabled: bool = True) -> nn.Module:
-    """Return ``module`` with spectral norm on its ``weight`` when ``enabled`` (else unchanged)."""
+    """Return ``module`` with spectral norm (:class:`SpectralNorm`) on its ``weight`` when ``enabled`` (else
+    unchanged). State_dict keys: ``parametrizations.weight.original``, ``parametrizations.weight.0._u`` and
+    ``._v``, as ``torch.nn.utils.parametrizations.spectral_norm``."""
     if not enabled:
         return module
     if module.weight.is_meta:
         # shape-only model (parameter counting on the meta device): spectral norm adds no parameters, and
-        # PyTorch's 15 initial power iterations would run through slow meta kernels
+        # the 15 initial power iterations would run through slow meta kernels
         return module
-    return parametrizations.spectral_norm(module, name="weight", n_power_iterations=1, eps=1e-12)
+    dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
+    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight, 1, dim, 1e-12))
+    return module
 
 
 class StackedSpectralNorm(nn.Module):
@@ -76,7 +143,7 @@ class StackedSpectralNorm(nn.Module):
 
 def _power_iteration_modules(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules()
-            if isinstance(m, StackedSpectralNorm) or type(m).__name__ == "_SpectralNorm"]
+            if isinstance(m, (StackedSpectralNorm, SpectralNorm)) or type(m).__name__ == "_SpectralNorm"]
 
 
 @contextlib.contextmanager

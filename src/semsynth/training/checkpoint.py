@@ -226,6 +226,9 @@ def numerics_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
     (``old``) and the config of a resume (``new``) and that changes what the run computes: all but
     :data:`BOOKKEEPING_KEYS` and :data:`LENGTH_KEYS`. Values print with :func:`format_setting`."""
     a, b = _flatten(old), _flatten(new)
+    for flat in (a, b):  # a loss section without a name (written before objectives were registered) is "gan"
+        if any(k.startswith("loss.") for k in flat):
+            flat.setdefault("loss.name", "gan")
     changes = []
     for key in sorted(set(a) | set(b)):
         if key in BOOKKEEPING_KEYS or key in LENGTH_KEYS:
@@ -410,9 +413,6 @@ def export_from_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.Path
         E.load_state_dict(state["E"])
     raw = {k: v for k, v in cfg.items() if k in ("data", "generator", "discriminator", "encoder", "loss", "optim",
                                                   "train", "name")}
-    for sec in ("generator", "discriminator"):
-        for k in ("num_classes", "use_instance", "resolution"):
-            raw[sec].pop(k, None)
     info = _dataset_info(resolve_config(raw).data)
     extra = {"images_seen": state["cur_nimg"], "ema": use_ema and state.get("G_ema") is not None,
              "data": cfg["data"], "source_checkpoint": path.name}

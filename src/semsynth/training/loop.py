@@ -23,11 +23,11 @@ from ..data import build_dataset, colorize
 from ..errors import ConfigError, SemsynthError
 from ..layers import convert_sync_batchnorm, semantic_input
 from ..layers.spectral import power_iteration_frozen
-from ..losses import VGGLoss
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
 from ..utils.runtime import new_run_dir, select_device
 from ..utils.files import atomic_write_text
+from ..objectives import build_objective
 from .checkpoint import (
     export_model,
     find_resume_checkpoint,
@@ -43,7 +43,6 @@ from .checkpoint import (
 from .distributed import all_reduce_mean, any_true, broadcast_object, gather_objects, init_distributed
 from .distributed import shutdown as shutdown_distributed
 from .ema import ema_beta, make_ema, update_ema
-from .objective import GANObjective
 from .sampler import ResumableSampler
 from .stats import RunLog, RunningMeans, TensorBoardLog, format_duration
 
@@ -171,22 +170,6 @@ def resolve_resume(resume: str | os.PathLike) -> Path:
     return find_resume_checkpoint(resume)[0]
 
 
-def vgg_weights_for(lc) -> Path:
-    """The VGG19 weights file the loss settings ``lc`` need; when it is missing, the error names the terms that
-    need it and the settings that remove the need (each fix fixes this error)."""
-    from ..losses.perceptual import find_vgg19_weights
-
-    users, skips = [], []
-    if lc.perceptual > 0:
-        users.append(f"the perceptual loss (loss.perceptual={lc.perceptual})")
-        skips.append("--set loss.perceptual=0")
-    if lc.semantic > 0 and lc.semantic_loss == "vgg":
-        users.append("the VGG variant of L_s (loss.semantic_loss=vgg)")
-        skips.append("--set loss.semantic_loss=l1")
-    skip = ("switch " + ("it" if len(users) == 1 else "both") + " off with " + " ".join(skips)) if skips else ""
-    return find_vgg19_weights(lc.vgg_weights, " and ".join(users) or "the perceptual loss", skip)
-
-
 def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -242,7 +225,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     :class:`TrainingInterrupted` (``exit_code`` 130 / 143).
     """
     t_start = time.time()
-    tc, oc, lc = cfg.train, cfg.optim, cfg.loss
+    tc, oc = cfg.train, cfg.optim
     oc.resolve()
 
     # 1. Processes, device, seeds ------------------------------------------------------------------------------
@@ -258,8 +241,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     seed_everything(tc.seed)  # the same on every process, so that all build identical networks
 
     # 2. Preflight: everything that can fail on the user's input fails before anything is written --------------
-    needs_vgg = lc.perceptual > 0 or (lc.semantic > 0 and lc.semantic_loss == "vgg")
-    vgg = VGGLoss(vgg_weights_for(lc), imagenet_normalize=lc.vgg_imagenet_normalize).to(device) if needs_vgg else None
+    objective = build_objective(cfg.loss).prepare(device)  # loads VGG19 etc.: a missing file stops us here
     dataset = build_dataset(cfg.data)
     info = dataset.info
     check_models(cfg, info)  # a config built or edited in Python after resolving is checked too
@@ -314,27 +296,30 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     # 5. Networks, EMA, DDP, optimisers (TTUR), objective, precision -------------------------------------------
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     G = build_generator(cfg.generator).to(device).train()
-    D = build_discriminator(cfg.discriminator).to(device).train()
+    D = build_discriminator(cfg.discriminator).to(device).train() if cfg.discriminator is not None else None
     if tc.channels_last:
-        G, D = to_channels_last(G), to_channels_last(D)
+        G = to_channels_last(G)
+        D = to_channels_last(D) if D is not None else None
     E = build_encoder(cfg.encoder).to(device).train() if cfg.encoder else None
     G_ema = make_ema(G) if tc.ema and main else None
     opt_G = torch.optim.Adam(list(G.parameters()) + (list(E.parameters()) if E is not None else []),
                              lr=oc.lr_g, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps)
-    opt_D = torch.optim.Adam(D.parameters(), lr=oc.lr_d, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps)
+    opt_D = torch.optim.Adam(D.parameters(), lr=oc.lr_d, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps) \
+        if D is not None else None
     if dist_info.enabled:
         if device.type == "cuda" and tc.sync_batchnorm:
             G = convert_sync_batchnorm(G)
         ids = [device.index] if device.type == "cuda" else None
         # without L_s the SVG's RGB head gets no gradient: tell DDP not to wait for it
-        G = DDP(G, device_ids=ids, find_unused_parameters=lc.semantic == 0)
-        D = DDP(D, device_ids=ids)
+        G = DDP(G, device_ids=ids, find_unused_parameters=objective.find_unused_parameters)
+        D = DDP(D, device_ids=ids) if D is not None else None
         E = DDP(E, device_ids=ids) if E is not None else None
     if tc.compile:
-        G, D = torch.compile(G), torch.compile(D)
-    G_plain, D_plain, E_plain = unwrap(G), unwrap(D), unwrap(E) if E is not None else None
+        G = torch.compile(G)
+        D = torch.compile(D) if D is not None else None
+    G_plain, E_plain = unwrap(G), unwrap(E) if E is not None else None
+    D_plain = unwrap(D) if D is not None else None
     G_out = G_ema if G_ema is not None else G_plain  # what samples and the exported model use
-    objective = GANObjective(lc, vgg)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     use_scaler = tc.precision == "fp16"
@@ -348,13 +333,15 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     last_good: Path | None = resume_path  # the newest checkpoint written outside a run of bad steps
     if state is not None:
         G_plain.load_state_dict(state["G"])
-        D_plain.load_state_dict(state["D"])
+        if D_plain is not None:
+            D_plain.load_state_dict(state["D"])
         if E_plain is not None:
             E_plain.load_state_dict(state["E"])
         if G_ema is not None:
             G_ema.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
         opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
+        if opt_D is not None:
+            opt_D.load_state_dict(state["opt_D"])
         scaler_G.load_state_dict(state.get("scaler_G") or {})
         scaler_D.load_state_dict(state.get("scaler_D") or {})
         cur_nimg, cur_iter = state["cur_nimg"], state["cur_iter"]
@@ -372,8 +359,9 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     else:
         seed_everything(tc.seed + dist_info.rank)  # different noise on every process from here on
         log.info(f"run directory: {run_dir}")
-    log.info(f"G {cfg.generator['name']}: {count_parameters(G_plain):,} parameters; D {cfg.discriminator['name']}: "
-             f"{count_parameters(D_plain):,}" + (f"; E: {count_parameters(E_plain):,}" if E is not None else "")
+    log.info(f"G {cfg.generator['name']}: {count_parameters(G_plain):,} parameters; "
+             + (f"D {cfg.discriminator['name']}: {count_parameters(D_plain):,}" if D_plain is not None else "no D")
+             + (f"; E: {count_parameters(E_plain):,}" if E is not None else "") + f"; objective {cfg.loss['name']}"
              + f"; device {device}; precision {tc.precision}")
     log.info(f"data {info.name}: {len(dataset)} samples, {info.num_classes} classes, {info.resolution[0]}x"
              f"{info.resolution[1]}; batch {tc.batch_size} per process x {world} process(es) = {global_batch} "
@@ -387,10 +375,10 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
             return None
         path = save_training_state({
             "format": "semsynth-training-state", "version": 1, "config": cfg.to_dict(),
-            "G": G_plain.state_dict(), "D": D_plain.state_dict(),
+            "G": G_plain.state_dict(), "D": D_plain.state_dict() if D_plain is not None else None,
             "E": E_plain.state_dict() if E_plain is not None else None,
             "G_ema": G_ema.state_dict() if G_ema is not None else None,
-            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict() if opt_D is not None else None,
             "scaler_G": scaler_G.state_dict(), "scaler_D": scaler_D.state_dict(),
             "cur_nimg": cur_nimg, "cur_iter": cur_iter, "world_size": world, "rng": rngs,
         }, run_dir / "checkpoints" / f"training-state-{cur_nimg:09d}.pt")
@@ -441,7 +429,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     next_ckpt = (cur_nimg // tc.checkpoint_every + 1) * tc.checkpoint_every
     end = total_images if stop_after is None else min(total_images, stop_after)
     g_params = [p for p in opt_G.param_groups[0]["params"]]
-    d_params = list(D_plain.parameters())
+    d_params = list(D_plain.parameters()) if D_plain is not None else []
     micro = tc.batch_size // tc.accumulate
     interrupted = None
     if cur_nimg == 0:
@@ -457,7 +445,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
                 f = lr_factor(cur_nimg / total_images, tc.decay_start)
                 for group in opt_G.param_groups:
                     group["lr"] = oc.lr_g * f
-                for group in opt_D.param_groups:
+                for group in opt_D.param_groups if opt_D is not None else []:
                     group["lr"] = oc.lr_d * f
                 real_all = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
                 sem_all = to_semantic(batch, info, device).contiguous(memory_format=fmt)
@@ -466,8 +454,9 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
                 # G step (every d_steps_per_g iterations) ...
                 fakes: list[torch.Tensor | None] = [None] * len(chunks)
                 step_ok = True
-                if cur_iter % tc.d_steps_per_g == 0:
-                    D_plain.requires_grad_(False)  # the G step reads D but does not train it
+                if D is None or cur_iter % tc.d_steps_per_g == 0:
+                    if D_plain is not None:
+                        D_plain.requires_grad_(False)  # the G step reads D but does not train it
                     opt_G.zero_grad(set_to_none=True)
                     finite = True
                     for j, (real, sem) in enumerate(chunks):
@@ -484,32 +473,34 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
                             scaler_G.scale(g_loss / len(chunks)).backward()
                         finite &= bool(torch.isfinite(g_loss))
                         means.add(g_stats)
-                    D_plain.requires_grad_(True)
+                    if D_plain is not None:
+                        D_plain.requires_grad_(True)
                     if not optimizer_step(opt_G, scaler_G, g_params, finite, "generator"):
                         step_ok = False
                     elif G_ema is not None:
                         update_ema(G_ema, G_plain, ema_beta(global_batch, tc.ema_halflife_images, cur_nimg,
                                                             tc.ema_rampup))
 
-                # ... then the D step, on fresh fakes (official) or the G step's
-                opt_D.zero_grad(set_to_none=True)
-                finite = True
-                for j, (real, sem) in enumerate(chunks):
-                    with contextlib.ExitStack() as sync:
-                        if j > 0:
-                            sync.enter_context(power_iteration_frozen(G_plain, D_plain, E_plain))
-                        if dist_info.enabled and j < len(chunks) - 1:
-                            sync.enter_context(unwrap_ddp(D).no_sync())
-                        with autocast():
-                            fake = fakes[j] if (fakes[j] is not None and tc.d_fakes == "reuse") else \
-                                objective.generate(G_plain, E_plain, sem, real)
-                        with autocast():
-                            d_loss, d_stats = objective.discriminator_loss(D, sem, real, fake)
-                        scaler_D.scale(d_loss / len(chunks)).backward()
-                    finite &= bool(torch.isfinite(d_loss))
-                    means.add(d_stats)
-                if not optimizer_step(opt_D, scaler_D, d_params, finite, "discriminator"):
-                    step_ok = False
+                # ... then the D step, on fresh fakes (official) or the G step's (none without a D)
+                if D is not None:
+                    opt_D.zero_grad(set_to_none=True)
+                    finite = True
+                    for j, (real, sem) in enumerate(chunks):
+                        with contextlib.ExitStack() as sync:
+                            if j > 0:
+                                sync.enter_context(power_iteration_frozen(G_plain, D_plain, E_plain))
+                            if dist_info.enabled and j < len(chunks) - 1:
+                                sync.enter_context(unwrap_ddp(D).no_sync())
+                            with autocast():
+                                fake = fakes[j] if (fakes[j] is not None and tc.d_fakes == "reuse") else \
+                                    objective.generate(G_plain, E_plain, sem, real)
+                            with autocast():
+                                d_loss, d_stats = objective.discriminator_loss(D, sem, real, fake)
+                            scaler_D.scale(d_loss / len(chunks)).backward()
+                        finite &= bool(torch.isfinite(d_loss))
+                        means.add(d_stats)
+                    if not optimizer_step(opt_D, scaler_D, d_params, finite, "discriminator"):
+                        step_ok = False
                 check_divergence(step_ok)
 
                 cur_iter += 1

@@ -3,6 +3,11 @@
 ``num_scales`` PatchGANs see ``cat(label map, image)``, the i-th at the input average-pooled i times
 (3x3, stride 2). Each has 4x4 convs: the first without norm, then spectral norm + instance norm, widths
 doubling to 512 at most, the last hidden layer with stride 1, and a 1-channel output conv.
+
+SPADE's ``--n_layers_D 4`` (its default) is ``num_layers=4``; pix2pixHD counts the same network as
+``--n_layers_D 3`` (it does not count the stride-1 layer). SPADE's D (``--norm_D spectralinstance``) drops the bias
+of the convs followed by instance norm; pix2pixHD's own D keeps it and has no spectral norm:
+``spectral=false, conv_bias=true``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from .fpse import check_options
 class PatchDiscriminator(nn.Module):
     """One PatchGAN; ``forward(x) -> list`` of every layer's output (the last is the logit map)."""
 
-    def __init__(self, in_channels: int, num_layers: int = 4, width: int = 64, spectral: bool = True) -> None:
+    def __init__(self, in_channels: int, num_layers: int = 4, width: int = 64, spectral: bool = True,
+                 conv_bias: bool = False) -> None:
         super().__init__()
         kw, pad = 4, int(math.ceil((4 - 1) / 2))
         layers = [nn.Sequential(nn.Conv2d(in_channels, width, kw, 2, pad), nn.LeakyReLU(0.2))]
@@ -31,7 +37,7 @@ class PatchDiscriminator(nn.Module):
         for n in range(1, num_layers):
             prev, nf = nf, min(nf * 2, 512)
             stride = 1 if n == num_layers - 1 else 2
-            conv = spectral_norm(nn.Conv2d(prev, nf, kw, stride, pad, bias=False), spectral)
+            conv = spectral_norm(nn.Conv2d(prev, nf, kw, stride, pad, bias=conv_bias), spectral)
             layers.append(nn.Sequential(conv, nn.InstanceNorm2d(nf, affine=False), nn.LeakyReLU(0.2)))
         layers.append(nn.Sequential(nn.Conv2d(nf, 1, kw, 1, pad)))
         for i, layer in enumerate(layers):
@@ -55,8 +61,8 @@ class MultiscaleDiscriminator(nn.Module):
     """
 
     def __init__(self, num_classes: int, use_instance: bool = False, *, num_scales: int = 2, num_layers: int = 4,
-                 width: int = 64, spectral: bool = True, image_channels: int = 3, init: str = "xavier",
-                 init_gain: float = 0.02) -> None:
+                 width: int = 64, spectral: bool = True, conv_bias: bool = False, image_channels: int = 3,
+                 init: str = "xavier", init_gain: float = 0.02) -> None:
         super().__init__()
         if num_scales < 1 or num_layers < 1:
             raise ValueError(f"num_scales and num_layers must be >= 1, got {num_scales}, {num_layers}")
@@ -66,7 +72,8 @@ class MultiscaleDiscriminator(nn.Module):
         self.image_channels = image_channels
         for i in range(num_scales):
             self.add_module(f"discriminator_{i}",
-                            PatchDiscriminator(self.in_channels + image_channels, num_layers, width, spectral))
+                            PatchDiscriminator(self.in_channels + image_channels, num_layers, width, spectral,
+                                               conv_bias))
         self.num_scales = num_scales
         init_weights(self, init, init_gain)
 

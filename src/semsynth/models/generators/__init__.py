@@ -1,3 +1,3 @@
 """Generators, one file per paper."""
 
-from . import scgan  # noqa: F401
+from . import ccfpse, pix2pixhd, scgan, spade  # noqa: F401
