@@ -141,7 +141,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     written = run_generate(args.model, args.labels, args.out, seeds=seeds, style=args.style,
                            interpolate=tuple(args.interpolate) if args.interpolate else None, steps=args.steps,
-                           batch_size=args.batch_size, device=args.device, grid=args.grid)
+                           batch_size=args.batch_size, device=args.device, grid=args.grid,
+                           resample_from=args.resample_from, resample_class=args.resample_class,
+                           resample_mask=args.resample_mask)
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0
 
@@ -236,7 +238,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if (args.checkpoint is None) == (args.model is None):
         raise SemsynthError("give one of --checkpoint RUN_OR_FILE (a training run) or --model DIR (an exported or "
                             "converted model directory)")
-    formats = check_formats([f.strip() for f in args.format.split(",") if f.strip()] or ["safetensors"], args.dtype)
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if not formats:
+        raise SemsynthError(f"--format {args.format!r} names no format; give safetensors, onnx, torchscript, or "
+                            f"several separated by commas (onnx,torchscript)")
+    formats = check_formats(formats, args.dtype)
     if args.model is not None and args.raw:
         raise SemsynthError("--raw applies to --checkpoint (the trained G instead of its EMA); a model directory "
                             "holds one generator")
@@ -289,8 +295,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                      opt=args.opt)
     cfg = dict(result.generator.config)
     print(f"generator {cfg.pop('name')}: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
-    if result.encoder is not None:
-        print(f"encoder {result.encoder.config['name']}: z_dim={result.encoder.config.get('z_dim')}")
+    for what, net in (("encoder", result.encoder), ("discriminator", result.discriminator)):
+        if net is not None and getattr(net, "config", None):
+            ncfg = dict(net.config)
+            print(f"{what} {ncfg.pop('name')}: " + ", ".join(f"{k}={v}" for k, v in ncfg.items()))
     info = result.info
     print(f"dataset convention {info.name}: {info.num_classes} channels"
           + (f" (don't-care {info.dontcare_index})" if info.dontcare_index is not None else "")
@@ -302,6 +310,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
     print(f"wrote {out} (model.safetensors" + (", encoder.safetensors" if result.encoder is not None else "")
           + (", discriminator.safetensors" if result.discriminator is not None else "") + ", config.json)")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# sims
+
+
+@command("sims")
+def cmd_sims(args: argparse.Namespace) -> int:
+    from .sims.cli import run_sims_command
+
+    return run_sims_command(args)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -368,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--interpolate", nargs=2, type=int, metavar=("SEED_A", "SEED_B"),
                    help="write the interpolation between two seeds' latents")
     g.add_argument("--steps", type=int, default=8, help="images in an interpolation (default 8)")
+    g.add_argument("--resample-from", type=int, metavar="SEED",
+                   help="local re-sampling: the image of SEED with the noise inside a region taken from each of "
+                        "--seeds (generators that take spatial noise, such as oasis)")
+    g.add_argument("--resample-class", metavar="CLASS", help="with --resample-from: the region is the pixels of these "
+                                                            "classes (names or channel ids, comma-separated)")
+    g.add_argument("--resample-mask", metavar="MASK.png", help="with --resample-from: the region is the non-zero "
+                                                               "pixels of this PNG (painted at the layout's size)")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     g.add_argument("--grid", action="store_true", help="also write grid.png: layout | outputs, one row per layout "
@@ -450,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting, e.g. --set generator.temperature=0.5 (repeatable)")
     cv.add_argument("--out", required=True, help="output model directory")
+
+    sm = sub.add_parser("sims", help="SIMS tools: build the memory bank of a dataset (semsynth sims index)")
+    from .sims.cli import add_sims_commands
+
+    add_sims_commands(sm)
 
     dm = sub.add_parser("demo", help="the bundled SC-GAN on synthetic faces: gallery, interpolation, mIoU, "
                                      "semantic vectors, in one HTML report")

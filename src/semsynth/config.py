@@ -81,6 +81,8 @@ class TrainConfig:
     ema: bool = False  # keep an exponential moving average of G, used for samples and export (official: off)
     ema_halflife_images: int = 10000  # images over which an old weight's share halves
     ema_rampup: float | None = 0.05  # half-life at most this fraction of the images seen so far (early speed-up)
+    init: str | None = None  # fine-tuning: a model directory (export/convert) whose weights start a new run
+    ema_bn_batches: int = 0  # before the EMA is used: re-estimate its batch-norm statistics on N batches (OASIS 50)
 
 
 SECTIONS = ("data", "generator", "discriminator", "encoder", "loss", "optim", "train")
@@ -273,11 +275,16 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.nan_patience = {train.nan_patience} must be >= 1")
     if train.ema_halflife_images < 1:
         raise ConfigError(f"train.ema_halflife_images = {train.ema_halflife_images} must be >= 1")
+    if train.ema_bn_batches < 0:
+        raise ConfigError(f"train.ema_bn_batches = {train.ema_bn_batches} must be >= 0 (0: no refresh)")
     if train.ema_rampup is not None and train.ema_rampup <= 0:
         raise ConfigError(f"train.ema_rampup = {train.ema_rampup} must be > 0 (or null for none)")
     for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "num_samples"):
         if getattr(train, k) < 1:
             raise ConfigError(f"train.{k} = {getattr(train, k)} must be >= 1")
+    if train.init is not None and not str(train.init).strip():
+        raise ConfigError("train.init is empty; give a model directory (written by 'semsynth export' or "
+                          "'semsynth convert', or a run's model/ folder), or null to start from scratch")
     if train.threads is not None and train.threads < 1:
         raise ConfigError(f"train.threads = {train.threads} must be >= 1 (or null for PyTorch's default)")
     if train.num_workers < 0:
@@ -488,6 +495,7 @@ def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
     """Resolve a raw config (overrides already applied): shape, dataset facts, models, sections, checks."""
     from .data import DATASETS
     from .models import DISCRIMINATORS, ENCODERS, GENERATORS
+    from .objectives import OBJECTIVES
 
     _check_sections(raw)
     run_name = _check_name(raw.get("name"), str(name) if name else "run")
@@ -497,7 +505,7 @@ def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
     gspec = _check_dataset_keys("generator", raw["generator"], interface, info.name)
     generator = GENERATORS.resolve(gspec, **interface)
     loss = _resolve_loss(raw.get("loss"))
-    needs_d = objective_class(loss).needs_discriminator
+    needs_d = OBJECTIVES.build(loss).needs_discriminator  # an option may decide it (CRN's loss.gan)
     if raw["discriminator"] is None:
         if needs_d:
             raise ConfigError(f"discriminator is null, but the objective {loss['name']!r} trains against one; give "

@@ -188,6 +188,110 @@ class Synthesizer:
             outs.append(self.G(sem[a : a + batch_size], zz).float().cpu())
         return torch.cat(outs)
 
+    # -- local re-sampling (OASIS, Sec. 3.3; OASIS#25) -------------------------------------------------------------
+
+    def check_spatial_latent(self) -> None:
+        """Local re-sampling needs a generator that takes z per pixel, ``[B, z_dim, H, W]`` (``oasis``)."""
+        self.check_multimodal("local re-sampling (--resample-from)")
+        if not getattr(self.G, "spatial_latent", False):
+            raise SemsynthError(f"local re-sampling needs a generator that takes spatial noise z [B, z_dim, H, W] "
+                                f"(such as oasis); generator {self.config['generator'].get('name')!r} takes one "
+                                f"latent vector per image, so new noise cannot be put into one region: use --seeds "
+                                f"alone for whole new samples")
+
+    def class_ids(self, text: str) -> list[int]:
+        """``--resample-class``: comma-separated class names (as ``info.class_names``, case-insensitive) or channel
+        ids -> channel ids."""
+        names = {n.lower(): i for i, n in reversed(list(enumerate(self.info.class_names)))}
+        ids = []
+        for part in (p.strip() for p in str(text).split(",")):
+            if part.isdigit() and int(part) < self.info.num_classes:
+                ids.append(int(part))
+            elif part.lower() in names:
+                ids.append(names[part.lower()])
+            else:
+                shown = ", ".join(self.info.class_names[:30]) + (" ..." if self.info.num_classes > 30 else "")
+                raise SemsynthError(f"--resample-class {text!r}: {part!r} is not a class of {self.info.name} (give "
+                                    f"names or channel ids 0..{self.info.num_classes - 1}, comma-separated): {shown}")
+        return ids
+
+    def read_mask(self, path: str | os.PathLike) -> torch.Tensor:
+        """``--resample-mask``: a PNG painted at the layout's size; its non-zero pixels (in any channel, alpha
+        ignored) are the region, ``[H, W]`` bool."""
+        try:
+            with Image.open(path) as img:
+                img.load()
+                arr = np.asarray(img.convert("RGB") if img.mode not in ("L", "1", "I", "I;16", "F") else img)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"--resample-mask {path}: cannot read this image ({e}); give a PNG whose non-zero "
+                            f"pixels mark the region") from e
+        mask = arr != 0 if arr.ndim == 2 else (arr != 0).any(axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(mask))
+
+    def _resize_ids(self, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, H, W]`` integer maps at the model's resolution (nearest, as :meth:`prepare` resizes layouts)."""
+        h, w = self.resolution
+        if tuple(labels.shape[-2:]) == (h, w):
+            return labels
+        return F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].to(labels.dtype)
+
+    def region_mask(self, labels: torch.Tensor, classes: Sequence[int] | None = None,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The re-sampling region ``[B, H, W]`` (bool, at the model's resolution) of layouts ``[B, H, W]``: their
+        pixels of ``classes``, or ``mask`` (``[H, W]`` or ``[B, H, W]`` at the layouts' size)."""
+        if labels.dim() == 2:
+            labels = labels[None]
+        if (classes is None) == (mask is None):
+            raise SemsynthError("give the region to re-sample as classes or as a mask (one of them)")
+        if mask is None:
+            region = torch.isin(labels.long(), torch.tensor(list(classes), dtype=torch.long))
+        else:
+            mask = mask if mask.dim() == 3 else mask[None].expand(labels.shape[0], -1, -1)
+            if tuple(mask.shape[-2:]) != tuple(labels.shape[-2:]):
+                raise SemsynthError(f"--resample-mask: the mask is {mask.shape[-1]}x{mask.shape[-2]} (WxH) but the "
+                                    f"layout is {labels.shape[-1]}x{labels.shape[-2]}; paint the mask at the layout's "
+                                    f"size")
+            region = mask.bool()
+        return self._resize_ids(region.to(torch.uint8)).bool()
+
+    def local_noise(self, base_seed: int, seed: int, region: torch.Tensor) -> torch.Tensor:
+        """Spatial noise ``[B, z_dim, H, W]`` for regions ``[B, H, W]``: seed ``seed``'s latent inside, seed
+        ``base_seed``'s everywhere else (each seed's latent is one vector, broadcast over its pixels)."""
+        za, zb = seed_noise(base_seed, self.z_dim), seed_noise(seed, self.z_dim)
+        inside = region[:, None].to(za.device)
+        return torch.where(inside, zb[None, :, None, None], za[None, :, None, None])
+
+    @torch.no_grad()
+    def iter_resample(self, sem: torch.Tensor, region: torch.Tensor, base_seed: int, seeds: Sequence[int],
+                      batch_size: int = 8):
+        """For one prepared layout ``sem`` ``[1, C, H, W]`` and its region ``[1, H, W]``: yields ``(seeds of the
+        batch, images [b, 3, H, W])``, the image of ``base_seed`` with each seed's noise inside the region."""
+        self.check_spatial_latent()
+        for a in range(0, len(seeds), batch_size):
+            batch = [int(s) for s in seeds[a : a + batch_size]]
+            zs = torch.cat([self.local_noise(base_seed, s, region) for s in batch])
+            yield batch, self._run(sem.expand(len(batch), -1, -1, -1), zs, batch_size)
+
+    @torch.no_grad()
+    def resample(self, labels: torch.Tensor, base_seed: int, seeds: Sequence[int],
+                 classes: Sequence[int] | None = None, mask: torch.Tensor | None = None,
+                 batch_size: int = 8) -> torch.Tensor:
+        """Local re-sampling: for each layout ``[B, H, W]`` (or one ``[H, W]``) and seed, the image of ``base_seed``
+        with the noise inside the region (pixels of ``classes``, or ``mask`` ``[H, W]``) taken from the seed;
+        ``[B, S, 3, H, W]``. Outside the region the noise is ``base_seed``'s exactly; the image there changes only
+        through the generator's receptive field."""
+        self.check_spatial_latent()
+        if labels.dim() == 2:
+            labels = labels[None]
+        region = self.region_mask(labels, classes, mask)
+        sem = self.prepare(labels)
+        out = []
+        for i in range(sem.shape[0]):
+            imgs = [img for _, img in self.iter_resample(sem[i : i + 1], region[i : i + 1], base_seed, seeds,
+                                                         batch_size)]
+            out.append(torch.cat(imgs))
+        return torch.stack(out)
+
     def interpolation_latents(self, seed_a: int, seed_b: int, steps: int) -> torch.Tensor:
         """``[steps, z_dim]`` latents on the straight line between two seeds' latents (paper Fig. 8)."""
         self.check_multimodal("--interpolate")
@@ -334,9 +438,15 @@ GRID_ROWS, GRID_COLUMNS = 32, 16  # the largest --grid: layouts x outputs
 def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
                  seeds: Sequence[int] | None = None, style: str | os.PathLike | None = None,
                  interpolate: tuple[int, int] | None = None, steps: int = 8, batch_size: int = 8,
-                 device: str = "auto", grid: bool = False, progress: bool = True) -> list[Path]:
+                 device: str = "auto", grid: bool = False, progress: bool = True,
+                 resample_from: int | None = None, resample_class: str | None = None,
+                 resample_mask: str | os.PathLike | None = None) -> list[Path]:
     """``semsynth generate``: write one image per label map (or per label and seed, style, interpolation step),
     named after the label file, into ``out``; returns the written paths.
+
+    Local re-sampling (``resample_from`` with ``seeds`` and ``resample_class`` or ``resample_mask``): per layout and
+    seed, the image of seed ``resample_from`` with that seed's noise inside the region, ``<stem>_seed<from>_
+    resample<seed>.png`` (generators that take spatial noise, such as ``oasis``).
 
     Work streams in batches of ``batch_size``: each batch's latents are drawn, rendered and written before the
     next, so memory does not grow with the number of seeds or layouts. ``--grid`` shows at most the first
@@ -358,7 +468,24 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
                 raise SemsynthError(f"--interpolate {interpolate[0]} {interpolate[1]}: seeds go from 0 to {MAX_SEED}")
     if seeds is not None and len(seeds) == 0:
         raise SemsynthError("--seeds: no seeds given")
+    if (resample_class is not None or resample_mask is not None) and resample_from is None:
+        raise SemsynthError("--resample-class / --resample-mask need --resample-from SEED (the image to change) and "
+                            "--seeds (the new noise inside the region)")
+    if resample_from is not None:
+        if seeds is None:
+            raise SemsynthError(f"--resample-from {resample_from} needs --seeds: the seeds whose noise goes inside "
+                                f"the region (e.g. --seeds 3 or 1-8)")
+        if (resample_class is None) == (resample_mask is None):
+            raise SemsynthError(f"--resample-from {resample_from}: give the region to re-sample, either "
+                                f"--resample-class CLASS or --resample-mask MASK.png (one of them)")
+        if not 0 <= int(resample_from) <= MAX_SEED:
+            raise SemsynthError(f"--resample-from {resample_from}: seeds go from 0 to {MAX_SEED}")
     syn = Synthesizer.from_pretrained(model, device)
+    region_classes = region_file = None
+    if resample_from is not None:
+        syn.check_spatial_latent()
+        region_classes = syn.class_ids(resample_class) if resample_class is not None else None
+        region_file = syn.read_mask(resample_mask) if resample_mask is not None else None
     if seeds is not None:
         syn.check_multimodal("--seeds")
     z_interp = syn.interpolation_latents(interpolate[0], interpolate[1], steps) if interpolate is not None else None
@@ -367,7 +494,11 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
     if style is not None:
         z_style = syn.style_z(syn.read_image(style)[None])
     for f in files:  # every layout is read once before anything is written: a bad file stops us early
-        syn.read_label(f)
+        label = syn.read_label(f)
+        if region_file is not None and tuple(region_file.shape) != tuple(label.shape):
+            raise SemsynthError(f"--resample-mask {resample_mask}: the mask is {region_file.shape[1]}x"
+                                f"{region_file.shape[0]} (WxH) but the layout {f} is {label.shape[1]}x"
+                                f"{label.shape[0]}; paint the mask at the layout's size")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     per_layout = len(seeds) if seeds is not None else (steps if interpolate is not None else 1)
@@ -385,6 +516,16 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
                         names = [f"{stem}_interp{interpolate[0]}-{interpolate[1]}_{i:02d}.png"
                                  for i in range(a, a + len(zz))]
                         yield names, syn._run(sem.expand(len(zz), -1, -1, -1), zz, batch_size)
+            elif resample_from is not None:
+                region = syn.region_mask(label[None], region_classes, region_file)
+                if not bool(region.any()):
+                    print(f"semsynth generate: {f.name}: the region to re-sample is empty (no pixel of "
+                          f"{resample_class or resample_mask}); its images equal seed {resample_from}'s",
+                          file=sys.stderr)
+
+                def batches():
+                    for batch, imgs in syn.iter_resample(sem, region, resample_from, seeds, batch_size):
+                        yield [f"{stem}_seed{resample_from}_resample{s}.png" for s in batch], imgs
             elif seeds is not None:
                 def batches():
                     for batch, imgs in syn.iter_seeds(sem, seeds, batch_size):

@@ -23,8 +23,8 @@ The graph then reads the label map itself (:class:`PortableGenerator`): ``label`
 ``input="onehot"``, the float map ``semantic`` ``[B, C, H, W]`` itself; multi-modal generators
 (``G.latent_dim > 0``) take ``z`` ``[B, latent_dim]`` as their last input. Output: ``image`` float32
 ``[B, 3, H, W]`` in [-1, 1]. Batch is always dynamic; height and width are dynamic when the generator takes other
-sizes (probed: SC-GAN with ``input_mode="label"`` takes any multiple of 32, one with ``input_mode="noise"`` only
-its resolution). Every file is checked against the eager model before it is kept (:func:`check_file`).
+sizes (:func:`probe_geometry`: SC-GAN with ``input_mode="label"`` takes any multiple of 32, one with
+``input_mode="noise"`` only its resolution). Every file is checked against the eager model before it is kept (:func:`check_file`).
 """
 
 from __future__ import annotations
@@ -129,6 +129,24 @@ class _ChannelAffine(nn.Module):
         return x * self.scale + self.shift
 
 
+class _InstanceNormPlain(nn.Module):
+    """An InstanceNorm2d without running statistics, written out: ``(x - mean) / sqrt(var + eps)`` over each
+    map (biased variance, as PyTorch), then the affine when it has one."""
+
+    def __init__(self, norm: nn.InstanceNorm2d) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.affine = norm.affine
+        if norm.affine:
+            self.register_buffer("weight", norm.weight.detach().clone().view(1, -1, 1, 1))
+            self.register_buffer("bias", norm.bias.detach().clone().view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean((2, 3), keepdim=True)
+        out = centred / torch.sqrt((centred * centred).mean((2, 3), keepdim=True) + self.eps)
+        return out * self.weight + self.bias if self.affine else out
+
+
 def fold_spectral_norm(module: nn.Module) -> int:
     """Fold every spectral norm in ``module`` (in eval mode) into plain weights; returns how many were folded.
 
@@ -163,20 +181,27 @@ def fold_spectral_norm(module: nn.Module) -> int:
     return folded
 
 
-def fold_batch_norm(module: nn.Module) -> int:
-    """Replace every BatchNorm2d that uses running statistics by its per-channel scale and shift."""
+def fold_norms(module: nn.Module) -> int:
+    """Replace every BatchNorm2d that uses running statistics by its per-channel scale and shift, and every
+    InstanceNorm2d without running statistics by its formula; returns how many were replaced.
+
+    ONNX's BatchNormalization and InstanceNormalization need the channel count at export, which a reshape of z
+    into feature maps (``z.view(b, -1, h, w)``) hides from the exporter; the replacements need none."""
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.BatchNorm2d) and child.track_running_stats and child.running_mean is not None:
                 setattr(parent, name, _ChannelAffine(child))
                 count += 1
+            elif isinstance(child, nn.InstanceNorm2d) and not child.track_running_stats:
+                setattr(parent, name, _InstanceNormPlain(child))
+                count += 1
     return count
 
 
 def prepare_generator(G: nn.Module) -> nn.Module:
     """A copy of ``G`` (rebuilt from ``G.config``, same weights, on the CPU, eval mode) with spectral norm folded
-    into plain weights and batch norm as scale and shift. ``G`` is not modified.
+    into plain weights, batch norm as scale and shift, instance norm written out. ``G`` is not modified.
 
     (A ``copy.deepcopy`` would not do: a parametrised module's class is shared with its copies, and removing the
     parametrisation from the copy would remove it from G's class too.)"""
@@ -191,7 +216,7 @@ def prepare_generator(G: nn.Module) -> nn.Module:
     copy.load_state_dict(state)
     copy = copy.float().eval()
     fold_spectral_norm(copy)
-    fold_batch_norm(copy)
+    fold_norms(copy)
     for p in copy.parameters():
         p.requires_grad_(False)
     return copy
@@ -224,16 +249,20 @@ def _runs(G: nn.Module, channels: int, latent: int, size: tuple[int, int]) -> bo
 
 def probe_geometry(G: nn.Module, channels: int, resolution: tuple[int, int]) -> Geometry:
     """Whether the eager generator takes sizes other than ``resolution``: the smallest power-of-two square size
-    ``m`` it takes, then ``m x 2m`` (both cheap to run). Height/width are exported as dynamic only when both run."""
+    ``m`` below the resolution that it takes, then ``m x 2m``, ``2m x m`` and ``2m x 2m`` (no probe is larger
+    than the resolution). Height and width are exported as dynamic ("any multiple of m") only when all of them
+    run and ``m`` divides the resolution; otherwise they are fixed at the resolution (e.g. a generator that
+    reshapes z into a map of a fixed size, or CRN, whose number of refinement modules follows the short side)."""
     latent = int(getattr(G, "latent_dim", 0) or 0)
     h, w = resolution
-    m = next((2**k for k in range(13) if 2**k <= min(h, w) and _runs(G, channels, latent, (2**k, 2**k))), None)
+    m = next((2**k for k in range(13) if 2 ** (k + 1) <= min(h, w) and _runs(G, channels, latent, (2**k, 2**k))),
+             None)
     if m is None or h % m or w % m:
         return Geometry(resolution, False, None, None)
-    other = (m, 2 * m) if (m, 2 * m) != (h, w) else (2 * m, m)
-    if not _runs(G, channels, latent, other):
+    others = [(m, 2 * m), (2 * m, m), (2 * m, 2 * m)]
+    if not all(_runs(G, channels, latent, size) for size in others):
         return Geometry(resolution, False, None, None)
-    return Geometry(resolution, True, m, other)
+    return Geometry(resolution, True, m, others[0] if others[0] != (h, w) else others[1])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -285,11 +314,13 @@ def reference_output(G: nn.Module, model: PortableGenerator, inputs: Sequence[to
 
 @contextlib.contextmanager
 def _quiet_tracing() -> Iterator[None]:
-    """The tracer's warnings about shape checks (they are Python checks, kept out of the graph) and the legacy
-    ONNX exporter's deprecation notice are expected here; nothing else is silenced."""
+    """The tracer's warnings about shape checks (they are Python checks, kept out of the graph), the legacy ONNX
+    exporter's deprecation notice and its notes on constant folding and shape inference, and TorchScript's
+    deprecation notices are expected here; nothing else is silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\..*")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\..*")
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\..*")
         yield
@@ -329,9 +360,13 @@ def write_onnx(model: PortableGenerator, path: Path, geometry: Geometry, metadat
 
     def write(tmp: Path) -> None:
         with _quiet_tracing(), torch.no_grad():
-            torch.onnx.export(model, example, str(tmp), dynamo=False, input_names=model.input_names,
-                              output_names=["image"], dynamic_axes=_axes(model, geometry), opset_version=OPSET,
-                              do_constant_folding=True)
+            try:
+                torch.onnx.export(model, example, str(tmp), dynamo=False, input_names=model.input_names,
+                                  output_names=["image"], dynamic_axes=_axes(model, geometry), opset_version=OPSET,
+                                  do_constant_folding=True)
+            except Exception as e:  # noqa: BLE001 - the exporter's errors carry the whole graph: keep the cause
+                raise ExportError(f"generator {model.G.config.get('name')!r} cannot be written as ONNX: "
+                                  f"{_short(e)}") from e
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto)
         entry = proto.metadata_props.add()
@@ -348,13 +383,24 @@ def write_torchscript(model: PortableGenerator, path: Path, geometry: Geometry, 
 
     example = example_inputs(model, 2, geometry.resolution, seed=0)
     with _quiet_tracing(), torch.no_grad():
-        traced = torch.jit.trace(model, example, check_trace=False)
+        try:
+            traced = torch.jit.trace(model, example, check_trace=False)
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(f"generator {model.G.config.get('name')!r} cannot be traced into TorchScript: "
+                              f"{_short(e)}") from e
 
     def write(tmp: Path) -> None:
         with _quiet_tracing():  # torch.jit.save's deprecation notice
             torch.jit.save(traced, str(tmp), _extra_files={PORTABLE_JSON: json.dumps(metadata)})
 
     return atomic_write(path, write)
+
+
+def _short(e: BaseException) -> str:
+    """An exporter error in one line: its first line, without the graph dump that follows."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = text.split(" [Caused by the value")[0]
+    return f"{type(e).__name__}: {text[:300]}"
 
 
 def run_file(fmt: str, path: Path, input_names: Sequence[str], inputs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -379,22 +425,33 @@ def _ort_session(ort: Any, path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def check_file(fmt: str, path: Path, G: nn.Module, model: PortableGenerator, geometry: Geometry,
-               tolerance: float = TOLERANCE) -> dict[str, Any]:
-    """Run the file on random inputs (batch 2 at the resolution, batch 1 at the other size when dynamic) and
-    compare with the eager, unmodified generator. Raises :class:`ExportError` above ``tolerance``."""
+def check_cases(G: nn.Module, model: PortableGenerator,
+                geometry: Geometry) -> list[tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
+    """``(inputs, eager output)`` to check files on: a batch of 2 at the resolution and, when height and width are
+    dynamic, a batch of 1 at the other size (random inputs, other seeds than the tracing example's)."""
     cases = [(2, geometry.resolution, 1)]
     if geometry.dynamic_size:
         cases.append((1, geometry.other_size, 2))
-    worst, sizes = 0.0, []
+    out = []
     for batch, size, seed in cases:
         inputs = example_inputs(model, batch, size, seed)
-        ref = reference_output(G, model, inputs)
+        out.append((inputs, reference_output(G, model, inputs)))
+    return out
+
+
+def check_file(fmt: str, path: Path, model: PortableGenerator,
+               cases: Sequence[tuple[Sequence[torch.Tensor], torch.Tensor]],
+               tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """Run the file on each case's inputs as a user would and compare with the eager generator's output (see
+    :func:`check_cases`). Raises :class:`ExportError` above ``tolerance``."""
+    worst, checked = 0.0, []
+    for inputs, ref in cases:
+        batch, size = ref.shape[0], tuple(ref.shape[2:])
         try:
             out = run_file(fmt, path, model.input_names, inputs)
         except Exception as e:  # noqa: BLE001 - the runtime's own error, reported with the file
             raise ExportError(f"{path}: the exported {fmt} file fails on a batch of {batch} at {size[0]}x{size[1]}: "
-                              f"{str(e).strip().splitlines()[0][:300]}") from e
+                              f"{_short(e)}") from e
         if tuple(out.shape) != tuple(ref.shape):
             raise ExportError(f"{path}: output shape {tuple(out.shape)}, semsynth gives {tuple(ref.shape)}")
         diff = float((out - ref).abs().max())
@@ -403,9 +460,8 @@ def check_file(fmt: str, path: Path, G: nn.Module, model: PortableGenerator, geo
                               f"{tolerance:g}) on a batch of {batch} at {size[0]}x{size[1]}; please report this "
                               f"with the model's config.json")
         worst = max(worst, diff)
-        sizes.append([batch, *size])
-    return {"max_abs_diff": worst, "checked": sizes,
-            "runtime": _runtime_name(fmt)}
+        checked.append([batch, *size])
+    return {"max_abs_diff": worst, "checked": checked, "runtime": _runtime_name(fmt)}
 
 
 def _runtime_name(fmt: str) -> str:
@@ -532,13 +588,14 @@ def export_portable(model_dir: str | os.PathLike, formats: Sequence[str] = ("onn
         copy_model_files(src, out)
     description["weights_sha256"] = _sha256(out / "model.safetensors")
     writers = {"onnx": write_onnx, "torchscript": write_torchscript}
+    cases = check_cases(G, model, geometry) if formats else []
     for fmt in formats:
         path = out / FILES[fmt]
         if log:
             log(f"writing {path} ...")
         writers[fmt](model, path, geometry, description)
         try:
-            result.checks[fmt] = check_file(fmt, path, G, model, geometry)
+            result.checks[fmt] = check_file(fmt, path, model, cases)
         except ExportError:
             path.unlink(missing_ok=True)
             raise
@@ -565,7 +622,9 @@ def copy_model_files(src: Path, out: Path) -> None:
     """Copy a model directory's own files (config.json, model.safetensors, encoder.safetensors) byte for byte."""
     from .utils.files import atomic_write
 
-    for name in ("config.json", "model.safetensors", "encoder.safetensors"):
+    extra = (_read_json(src / "config.json") or {}).get("files") or []  # e.g. SIMS's memory bank
+    for name in ("config.json", "model.safetensors", "encoder.safetensors", *[f for f in extra if isinstance(f, str)
+                                                                              and Path(f).name == f]):
         if (src / name).is_file():
             atomic_write(out / name, lambda tmp, s=src / name: shutil.copyfile(s, tmp))
 

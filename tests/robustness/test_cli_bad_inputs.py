@@ -185,11 +185,252 @@ def data_tree_with(kind: str):
     return setup
 
 
+SCGAN_REFERENCE = Path(__file__).parents[1] / "data" / "official" / "scgan"
+
+
+def scgan_checkpoint(name: str = "ade_like", *, opt: bool = True, drop: str | None = None, extra: str | None = None,
+                     widen: str | None = None, spade_like: bool = False, yaml_text: str | None = None):
+    """SC-GAN's official networks (the reference files of tests/data/official/scgan) as .pth files, the generator
+    optionally damaged, with opt.txt and the YAML it names beside them: {g} generator, {dd} discriminator,
+    {e} encoder (CelebA-like only)."""
+    def setup(ws, tmp):
+        import torch
+        from safetensors.torch import load_file
+
+        d = tmp / "ckpt"
+        d.mkdir()
+        files = {"g": (f"{name}_G", "G")} | ({"dd": (f"{name}_DE", "D"), "e": (f"{name}_DE", "E")}
+                                               if name == "celeba_like" else {"dd": (f"{name}_D", "D")})
+        paths = {}
+        for key, (file, prefix) in files.items():
+            data = load_file(SCGAN_REFERENCE / f"{file}.safetensors")
+            state = {k[len(prefix) + 1:]: v.float() if v.is_floating_point() else v for k, v in data.items()
+                     if k.startswith(prefix + ".")}
+            if key == "g":
+                if drop:
+                    del state[drop]
+                if extra:
+                    state[extra] = torch.zeros(3)
+                if widen:  # one more input channel (an instance-edge channel) in one tensor
+                    state[widen] = torch.cat([state[widen], state[widen][:, :1]], 1)
+                if spade_like:
+                    state = {"fc.weight": torch.zeros(32, 184, 3, 3),
+                             "head_0.norm_0.mlp_shared.0.weight": torch.zeros(128, 184, 3, 3)}
+            paths[key] = d / f"latest_net_{prefix}.pth"
+            torch.save(state, paths[key])
+        if opt:
+            shutil.copy(SCGAN_REFERENCE / f"{name}_opt.txt", d / "opt.txt")
+            if yaml_text is None:
+                shutil.copy(SCGAN_REFERENCE / f"{name}.yml", d / f"{name}.yml")
+            else:
+                (d / f"{name}.yml").write_text(yaml_text)
+        return paths
+    return setup
+
+
+SCGAN = ["convert", "--from", "scgan", "--checkpoint", "{g}", "--out", "{out}"]
+
+
+CCFPSE_REFERENCE = Path(__file__).parents[1] / "data" / "official" / "ccfpse"
+CCFPSE_OPT = {"dataset_mode": "custom", "label_nc": 4, "contain_dontcare_label": True, "no_instance": True,
+              "crop_size": 32, "aspect_ratio": 1.0, "netG": "condconv"}
+
+
+def ccfpse_checkpoint(*, opt: dict | None = CCFPSE_OPT, drop: str | None = None, reshape: str | None = None,
+                      spade_like: bool = False):
+    """CC-FPSE's official networks (the reference files of tests/data/official/ccfpse) as .pth files, the generator
+    optionally damaged, with an opt.txt beside them: {c} generator, {e} encoder, {dd} discriminator."""
+    def setup(ws, tmp):
+        import torch
+        from safetensors.torch import load_file
+
+        d = tmp / "ckpt"
+        d.mkdir()
+        paths = {}
+        for file, prefix, key in (("generator_vae", "netG", "c"), ("encoder", "netE", "e"),
+                                  ("discriminator", "netD", "dd")):
+            data = load_file(CCFPSE_REFERENCE / f"{file}.safetensors")
+            state = {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}
+            if key == "c":
+                if drop:
+                    del state[drop]
+                if reshape:
+                    state[reshape] = torch.zeros(*state[reshape].shape[:-1], state[reshape].shape[-1] + 1)
+                if spade_like:
+                    state = {"fc.weight": torch.zeros(32, 5, 3, 3),
+                             "head_0.norm_0.mlp_shared.0.weight": torch.zeros(8, 5, 3, 3)}
+            paths[key] = d / f"latest_net_{prefix[-1]}.pth"
+            torch.save(state, paths[key])
+        if opt is not None:
+            (d / "opt.txt").write_text("".join(f"{k:>25}: {v!s:<30}\n" for k, v in sorted(opt.items())))
+        return paths
+    return setup
+
+
+CCFPSE = ["convert", "--from", "ccfpse", "--checkpoint", "{c}", "--out", "{out}"]
+
+
+OFFICIAL_REFERENCE = Path(__file__).parents[1] / "data" / "official"
+SPADE_OPT = {"dataset_mode": "custom", "label_nc": 5, "contain_dontcare_label": True, "no_instance": False,
+             "crop_size": 64, "aspect_ratio": 1.0, "netG": "spade", "norm_G": "spectralspadeinstance1x1"}
+
+
+def official_checkpoint(files: dict, *, opt: dict | None = None, drop: str | None = None,
+                        reshape: str | None = None):
+    """Official SPADE / pix2pixHD networks (the reference files of tests/data/official) as .pth files, the generator
+    ({g}) optionally damaged, with an opt.txt beside them. ``files``: placeholder -> (file, key prefix)."""
+    def setup(ws, tmp):
+        import torch
+        from safetensors.torch import load_file
+
+        d = tmp / "ckpt"
+        d.mkdir()
+        paths = {}
+        for key, (file, prefix) in files.items():
+            data = load_file(OFFICIAL_REFERENCE / f"{file}.safetensors")
+            state = {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}
+            if key == "g" and drop:
+                del state[drop]
+            if key == "g" and reshape:
+                state[reshape] = torch.zeros(state[reshape].shape[0] + 1, *state[reshape].shape[1:])
+            paths[key] = d / f"{key}.pth"
+            torch.save(state, paths[key])
+        if opt is not None:
+            (d / "opt.txt").write_text("".join(f"{k:>25}: {v!s:<30}\n" for k, v in sorted(opt.items())))
+        return paths
+    return setup
+
+
+SPADE_G = {"g": ("spade/spade_g", "G")}
+SPADE_ALL = {**SPADE_G, "d": ("spade/spade_d", "D"), "e": ("spade/spade_e", "E"),
+             "gv": ("spade/spade_g_vae", "G"), "p": ("pix2pixhd/global", "G")}
+SPADE = ["convert", "--from", "spade", "--checkpoint", "{g}", "--out", "{out}"]
+P2P = ["convert", "--from", "pix2pixhd", "--checkpoint", "{p}", "--out", "{out}"]
+
+
+OASIS_OPT = {"dataset_mode": "ade20k", "z_dim": 3, "channels_G": 2, "num_res_blocks": 6, "no_3dnoise": False,
+             "no_EMA": False}
+
+
+def oasis_checkpoint(*, ema: bool = True, drop: str | None = None, reshape: str | None = None,
+                     d_classes: int | None = None):
+    """OASIS's official networks (tests/data/official/oasis) as the official training writes them:
+    ckpt/models/best_{G,EMA,D}.pth ({c}: best_G.pth, {ce}: best_EMA.pth, {dd}: best_D.pth), opt.txt in ckpt/."""
+    def setup(ws, tmp):
+        import torch
+        from safetensors.torch import load_file
+
+        models = tmp / "ckpt" / "models"
+        models.mkdir(parents=True)
+        paths = {}
+        for file, name, key in (("generator", "best_G.pth", "c"), ("generator", "best_EMA.pth", "ce"),
+                                ("discriminator", "best_D.pth", "dd")):
+            if key == "ce" and not ema:
+                continue
+            data = load_file(OFFICIAL_REFERENCE / "oasis" / f"{file}.safetensors")
+            state = {k[len("state."):]: v for k, v in data.items() if k.startswith("state.")}
+            if key != "dd" and drop:
+                del state[drop]
+            if key != "dd" and reshape:
+                state[reshape] = torch.zeros(state[reshape].shape[0] + 1, *state[reshape].shape[1:])
+            if key == "dd" and d_classes:
+                state["layer_up_last.weight"] = torch.zeros(d_classes + 1, 2, 1, 1)
+                state["layer_up_last.bias"] = torch.zeros(d_classes + 1)
+            paths[key] = models / name
+            torch.save(state, paths[key])
+        (tmp / "ckpt" / "opt.txt").write_text("".join(f"{k:>25}: {v!s:<30}\n" for k, v in sorted(OASIS_OPT.items())))
+        return paths
+    return setup
+
+
+def oasis_model(ws, tmp):
+    """A tiny OASIS generator exported as a model ({om}, 4 classes at 32x32), a layout {ol}, masks {mask_small},
+    {mask_bad} (not an image)."""
+    import torch
+
+    from semsynth.data import DatasetInfo
+    from semsynth.models import build_generator
+    from semsynth.training import export_model
+
+    torch.manual_seed(0)
+    G = build_generator({"name": "oasis", "channels": 1, "spade_hidden": 4, "z_dim": 3}, num_classes=4,
+                        resolution=32)
+    info = DatasetInfo(name="custom", num_classes=4, class_names=["ground", "sky", "tree", "road"],
+                       resolution=(32, 32))
+    m = export_model(tmp / "om", G, info)
+    Image.fromarray(np.tile(np.arange(4, dtype=np.uint8).repeat(8), (32, 1))).save(tmp / "layout.png")
+    Image.fromarray(np.full((16, 32), 255, np.uint8)).save(tmp / "mask-small.png")
+    (tmp / "mask-bad.png").write_bytes(b"not a PNG")
+    return {"om": m, "ol": tmp / "layout.png", "mask_small": tmp / "mask-small.png", "mask_bad": tmp / "mask-bad.png"}
+
+
+OASIS = ["convert", "--from", "oasis", "--checkpoint", "{c}", "--out", "{out}", "--set", "data.name=custom", "--set",
+         "data.num_classes=6", "--set", "data.crop_size=64", "--set", "data.aspect_ratio=2.0"]
+RESAMPLE = ["generate", "--model", "{om}", "--labels", "{ol}", "--out", "{out}", "--seeds", "1", "--resample-from", "0"]
+
+
 SEG_SPEC_PAYLOAD = "drn-d-105,weights={payload_torch}"
 CHECK = ["data", "check", "--dataset", "custom"]
 EVAL = ["evaluate", "--model", "{model}", "--out", "{out}", "--num", "2", "--metrics", "miou", "--segmenter", "{seg}"]
 TRAIN_DRY = ["train", "--config", "scgan-synthetic-faces", "--dry-run", "--set"]
 TRAIN_TINY = ["train", "--config", "{file}", "--outdir", "{out}"]
+
+
+def sims_model(damage: str | None = None):
+    """A SIMS model directory ({sm}) with its memory bank, the bank optionally damaged."""
+    def setup(ws, tmp):
+        from semsynth.data import build_dataset
+        from semsynth.models import build_generator
+        from semsynth.sims import build_bank
+        from semsynth.training.checkpoint import export_model
+
+        ds = build_dataset({"name": "synthetic-faces", "num_samples": 4})
+        G = build_generator({"name": "sims", "encoder_widths": [4] * 4, "decoder_widths": [4] * 4,
+                             "final_width": 4}, **ds.info.model_interface())
+        G.attach_bank(build_bank(ds))
+        m = export_model(tmp / "sims", G, ds.info)
+        bank = m / "sims_bank.safetensors"
+        if damage == "missing":
+            bank.unlink()
+        elif damage == "torn":
+            bank.write_bytes(bank.read_bytes()[:300])
+        elif damage == "pickle":
+            shutil.copy(ws["payload_torch"], bank)
+        elif damage == "foreign":
+            shutil.copy(m / "model.safetensors", bank)
+        elif damage == "other-classes":
+            other = build_bank(build_dataset({"name": "custom", "root": str(ws["custom"])}))
+            other.save(bank)
+        return {"sm": m}
+    return setup
+
+
+def bank_file(kind: str):
+    """A file given as a memory bank ({b}): garbage, a pickle, model weights."""
+    def setup(ws, tmp):
+        b = tmp / "bank.safetensors"
+        if kind == "garbage":
+            b.write_bytes(b"not a bank at all")
+        elif kind == "pickle":
+            shutil.copy(ws["payload_torch"], b)
+        elif kind == "weights":
+            shutil.copy(ws["model"] / "model.safetensors", b)
+        return {"b": b}
+    return setup
+
+
+def empty_data_tree(ws, tmp):
+    root = tmp / "empty"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    return {"d": root}
+
+
+SIMS_INDEX = ["sims", "index", "--dataset", "synthetic-faces", "--set", "data.num_samples=2", "--out",
+              "{out}/bank.safetensors"]
+SIMS_TRAIN = ["train", "--config", "sims-synthetic-faces", "--outdir", "{out}", "--set", "data.num_samples=2",
+              "--set"]
+SIMS_GEN = ["generate", "--model", "{sm}", "--labels", "{labels}", "--out", "{out}"]
 
 
 CASES: list[Case] = [
@@ -522,11 +763,242 @@ CASES: list[Case] = [
          "not a semsynth training state", setup=foreign_state_dict),
     Case("export-out-is-a-file", ["export", "--checkpoint", "{ckpt}", "--out", "{tmp}/out/model"], "out",
          setup=file_in_the_way(), absent=()),
+    # export --format onnx|torchscript (portable files, semsynth.portable)
+    Case("export-unknown-format", ["export", "--model", "{model}", "--format", "tflite", "--out", "{out}"],
+         ("--format 'tflite' is not a format semsynth writes", "safetensors, onnx, torchscript")),
+    Case("export-empty-format", ["export", "--model", "{model}", "--format", ",", "--out", "{out}"],
+         "--format ',' names no format"),
+    Case("export-model-and-checkpoint", ["export", "--model", "{model}", "--checkpoint", "{ckpt}", "--out", "{out}"],
+         "give one of --checkpoint"),
+    Case("export-needs-a-source", ["export", "--format", "onnx", "--out", "{out}"], "give one of --checkpoint"),
+    Case("export-model-missing", ["export", "--model", "{tmp}/nowhere", "--format", "onnx", "--out", "{out}"],
+         "does not exist"),
+    Case("export-model-without-config", ["export", "--model", "{m}", "--format", "onnx", "--out", "{out}"],
+         "config.json is missing", setup=model_with(drop="config.json")),
+    Case("export-onnx-fp16", ["export", "--model", "{model}", "--format", "onnx", "--dtype", "fp16", "--out",
+                              "{out}"], "onnx files are written in fp32 only"),
+    Case("export-torchscript-bf16-checkpoint", ["export", "--checkpoint", "{ckpt}", "--format", "torchscript",
+                                                "--dtype", "bf16", "--out", "{out}"],
+         "torchscript files are written in fp32 only"),
+    Case("export-raw-with-model", ["export", "--model", "{model}", "--raw", "--format", "onnx", "--out", "{out}"],
+         "--raw applies to --checkpoint"),
+    Case("export-onehot-without-portable", ["export", "--model", "{model}", "--input", "onehot", "--out", "{out}"],
+         "--input onehot applies to --format onnx or torchscript"),
+    Case("export-onnx-model-mismatch", ["export", "--model", "{m}", "--format", "onnx", "--out", "{out}"],
+         "does not fit", setup=model_with(weights_from="model_wide")),
+    Case("export-onnx-model-pickle", ["export", "--model", "{m}", "--format", "onnx", "--out", "{out}"],
+         "cannot read", setup=model_with(encoder_from_payload=True)),
+    Case("export-onnx-out-is-a-file", ["export", "--model", "{model}", "--format", "onnx", "--out", "{tmp}/out"],
+         "a file is in the way", setup=file_in_the_way(), absent=()),
+    Case("export-checkpoint-onnx", ["export", "--checkpoint", "{ckpt}", "--format", "onnx", "--out", "{out}"],
+         ("wrote {out}/generator.onnx", "exported to {out}"), rc=0, absent=()),
+    Case("export-det-model-torchscript-onehot", ["export", "--model", "{model_det}", "--format", "torchscript",
+                                                 "--input", "onehot", "--out", "{out}"],
+         ("semantic float32 ['batch', 15, 'height', 'width']", "wrote {out}/generator.pt"), rc=0, absent=()),
 
     # ---- convert ------------------------------------------------------------------------------------------
     Case("convert-needs-from", ["convert", "--checkpoint", "{payload_torch}", "--out", "{out}"], "--from"),
     Case("convert-unknown-family", ["convert", "--from", "stylegan", "--checkpoint", "{payload_torch}", "--out",
                                     "{out}"], "valid sources are"),
+
+    # ---- convert --from ccfpse (CC-FPSE) ------------------------------------------------------------------
+    Case("convert-ccfpse-spade-checkpoint", CCFPSE, ("not a CC-FPSE CondConvGenerator", "--from spade"),
+         setup=ccfpse_checkpoint(spade_like=True)),
+    Case("convert-ccfpse-discriminator-as-generator", CCFPSE[:4] + ["{dd}"] + CCFPSE[5:],
+         "not a CC-FPSE CondConvGenerator", setup=ccfpse_checkpoint()),
+    Case("convert-ccfpse-missing-key", CCFPSE, ("missing from the checkpoint", "up_3.gen_se_weights2.2.bias"),
+         setup=ccfpse_checkpoint(drop="up_3.gen_se_weights2.2.bias")),
+    Case("convert-ccfpse-shape-mismatch", CCFPSE, ("up_0.norm_s.mlp_gamma.weight", "[32, 5, 3, 4]", "[32, 5, 3, 3]"),
+         setup=ccfpse_checkpoint(reshape="up_0.norm_s.mlp_gamma.weight")),
+    Case("convert-ccfpse-instance-channel-off", CCFPSE, "use_instance: tensor shapes says False but opt.txt says True",
+         setup=ccfpse_checkpoint(opt={**CCFPSE_OPT, "no_instance": False})),
+    Case("convert-ccfpse-no-opt-unknown-dataset", CCFPSE, ("5 input channels", "--opt"),
+         setup=ccfpse_checkpoint(opt=None)),
+    Case("convert-ccfpse-set-contradicts-shapes", CCFPSE + ["--set", "generator.ngf=4"],
+         "ngf: tensor shapes says 2 but --set says 4", setup=ccfpse_checkpoint()),
+    Case("convert-ccfpse-preset-of-another-model", CCFPSE + ["--preset", "scgan-ade20k"],
+         "a preset of generator 'scgan'", setup=ccfpse_checkpoint()),
+    Case("convert-ccfpse-encoder-is-a-discriminator", CCFPSE + ["--encoder", "{dd}"],
+         "not a CC-FPSE/SPADE ConvEncoder", setup=ccfpse_checkpoint()),
+    Case("convert-ccfpse-pickle", CCFPSE[:4] + ["{payload_torch}"] + CCFPSE[5:], "never runs code"),
+    Case("convert-ccfpse-raw-pickle", CCFPSE[:4] + ["{payload_raw}"] + CCFPSE[5:], "never unpickles"),
+    Case("convert-ccfpse-encoder-pickle", CCFPSE + ["--encoder", "{payload_torch}"], "never runs code",
+         setup=ccfpse_checkpoint()),
+    Case("convert-ccfpse-ok", CCFPSE + ["--encoder", "{e}", "--discriminator", "{dd}"],
+         ("never calls", "wrote"), rc=0, absent=(), setup=ccfpse_checkpoint()),
+
+    # ---- convert --from spade / --from pix2pixhd (SPADE, pix2pixHD) ----------------------------------------
+    Case("convert-spade-pix2pixhd-checkpoint", SPADE[:4] + ["{p}"] + SPADE[5:],
+         ("not a SPADE generator", "--from pix2pixhd"), setup=official_checkpoint(SPADE_ALL)),
+    Case("convert-pix2pixhd-spade-checkpoint", P2P[:4] + ["{g}"] + P2P[5:],
+         ("not a pix2pixHD GlobalGenerator", "--from spade"), setup=official_checkpoint(SPADE_ALL)),
+    Case("convert-spade-discriminator-as-generator", SPADE[:4] + ["{d}"] + SPADE[5:], "not a SPADE generator",
+         setup=official_checkpoint(SPADE_ALL)),
+    Case("convert-spade-missing-key", SPADE, ("missing from the checkpoint", "conv_img.bias"),
+         setup=official_checkpoint(SPADE_G, opt=SPADE_OPT, drop="conv_img.bias")),
+    Case("convert-spade-shape-mismatch", SPADE, ("up_0.norm_s.mlp_gamma.weight", "[17, 128, 1, 1]",
+                                                 "[16, 128, 1, 1]"),
+         setup=official_checkpoint(SPADE_G, opt=SPADE_OPT, reshape="up_0.norm_s.mlp_gamma.weight")),
+    Case("convert-spade-instance-channel-off", SPADE, "use_instance: tensor shapes says True but opt.txt says False",
+         setup=official_checkpoint(SPADE_G, opt={**SPADE_OPT, "no_instance": True})),
+    Case("convert-spade-no-opt-unknown-dataset", SPADE, ("7 input channels", "--opt"),
+         setup=official_checkpoint(SPADE_G)),
+    Case("convert-spade-set-contradicts-shapes", SPADE + ["--set", "generator.ngf=64"],
+         "ngf: tensor shapes says 1 but --set says 64", setup=official_checkpoint(SPADE_G, opt=SPADE_OPT)),
+    Case("convert-spade-preset-of-another-model", SPADE + ["--preset", "scgan-ade20k"],
+         "a preset of generator 'scgan'", setup=official_checkpoint(SPADE_G, opt=SPADE_OPT)),
+    Case("convert-spade-encoder-without-vae", SPADE + ["--encoder", "{e}"], "has no VAE",
+         setup=official_checkpoint(SPADE_ALL, opt=SPADE_OPT)),
+    Case("convert-spade-discriminator-of-another-model", SPADE[:4] + ["{gv}"] + SPADE[5:] + ["--discriminator", "{d}",
+                                                                                           "--set", "data.num_classes=5"],
+         "different models", setup=official_checkpoint(SPADE_ALL, opt={"dataset_mode": "custom",
+                                                                        "crop_size": 128, "aspect_ratio": 2.0})),
+    Case("convert-spade-pickle", SPADE[:4] + ["{payload_torch}"] + SPADE[5:], "never runs code"),
+    Case("convert-spade-raw-pickle", SPADE[:4] + ["{payload_raw}"] + SPADE[5:], "never unpickles"),
+    Case("convert-spade-encoder-pickle", SPADE + ["--encoder", "{payload_torch}"], "never runs code",
+         setup=official_checkpoint(SPADE_G, opt=SPADE_OPT)),
+    Case("convert-spade-ok", SPADE + ["--discriminator", "{d}"], ("from opt.txt", "wrote"), rc=0, absent=(),
+         setup=official_checkpoint(SPADE_ALL, opt=SPADE_OPT)),
+    Case("convert-pix2pixhd-encoder", P2P + ["--encoder", "{e}"], "no VAE style encoder",
+         setup=official_checkpoint(SPADE_ALL)),
+    Case("convert-pix2pixhd-feature-input", P2P, "--instance_feat", setup=official_checkpoint(
+        SPADE_ALL, opt={"label_nc": 35, "instance_feat": True})),
+    Case("convert-pix2pixhd-pickle", P2P[:4] + ["{payload_torch}"] + P2P[5:], "never runs code"),
+    Case("convert-pix2pixhd-ok", P2P, ("cityscapes", "wrote"), rc=0, absent=(), setup=official_checkpoint(SPADE_ALL)),
+
+    # ---- CRN and SIMS: sims index, the sims objective's bank, SIMS model directories -----------------------
+    Case("sims-needs-subcommand", ["sims"], "SUBCOMMAND"),
+    Case("sims-index-needs-out", ["sims", "index", "--dataset", "synthetic-faces"], "--out"),
+    Case("sims-index-unknown-dataset", ["sims", "index", "--dataset", "imagenet", "--out", "{out}"],
+         "valid datasets are"),
+    Case("sims-index-empty-dataset", ["sims", "index", "--dataset", "custom", "--data-root", "{d}", "--out",
+                                      "{out}/bank.safetensors"], "{d}", setup=empty_data_tree),
+    Case("sims-index-label-only", ["sims", "index", "--dataset", "custom", "--data-root", "{faces}", "--set",
+                                   "data.images=false", "--out", "{out}/bank.safetensors"], "label maps only"),
+    Case("sims-index-bad-set", SIMS_INDEX + ["--set", "num_samples=2"], "only data.KEY=VALUE"),
+    Case("sims-index-unknown-option", SIMS_INDEX + ["--set", "data.colour=1"], "valid options are"),
+    Case("sims-index-mask-size-0", SIMS_INDEX + ["--mask-size", "0"], "--mask-size 0"),
+    Case("sims-index-min-area-1", SIMS_INDEX + ["--min-area", "1"], "--min-area"),
+    Case("sims-index-max-images-0", SIMS_INDEX + ["--max-images", "0"], "--max-images 0"),
+    Case("sims-index-order-unknown-class", SIMS_INDEX + ["--order", "background,beard"], "'beard'"),
+    Case("sims-index-order-incomplete", SIMS_INDEX + ["--order", "background,skin"], "missing: nose"),
+    Case("sims-index-out-is-a-folder", ["sims", "index", "--dataset", "synthetic-faces", "--out", "{tmp}"],
+         "a folder", absent=()),
+    Case("sims-index-ok", SIMS_INDEX, ("segments of", "wrote"), rc=0, absent=()),
+    Case("sims-train-no-bank", SIMS_TRAIN + ["loss.bank=null"], "semsynth sims index"),
+    Case("sims-train-bank-missing", SIMS_TRAIN + ["loss.bank={tmp}/nope.safetensors"], "does not exist"),
+    Case("sims-train-bank-garbage", SIMS_TRAIN + ["loss.bank={b}"], "not a readable safetensors file",
+         setup=bank_file("garbage")),
+    Case("sims-train-bank-pickle", SIMS_TRAIN + ["loss.bank={b}"], "never a pickle", setup=bank_file("pickle")),
+    Case("sims-train-bank-is-weights", SIMS_TRAIN + ["loss.bank={b}"], "not a SIMS memory bank",
+         setup=bank_file("weights")),
+    Case("sims-train-bad-canvas", ["train", "--config", "sims-synthetic-faces", "--dry-run", "--set",
+                                   "loss.canvas=painted"], "valid: official, retrieved"),
+    Case("crn-train-with-discriminator", ["train", "--config", "crn-synthetic-faces", "--dry-run", "--set",
+                                          "discriminator.name=fpse"], "set discriminator: null"),
+    Case("crn-train-layer-weights", ["train", "--config", "crn-synthetic-faces", "--dry-run", "--set",
+                                     "loss.layer_weights=[1, 1]"], "layer_weights"),
+    Case("crn-train-widths-count", ["train", "--config", "crn-synthetic-faces", "--dry-run", "--set",
+                                    "generator.widths=[8, 8]"], "one width per module"),
+    Case("sims-generate-bank-missing", SIMS_GEN, "sims_bank.safetensors is missing", setup=sims_model("missing")),
+    Case("sims-generate-bank-torn", SIMS_GEN, "not a readable safetensors file", setup=sims_model("torn")),
+    Case("sims-generate-bank-pickle", SIMS_GEN, "never a pickle", setup=sims_model("pickle")),
+    Case("sims-generate-bank-foreign", SIMS_GEN, "not a SIMS memory bank", setup=sims_model("foreign")),
+    Case("sims-generate-bank-other-classes", SIMS_GEN, "2 classes", setup=sims_model("other-classes")),
+    Case("sims-generate-ok", SIMS_GEN, "wrote 2 image", rc=0, absent=(), setup=sims_model()),
+
+    # ---- convert --from oasis (OASIS) and generate --resample-from (local re-sampling) ------------------------
+    Case("convert-oasis-discriminator-as-checkpoint", OASIS[:4] + ["{dd}"] + OASIS[5:],
+         ("is the OASIS discriminator", "--discriminator"), setup=oasis_checkpoint()),
+    Case("convert-oasis-spade-checkpoint", ["convert", "--from", "oasis", "--checkpoint", "{g}", "--out", "{out}"],
+         ("not an OASIS generator", "--from spade"), setup=official_checkpoint(SPADE_G, opt=SPADE_OPT)),
+    Case("convert-oasis-missing-key", OASIS, ("missing from the checkpoint", "conv_img.bias"),
+         setup=oasis_checkpoint(drop="conv_img.bias")),
+    Case("convert-oasis-shape-mismatch", OASIS, ("body.1.norm_0.mlp_gamma.weight", "[33, 8, 3, 3]", "[32, 8, 3, 3]"),
+         setup=oasis_checkpoint(reshape="body.1.norm_0.mlp_gamma.weight")),
+    Case("convert-oasis-label-channels-differ", OASIS + ["--set", "data.num_classes=7"],
+         ("9 channels = 7 label channels", "z_dim 2", "says z_dim 3", "wrong dataset"), setup=oasis_checkpoint()),
+    Case("convert-oasis-ema-file-missing", OASIS, ("needs best_EMA.pth beside it", "--set weights=plain"),
+         setup=oasis_checkpoint(ema=False)),
+    Case("convert-oasis-bad-weights-choice", OASIS + ["--set", "weights=both"], "weights is 'ema'",
+         setup=oasis_checkpoint()),
+    Case("convert-oasis-encoder", OASIS + ["--encoder", "{dd}"], "OASIS has no style encoder",
+         setup=oasis_checkpoint()),
+    Case("convert-oasis-discriminator-of-another-model", OASIS + ["--discriminator", "{dd}"], "different models",
+         setup=oasis_checkpoint(d_classes=9)),
+    Case("convert-oasis-preset-of-another-model", OASIS + ["--preset", "scgan-ade20k-oasisd"],
+         "a preset of generator 'scgan'", setup=oasis_checkpoint()),
+    Case("convert-oasis-no-dataset", ["convert", "--from", "oasis", "--checkpoint", "{c}", "--out", "{out}"],
+         ("reads 9 channels, no more than the 151 label channels of ade20k (dataset from opt.txt)",
+          "--set data.name=custom"), setup=oasis_checkpoint()),
+    Case("convert-oasis-pickle", OASIS[:4] + ["{payload_torch}"] + OASIS[5:], "never runs code"),
+    Case("convert-oasis-raw-pickle", OASIS[:4] + ["{payload_raw}"] + OASIS[5:], "never unpickles"),
+    Case("convert-oasis-discriminator-pickle", OASIS + ["--discriminator", "{payload_torch}"], "never runs code",
+         setup=oasis_checkpoint()),
+    Case("convert-oasis-ok", OASIS + ["--discriminator", "{dd}"], ("converted best_EMA.pth", "wrote"), rc=0,
+         absent=(), setup=oasis_checkpoint()),
+    Case("gen-resample-not-spatial", ["generate", "--model", "{model}", "--labels", "{label}", "--out", "{out}",
+                                      "--seeds", "1", "--resample-from", "0", "--resample-class", "skin"],
+         ("spatial noise", "'scgan'")),
+    Case("gen-resample-deterministic", ["generate", "--model", "{model_det}", "--labels", "{label}", "--out", "{out}",
+                                        "--seeds", "1", "--resample-from", "0", "--resample-class", "skin"],
+         "deterministic"),
+    Case("gen-resample-without-seeds", RESAMPLE[:7] + ["--resample-from", "0", "--resample-class", "sky"],
+         "needs --seeds", setup=oasis_model),
+    Case("gen-resample-class-without-from", RESAMPLE[:9] + ["--resample-class", "sky"], "need --resample-from",
+         setup=oasis_model),
+    Case("gen-resample-without-region", RESAMPLE, "--resample-class CLASS or --resample-mask", setup=oasis_model),
+    Case("gen-resample-both-regions", RESAMPLE + ["--resample-class", "sky", "--resample-mask", "{mask_small}"],
+         "one of them", setup=oasis_model),
+    Case("gen-resample-unknown-class", RESAMPLE + ["--resample-class", "sky,water"], "'water' is not a class",
+         setup=oasis_model),
+    Case("gen-resample-mask-size", RESAMPLE + ["--resample-mask", "{mask_small}"],
+         ("the mask is 32x16 (WxH)", "paint the mask at the layout's size"), setup=oasis_model),
+    Case("gen-resample-mask-not-an-image", RESAMPLE + ["--resample-mask", "{mask_bad}"], "cannot read this image",
+         setup=oasis_model),
+    Case("gen-resample-mask-missing", RESAMPLE + ["--resample-mask", "{tmp}/nowhere.png"], "nowhere.png",
+         setup=oasis_model),
+    Case("gen-resample-from-negative", RESAMPLE[:10] + ["-1", "--resample-class", "sky"], "seeds go from 0",
+         setup=oasis_model),
+    Case("gen-resample-from-not-a-number", RESAMPLE[:10] + ["zero", "--resample-class", "sky"], "invalid int value",
+         setup=oasis_model),
+    Case("gen-resample-ok", RESAMPLE + ["--resample-class", "sky"], "wrote 1 image", rc=0, absent=(),
+         setup=oasis_model),
+
+    # ---- convert --from scgan (SC-GAN) -------------------------------------------------------------------
+    Case("convert-scgan-spade-checkpoint", SCGAN, ("not an SC-GAN generator", "--from spade"),
+         setup=scgan_checkpoint(spade_like=True)),
+    Case("convert-scgan-discriminator-as-generator", SCGAN[:4] + ["{dd}"] + SCGAN[5:], "not an SC-GAN generator",
+         setup=scgan_checkpoint()),
+    Case("convert-scgan-missing-key", SCGAN, ("missing from the checkpoint", "up_1.norm_s.mlp_beta.bias"),
+         setup=scgan_checkpoint(drop="up_1.norm_s.mlp_beta.bias")),
+    Case("convert-scgan-missing-expert-key", SCGAN, ("up_2.conv_0.conv_bases.1", "weight_u"),
+         setup=scgan_checkpoint(drop="up_2.conv_0.conv_bases.1.weight_u")),
+    Case("convert-scgan-extra-key", SCGAN, ("no place in the model", "up_1.norm_s.extra.weight"),
+         setup=scgan_checkpoint(extra="up_1.norm_s.extra.weight")),
+    Case("convert-scgan-shape-mismatch", SCGAN, ("up_0.norm_s.mlp_shared.0.weight", "[128, 20, 3, 3]",
+                                                 "[128, 19, 3, 3]", "instance map on/off", "wrong --preset"),
+         setup=scgan_checkpoint(widen="up_0.norm_s.mlp_shared.0.weight")),
+    Case("convert-scgan-instance-channel-on", SCGAN + ["--set", "data.use_instance=true"],
+         "use_instance: tensor shapes says False but --set says True", setup=scgan_checkpoint()),
+    Case("convert-scgan-set-contradicts-opt", SCGAN + ["--set", "generator.temperature=0.05"],
+         "temperature: opt.txt + ade_like.yml says 5.0 but --set says 0.05", setup=scgan_checkpoint()),
+    Case("convert-scgan-preset-contradicts-shapes", SCGAN + ["--preset", "scgan-celeba"],
+         "srg_width: tensor shapes says 1 but --preset scgan-celeba says 48", setup=scgan_checkpoint(opt=False)),
+    Case("convert-scgan-preset-of-another-model", SCGAN + ["--preset", "spade-ade20k"],
+         ("spade-ade20k", "scgan"), setup=scgan_checkpoint()),
+    Case("convert-scgan-encoder-without-vae", SCGAN + ["--encoder", "{dd}"], "has no VAE", setup=scgan_checkpoint()),
+    Case("convert-scgan-discriminator-is-a-generator", SCGAN + ["--discriminator", "{g}"],
+         "not an SC-GAN discriminator checkpoint", setup=scgan_checkpoint()),
+    Case("convert-scgan-yaml-python-tag", SCGAN, ("ade_like.yml", "cannot be read as YAML"),
+         setup=scgan_checkpoint(yaml_text="temperature: !!python/object/apply:os.system ['touch x']\n")),
+    Case("convert-scgan-pickle", SCGAN[:4] + ["{payload_torch}"] + SCGAN[5:], "never runs code"),
+    Case("convert-scgan-raw-pickle", SCGAN[:4] + ["{payload_raw}"] + SCGAN[5:], "never unpickles"),
+    Case("convert-scgan-discriminator-pickle", SCGAN + ["--discriminator", "{payload_torch}"], "never runs code",
+         setup=scgan_checkpoint()),
+    Case("convert-scgan-ok", SCGAN[:-2] + ["--encoder", "{e}", "--discriminator", "{dd}", "--out", "{out}"],
+         ("temperature: from opt.txt + celeba_like.yml", "wrote"), rc=0, absent=(),
+         setup=scgan_checkpoint("celeba_like")),
 
     # ---- demo ---------------------------------------------------------------------------------------------
     Case("demo-train-and-model", ["demo", "--train", "--model", "{model}", "--outdir", "{out}"], "choose one of"),

@@ -76,3 +76,56 @@ def test_missing_vgg_weights_stop_before_anything_is_written(tmp_path):
     with pytest.raises(MissingWeightsError, match="--set loss.perceptual=0"):
         train(cfg, outdir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def _model_with_discriminator(run) -> "Path":
+    """A run's model/ directory plus discriminator.safetensors and its config section, as `semsynth convert
+    --discriminator` writes a converted model."""
+    from safetensors.torch import save_file
+
+    state = load_training_state(sorted((run / "checkpoints").glob("*.pt"))[-1])
+    model = run / "model"
+    save_file({k: v.contiguous() for k, v in state["D"].items()}, str(model / "discriminator.safetensors"))
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["discriminator"] = state["config"]["discriminator"]
+    (model / "config.json").write_text(json.dumps(cfg))
+    return model
+
+
+def test_train_init_starts_a_new_run_from_exactly_the_models_weights(tmp_path):
+    from semsynth.errors import ConfigError
+    from semsynth.utils.files import read_safetensors
+
+    raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 4, "checkpoint_every": 4}}
+    model = _model_with_discriminator(train(resolve_config(raw, name="src"), outdir=tmp_path / "a"))
+    tuned = {**raw, "train": {**raw["train"], "init": str(model), "seed": 7}}
+    run = train(resolve_config(tuned, name="ft"), outdir=tmp_path / "b", stop_after=0)  # checkpoint before step 1
+    state = load_training_state(run / "checkpoints" / "training-state-000000000.pt")
+    for key, fname in (("G", "model.safetensors"), ("E", "encoder.safetensors"), ("D", "discriminator.safetensors")):
+        want = read_safetensors(model / fname)
+        assert set(state[key]) == set(want), key
+        for k, v in want.items():
+            assert torch.equal(state[key][k], v.to(state[key][k].dtype)), f"{key} {k}"
+    log = (run / "log.txt").read_text()
+    assert f"initialised from {model}: G (model.safetensors), E (encoder.safetensors), D (discriminator.safetensors)" \
+        in log
+
+    # resuming ignores train.init (the checkpoint's weights continue), and says so
+    resumed = train(resolve_config(tuned, name="ft"), outdir=tmp_path / "b", resume=run, stop_after=4)
+    assert f"train.init {model} not applied: a resumed run continues" in (resumed / "log.txt").read_text()
+
+    # a model of another width: the error names the file, the key and both shapes, before anything is written
+    wide = {**tuned, "generator": {**tuned["generator"], "srg_width": 8}}
+    with pytest.raises(ConfigError, match=r"model\.safetensors \(the generator\) does not fit .*tensor '.*' has shape "
+                                          r"\[\d+(, \d+)*\] in the weights but \[\d+(, \d+)*\]"):
+        train(resolve_config(wide, name="w"), outdir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+    # the same classes in another order (a label convention) is refused
+    cfg = json.loads((model / "config.json").read_text())
+    names = cfg["dataset"]["class_names"]
+    names[1], names[2] = names[2], names[1]
+    (model / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"channel 1 is .* another order"):
+        train(resolve_config(tuned, name="p"), outdir=tmp_path / "d")
+    assert not (tmp_path / "d").exists()

@@ -2,7 +2,8 @@
 OASIS, pix2pixHD) into a semsynth model directory, the format ``semsynth export`` writes.
 
 Each family has a converter (``convert/<family>.py``) registered with :func:`register`. It receives the official
-state dicts (already read safely, ``module.`` prefixes stripped) and the options of the official ``opt.txt``,
+state dicts (already read safely, ``module.`` prefixes stripped) and the options of the official ``opt.txt`` (and,
+when it declares the keywords ``opt_path`` / ``checkpoint_path``, where those files are),
 infers every width and count the tensor shapes determine, takes the rest from ``--preset`` / ``--set``, builds the
 semsynth networks, maps the keys (no tensor value changes) and loads them strictly. :func:`convert_checkpoint` then
 writes ``model.safetensors`` (+ ``encoder.safetensors``, ``discriminator.safetensors``) and ``config.json``.
@@ -10,6 +11,7 @@ writes ``model.safetensors`` (+ ``encoder.safetensors``, ``discriminator.safeten
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -140,26 +142,45 @@ def legacy_spectral_to_parametrized(state: Mapping[str, torch.Tensor], prefix: s
     return out
 
 
-def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, hint: str = "") -> None:
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, hint: str = "",
+                official_names: Mapping[str, str] | None = None) -> None:
     """Load mapped official tensors into a semsynth module; any missing or extra key or shape difference raises
-    :class:`ConversionError` naming the key, both shapes, the source file and ``hint`` (the likely cause)."""
+    :class:`ConversionError` naming the key, both shapes, the source file and ``hint`` (the likely cause).
+
+    ``official_names`` (semsynth key -> the checkpoint's own key, for the keys the mapping renamed) makes the
+    messages name the key the user can find in the official file too. A tensor that is not floating-point where
+    the model holds floats (or the reverse), or a non-finite value, is refused the same way."""
     expected = module.state_dict()
     why = f"; {hint}" if hint else ""
+    names = dict(official_names or {})
+
+    def name(k: str) -> str:
+        official = names.get(k)
+        return f"{k!r}" if official is None or official == k else f"{k!r} (official {official!r})"
+
     for k, v in expected.items():
         if k in state and tuple(state[k].shape) != tuple(v.shape):
-            raise ConversionError(f"{source}: tensor {k!r} has shape {list(state[k].shape)} in the checkpoint but "
-                                  f"{list(v.shape)} in the semsynth model{why}")
+            raise ConversionError(f"{source}: tensor {name(k)} has shape {list(state[k].shape)} in the checkpoint "
+                                  f"but {list(v.shape)} in the semsynth model{why}")
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in expected]
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} tensor(s) missing from the checkpoint ({', '.join(missing[:4])}"
+            parts.append(f"{len(missing)} tensor(s) missing from the checkpoint ({', '.join(map(name, missing[:4]))}"
                          f"{', ...' if len(missing) > 4 else ''})")
         if extra:
-            parts.append(f"{len(extra)} tensor(s) of the checkpoint have no place in the model ({', '.join(extra[:4])}"
-                         f"{', ...' if len(extra) > 4 else ''})")
+            parts.append(f"{len(extra)} tensor(s) of the checkpoint have no place in the model "
+                         f"({', '.join(map(name, extra[:4]))}{', ...' if len(extra) > 4 else ''})")
         raise ConversionError(f"{source}: " + "; ".join(parts) + why)
+    for k, v in expected.items():
+        t = state[k]
+        if t.is_floating_point() != v.is_floating_point():
+            raise ConversionError(f"{source}: tensor {name(k)} is {t.dtype} in the checkpoint, the model holds "
+                                  f"{v.dtype}{why}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ConversionError(f"{source}: tensor {name(k)} holds NaN or infinite values; the checkpoint is "
+                                  f"damaged")
     module.load_state_dict(dict(state), strict=True)
 
 
@@ -201,8 +222,12 @@ def convert_checkpoint(family: str, checkpoint: str | os.PathLike, out: str | os
     state = load_official_state(ckpt, f"{family} generator checkpoint")
     enc = load_official_state(encoder, f"{family} encoder checkpoint") if encoder else None
     disc = load_official_state(discriminator, f"{family} discriminator checkpoint") if discriminator else None
-    result = CONVERTERS[family](state, options, encoder_state=enc, discriminator_state=disc, preset=preset,
-                                overrides=list(overrides))
+    fn = CONVERTERS[family]
+    # optional keywords a converter may declare: where opt.txt and the checkpoint are (e.g. to find files they name)
+    extra_kw = {k: v for k, v in (("opt_path", opt_path), ("checkpoint_path", ckpt))
+                if k in inspect.signature(fn).parameters}
+    result = fn(state, options, encoder_state=enc, discriminator_state=disc, preset=preset,
+                overrides=list(overrides), **extra_kw)
     if opt_path is not None:
         result.notes.insert(0, f"options read from {opt_path}")
     result.generator.eval()

@@ -21,7 +21,7 @@ Official key -> semsynth key (generator), no value changed::
 
 ``<block>.norm_0``, ``<block>.conv_0.norm_layer`` and ``<block>.conv_2.norm_layer`` are BatchNorms the official
 block builds but never calls: their shapes are checked, then they are dropped (they still hold their initial
-values; the official printed parameter count includes them).
+values; the official parameter count includes them).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from ..models import build_discriminator, build_encoder, build_generator
 from . import (
     ConversionError,
     Converted,
-    legacy_spectral_to_parametrized,
     load_strict,
     register,
     resolve_setting,
@@ -157,15 +156,35 @@ def generator_key(key: str) -> str | None:
     return key
 
 
-def map_generator(state: Mapping[str, torch.Tensor], G: torch.nn.Module) -> tuple[dict[str, torch.Tensor], int]:
-    """Official generator state -> semsynth keys; checks and drops the never-called BatchNorms (returns how many
-    tensors were dropped)."""
-    mapped: dict[str, torch.Tensor] = {}
+def spectral_key(key: str) -> str:
+    """Legacy spectral-norm names (``X.weight_orig``, ``_u``, ``_v``) -> those of the parametrisation."""
+    for old, new in ((".weight_orig", ".parametrizations.weight.original"), (".weight_u", ".parametrizations.weight.0._u"),
+                     (".weight_v", ".parametrizations.weight.0._v")):
+        if key.endswith(old):
+            return key[: -len(old)] + new
+    return key
+
+
+Mapped = tuple[dict[str, torch.Tensor], dict[str, str]]  # semsynth key -> tensor, semsynth key -> official key
+
+
+def _mapped(pairs: list[tuple[str, str, torch.Tensor]]) -> Mapped:
+    tensors, origin = {}, {}
+    for official, new, value in pairs:
+        new = spectral_key(new)
+        tensors[new], origin[new] = value, official
+    return tensors, origin
+
+
+def map_generator(state: Mapping[str, torch.Tensor], G: torch.nn.Module) -> tuple[Mapped, int]:
+    """Official generator state -> semsynth keys (and where each came from); checks and drops the never-called
+    BatchNorms (returns how many tensors were dropped)."""
+    pairs = []
     dropped = 0
     for key, value in state.items():
         new = generator_key(key)
         if new is not None:
-            mapped[new] = value
+            pairs.append((key, new, value))
             continue
         block_name, rest = key.split(".", 1)
         block = getattr(G, block_name)
@@ -177,24 +196,50 @@ def map_generator(state: Mapping[str, torch.Tensor], G: torch.nn.Module) -> tupl
                                   f"never-called BatchNorm of {block_name} should be {expected}; the checkpoint "
                                   f"does not fit the shapes of the rest of the generator")
         dropped += 1
-    return legacy_spectral_to_parametrized(mapped), dropped
+    return _mapped(pairs), dropped
 
 
-def map_encoder(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def map_encoder(state: Mapping[str, torch.Tensor]) -> Mapped:
     """``layer{i}.0.*`` -> ``layers.{i-1}.0.*``; ``fc_mu``, ``fc_var`` unchanged."""
-    out = {}
+    pairs = []
     for key, value in state.items():
         m = re.match(r"^layer(\d+)\.(.*)$", key)
-        out[f"layers.{int(m.group(1)) - 1}.{m.group(2)}" if m else key] = value
-    return legacy_spectral_to_parametrized(out)
+        pairs.append((key, f"layers.{int(m.group(1)) - 1}.{m.group(2)}" if m else key, value))
+    return _mapped(pairs)
 
 
-def map_discriminator(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def map_discriminator(state: Mapping[str, torch.Tensor]) -> Mapped:
     """``{enc,lat,final}{i}.0.0.*`` (conv inside the official norm wrapper) -> ``{enc,lat,final}{i}.0.*``."""
-    out = {}
-    for key, value in state.items():
-        out[re.sub(r"^((?:enc|lat|final)\d)\.0\.0\.", r"\1.0.", key)] = value
-    return legacy_spectral_to_parametrized(out)
+    return _mapped([(key, re.sub(r"^((?:enc|lat|final)\d)\.0\.0\.", r"\1.0.", key), value)
+                    for key, value in state.items()])
+
+
+def official_key(key: str) -> str:
+    """The official name of a semsynth key (generator, encoder or discriminator), for messages about tensors the
+    checkpoint lacks."""
+    for old, new in ((".parametrizations.weight.original", ".weight_orig"), (".parametrizations.weight.0._u", ".weight_u"),
+                     (".parametrizations.weight.0._v", ".weight_v")):
+        if key.endswith(old):
+            key = key[: -len(old)] + new
+    m = re.match(r"^label_pyramid\.(encode|lateral|decode)\.(\d+)\.(.*)$", key)
+    if m:
+        part = {v: k for k, v in PYRAMID.items()}[m.group(1)]
+        return f"{part}{int(m.group(2)) + 1}.0.{m.group(3)}"
+    for official, ours in BLOCK_PARTS.items():
+        m = re.match(r"^(" + "|".join(BLOCKS) + r")\." + re.escape(ours) + r"\.(.*)$", key)
+        if m:
+            return f"{m.group(1)}.{official}.{m.group(2)}"
+    m = re.match(r"^layers\.(\d+)\.(.*)$", key)
+    if m:
+        return f"layer{int(m.group(1)) + 1}.{m.group(2)}"
+    return re.sub(r"^((?:enc|lat|final)\d)\.0\.", r"\1.0.0.", key)
+
+
+def load_mapped(module: torch.nn.Module, mapped: Mapped, source: str, hint: str) -> None:
+    """:func:`load_strict` with messages that name the official key as well."""
+    tensors, origin = mapped
+    names = {k: official_key(k) for k in module.state_dict()} | origin
+    load_strict(module, tensors, source, hint, official_names=names)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -334,8 +379,7 @@ def convert_ccfpse(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], *,
         value = setting(key, None, opt.get(key), sec="data")
         if value is not None:
             data[key] = value
-    if data.get("crop_size") is not None and data.get("load_size") is not None:
-        data["load_size"] = max(int(data["load_size"]), int(data["crop_size"]))
+    data["load_size"] = data["crop_size"]  # the official test.py: load_size = crop_size (a resize, no crop)
     data.update({k: v for k, v in (sets.get("data") or {}).items() if k != "name"})
     data["flip"] = False
     if mode == "ade20k" and data.get("label_convention") != "scgan":
@@ -399,7 +443,7 @@ def convert_ccfpse(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], *,
             f"{spec['num_upsampling_layers']} layout; a shape difference means a wrong --from, a wrong --preset or "
             f"the instance map on/off (--set data.use_instance=...)")
     mapped, dropped = map_generator(state, G)
-    load_strict(G, mapped, "generator checkpoint", hint)
+    load_mapped(G, mapped, "generator checkpoint", hint)
     if dropped:
         notes.append(f"dropped {dropped} tensors of the {dropped // 5} BatchNorms the official CC block builds but "
                      f"never calls (norm_0, conv_0.norm_layer, conv_2.norm_layer; initial values, never trained)")
@@ -455,7 +499,7 @@ def _convert_encoder(state: Mapping[str, torch.Tensor], z_dim: int, raw: Mapping
         for k, v in part.items():
             spec.setdefault(k, v)
     E = build_encoder(spec)
-    load_strict(E, map_encoder(state), "encoder checkpoint",
+    load_mapped(E, map_encoder(state), "encoder checkpoint",
                 f"read as a {layers}-layer ConvEncoder of width {width}, z {z}; give CC-FPSE's latest_net_E.pth")
     return E
 
@@ -482,6 +526,6 @@ def _convert_discriminator(state: Mapping[str, torch.Tensor], info: DatasetInfo,
     if spec.get("name") != "fpse":
         raise ConversionError(f"--discriminator: CC-FPSE's discriminator is 'fpse', not {spec['name']!r}")
     D = build_discriminator(spec, num_classes=info.num_classes, use_instance=info.has_instance)
-    load_strict(D, map_discriminator(state), "discriminator checkpoint",
+    load_mapped(D, map_discriminator(state), "discriminator checkpoint",
                 f"read as FPSE of width {spec['width']} on {channels} label channels")
     return D

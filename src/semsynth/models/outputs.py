@@ -16,6 +16,9 @@ class GeneratorOutput:
         coarse_rgb: SC-GAN's SVG prediction ``[B, 3, H, W]`` (the target of the L_s loss), else ``None``.
         semantic_features: raw SVG stage outputs, coarse to fine (``[B, C_k, H_k, W_k]``).
         conv_routing, norm_routing: routing maps after the mapping ``g`` (``[B, n, H_k, W_k]``), per stage.
+        variants: CRN's diversity variant: all k predicted images ``[B, k, 3, H, W]`` (``image`` is the first).
+        segmentation: SIMS's auxiliary label prediction, logits ``[B, num_classes, H, W]``.
+        canvas: SIMS's input canvas ``[B, 4, H, W]`` (RGB in [-1, 1], 0 in holes, and the coverage mask).
     """
 
     image: torch.Tensor
@@ -23,6 +26,9 @@ class GeneratorOutput:
     semantic_features: list[torch.Tensor] = field(default_factory=list)
     conv_routing: list[torch.Tensor] = field(default_factory=list)
     norm_routing: list[torch.Tensor] = field(default_factory=list)
+    variants: torch.Tensor | None = None
+    segmentation: torch.Tensor | None = None
+    canvas: torch.Tensor | None = None
 
 
 @dataclass

@@ -14,7 +14,11 @@ VGG19) with this interface:
 * ``generator_loss(G, D, E, semantic, real, kl_scale) -> (loss, {name: detached term}, fakes detached)``;
 * ``generate(G, E, semantic, real) -> fakes`` (no gradients, for the discriminator step);
 * ``discriminator_loss(D, semantic, real, fake) -> (loss, {name: detached term})``;
-* ``find_unused_parameters`` (attribute): whether some generator parameters get no gradient (DDP must know).
+* ``find_unused_parameters`` (attribute): whether some generator parameters get no gradient (DDP must know);
+* ``attach(G)``: hand the generator what the objective loaded for it (SIMS: the memory bank its canvases come
+  from); the training loop calls it once, right after building G (before its EMA copy and the first samples).
+
+``needs_discriminator`` may also be set per instance when an option decides it (CRN's optional adversarial term).
 
 Families add theirs in ``objectives/<name>.py`` (registered with ``@OBJECTIVES.register(...)``).
 """
@@ -42,6 +46,9 @@ class Objective(nn.Module):
 
     def prepare(self, device: torch.device | str = "cpu") -> Objective:
         return self.to(device)
+
+    def attach(self, G: nn.Module) -> None:
+        """Give the freshly built generator what this objective loaded for it (default: nothing)."""
 
     def generator_loss(self, G: nn.Module, D: nn.Module | None, E: nn.Module | None, semantic: torch.Tensor,
                        real: torch.Tensor, kl_scale: float = 1.0
@@ -75,5 +82,7 @@ def objective_class(section: Mapping[str, Any] | None) -> type[Objective]:
 
 # Registration happens on import of the objective files.
 from . import gan  # noqa: E402,F401
+from . import oasis  # noqa: E402,F401
+from . import crn, sims  # noqa: E402,F401
 
 __all__ = ["DEFAULT_OBJECTIVE", "OBJECTIVES", "Objective", "build_objective", "loss_spec", "objective_class"]

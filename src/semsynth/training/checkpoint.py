@@ -5,12 +5,15 @@
   ``torch.load(weights_only=True)``. Written to a temporary file, flushed and renamed: a crash never leaves
   a torn file in place of a good one. Resuming takes the newest readable one (:func:`find_resume_checkpoint`)
   and refuses settings that would change the numerics (:func:`numerics_changes`).
-* Exported model (a directory): ``model.safetensors`` (generator), ``encoder.safetensors`` (optional) and
-  ``config.json`` (the generator/encoder configs and the dataset facts). Loading needs no training config.
+* Exported model (a directory): ``model.safetensors`` (generator), ``encoder.safetensors`` (optional),
+  ``config.json`` (the generator/encoder configs and the dataset facts) and the files a generator keeps beside
+  its weights (``G.save_model_files`` / ``G.load_model_files``, listed in config.json's ``files``: SIMS's memory
+  bank). Loading needs no training config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -229,6 +232,11 @@ def numerics_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
     for flat in (a, b):  # a loss section without a name (written before objectives were registered) is "gan"
         if any(k.startswith("loss.") for k in flat):
             flat.setdefault("loss.name", "gan")
+    from ..config import OptimConfig, TrainConfig
+
+    for sec, cls in (("optim", OptimConfig), ("train", TrainConfig)):  # settings added since: their defaults
+        for k, v in dataclasses.asdict(cls()).items():
+            a.setdefault(f"{sec}.{k}", _plain(v))
     changes = []
     for key in sorted(set(a) | set(b)):
         if key in BOOKKEEPING_KEYS or key in LENGTH_KEYS:
@@ -266,6 +274,10 @@ def export_model(out_dir: str | os.PathLike, G: nn.Module, info: DatasetInfo, E:
     for name, module in (("model", G), ("encoder", E)):
         if module is not None:
             atomic_save_safetensors(_state_for_export(module, dtype), out / f"{name}.safetensors")
+    # files a generator keeps beside its weights (SIMS: its memory bank), listed so that copies take them along
+    files = G.save_model_files(out) if hasattr(G, "save_model_files") else []
+    if files:
+        config["files"] = files
     atomic_write_text(json.dumps(config, indent=2), out / "config.json")
     return out
 
@@ -342,6 +354,8 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu")
     except ConfigError as e:
         raise SemsynthError(f"{cfg_path}: {e}") from e
     _load_weights(G, d / "model.safetensors", cfg_path, "the generator")
+    if hasattr(G, "load_model_files"):  # what it keeps beside its weights (SIMS: the memory bank)
+        G.load_model_files(d)
     if E is not None:
         _load_weights(E, d / "encoder.safetensors", cfg_path, "the style encoder")
         E.to(device).eval()
@@ -407,6 +421,8 @@ def export_from_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.Path
     cfg = state["config"]
     G = build_generator(cfg["generator"])
     G.load_state_dict(state["G_ema"] if use_ema and state.get("G_ema") is not None else state["G"])
+    if hasattr(G, "load_model_files"):  # the files beside the weights, from the run's exported model
+        G.load_model_files(Path(path).parent.parent / "model")
     E = None
     if cfg.get("encoder") and state.get("E") is not None:
         E = build_encoder(cfg["encoder"])

@@ -42,7 +42,7 @@ from .checkpoint import (
 )
 from .distributed import all_reduce_mean, any_true, broadcast_object, gather_objects, init_distributed
 from .distributed import shutdown as shutdown_distributed
-from .ema import ema_beta, make_ema, update_ema
+from .ema import ema_beta, make_ema, refresh_batchnorm, update_ema
 from .sampler import ResumableSampler
 from .stats import RunLog, RunningMeans, TensorBoardLog, format_duration
 
@@ -126,6 +126,17 @@ def to_semantic(batch: dict, info, device: torch.device) -> torch.Tensor:
     label = batch["label"].to(device, non_blocking=True)
     inst = batch["instance"].to(device, non_blocking=True) if info.has_instance else None
     return semantic_input(label, info.num_classes, inst)
+
+
+def refresh_batches(dataset, info, batch_size: int, count: int, seed: int, device: torch.device):
+    """``count`` semantic maps of ``batch_size`` random training samples (with their own seeded crops and flips),
+    on which the EMA's batch-norm statistics are re-estimated (``train.ema_bn_batches``); nothing is drawn from the
+    training run's random stream."""
+    samples = SeededSamples(dataset, seed)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        idx = torch.randint(0, len(dataset), (batch_size,), generator=g).tolist()
+        yield to_semantic(collate([samples[(-1, i)] for i in idx]), info, device)
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
@@ -254,6 +265,11 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         for bad, why in unreadable:
             resume_notes.append(f"warning: {why}; resuming from {resume_path} instead, the newest readable one")
         resume_notes += check_resume_settings(state, cfg, total_images, len(dataset), resume_path, force)
+    init = None  # fine-tuning (train.init): the weights are checked against this run's networks now, loaded in 5.
+    if tc.init is not None and state is None:
+        init = load_init_weights(cfg, info)
+    elif tc.init is not None:
+        resume_notes.append(f"train.init {tc.init} not applied: a resumed run continues from its checkpoint's weights")
 
     # 3. Run directory (chosen by rank 0) ----------------------------------------------------------------------
     if main:
@@ -296,11 +312,17 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     # 5. Networks, EMA, DDP, optimisers (TTUR), objective, precision -------------------------------------------
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     G = build_generator(cfg.generator).to(device).train()
+    if init is not None:  # before anything copies G (the objective, the EMA) or wraps it (DDP)
+        G.load_state_dict(init.states["G"])
+    objective.attach(G)  # what the objective loaded for G (SIMS: its memory bank), before EMA copies and samples
     D = build_discriminator(cfg.discriminator).to(device).train() if cfg.discriminator is not None else None
     if tc.channels_last:
         G = to_channels_last(G)
         D = to_channels_last(D) if D is not None else None
     E = build_encoder(cfg.encoder).to(device).train() if cfg.encoder else None
+    for net, key in ((D, "D"), (E, "E")):
+        if init is not None and init.states.get(key) is not None:
+            net.load_state_dict(init.states[key])
     G_ema = make_ema(G) if tc.ema and main else None
     opt_G = torch.optim.Adam(list(G.parameters()) + (list(E.parameters()) if E is not None else []),
                              lr=oc.lr_g, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps)
@@ -359,6 +381,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     else:
         seed_everything(tc.seed + dist_info.rank)  # different noise on every process from here on
         log.info(f"run directory: {run_dir}")
+        for line in init.lines if init is not None else []:
+            log.info(line)
     log.info(f"G {cfg.generator['name']}: {count_parameters(G_plain):,} parameters; "
              + (f"D {cfg.discriminator['name']}: {count_parameters(D_plain):,}" if D_plain is not None else "no D")
              + (f"; E: {count_parameters(E_plain):,}" if E is not None else "") + f"; objective {cfg.loss['name']}"
@@ -368,11 +392,22 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
              f"global" + (f" in {tc.accumulate} micro-batches" if tc.accumulate > 1 else "")
              + f"; {total_images} images in all")
 
+    ema_refreshed_at = -1
+
+    def refresh_ema() -> None:
+        """Before the EMA is used: its own batch-norm statistics (train.ema_bn_batches; OASIS)."""
+        nonlocal ema_refreshed_at
+        if G_ema is not None and tc.ema_bn_batches > 0 and ema_refreshed_at != cur_nimg:
+            refresh_batchnorm(G_ema, refresh_batches(dataset, info, tc.batch_size, tc.ema_bn_batches,
+                                                     tc.seed + 1 + cur_nimg, device), device, tc.seed + cur_nimg)
+            ema_refreshed_at = cur_nimg
+
     def save_checkpoint() -> Path | None:
         nonlocal last_good
         rngs = gather_objects(rng_state(), dist_info)  # collective: every process takes part
         if not main:
             return None
+        refresh_ema()
         path = save_training_state({
             "format": "semsynth-training-state", "version": 1, "config": cfg.to_dict(),
             "G": G_plain.state_dict(), "D": D_plain.state_dict() if D_plain is not None else None,
@@ -392,6 +427,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
 
     def save_samples(tag: str) -> None:
         if main:
+            refresh_ema()
             grid = make_sample_grid(G_out, info, fixed, device)
             save_png(grid, run_dir / "samples" / f"{tag}.png")
             if tb is not None:
@@ -557,6 +593,79 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
         tb.close()
     shutdown_distributed(dist_info)
     return run_dir
+
+
+class InitWeights:
+    """The checked weights a new run starts from (``train.init``): ``states`` {"G", "D", "E"} (None: not given) and
+    the log ``lines`` saying what was loaded from where."""
+
+    def __init__(self, states: dict, lines: list[str]) -> None:
+        self.states, self.lines = states, lines
+
+
+def load_init_weights(cfg: RunConfig, info) -> InitWeights:
+    """Read ``train.init`` (a model directory: ``model.safetensors``, optional ``encoder.safetensors`` and
+    ``discriminator.safetensors``, ``config.json``) and check every tensor against the networks this run's config
+    builds (``checkpoint._load_weights``: key, shape, dtype, finite values), before anything is written. G always;
+    E and D when the directory has their weights and its config.json their section, and this run trains them."""
+    from ..data import DatasetInfo
+    from .checkpoint import _load_weights, read_model_config
+
+    d = Path(cfg.train.init).expanduser()
+    where = f"train.init {d}"
+    try:
+        config = read_model_config(d)
+    except SemsynthError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    gname = config["generator"].get("name")
+    if gname != cfg.generator["name"]:
+        raise ConfigError(f"{where}: the model's generator is {gname!r} (its config.json), this run trains "
+                          f"{cfg.generator['name']!r}; fine-tune with the model's generator")
+    lines = []
+    try:
+        theirs = DatasetInfo.from_dict(config["dataset"]).class_names
+    except (TypeError, ValueError, KeyError):
+        theirs = None
+    ours = list(info.class_names or [])
+    if theirs and ours and list(theirs) != ours:
+        if sorted(theirs) == sorted(ours):
+            k = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+            raise ConfigError(f"{where}: the model's channel {k} is {theirs[k]!r} but this run's data puts "
+                              f"{ours[k]!r} there: the same classes in another order, so the weights would paint "
+                              f"the wrong classes; use the model's label convention (a model converted from SC-GAN's "
+                              f"ADE20K reads data.label_convention=scgan)")
+        lines.append(f"warning: {where}: the model was trained on other classes ({config['dataset'].get('name')}) "
+                     f"than this run's data ({info.name}); its weights are used as they are")
+    states: dict = {"G": None, "D": None, "E": None}
+    loaded, skipped = [], []
+    label = "the run's config (generator/discriminator/encoder sections)"
+    with torch.random.fork_rng(devices=[]):  # the check builds the networks once more: draw nothing from the run
+        for key, section, fname in (("G", "generator", "model.safetensors"), ("E", "encoder", "encoder.safetensors"),
+                                    ("D", "discriminator", "discriminator.safetensors")):
+            run_spec = getattr(cfg, section)
+            present = (d / fname).is_file() and (key == "G" or isinstance(config.get(section), dict))
+            if key != "G" and not present:
+                if run_spec is not None:
+                    skipped.append(f"{key} ({fname} absent: starts from its initialisation)")
+                continue
+            if run_spec is None:
+                skipped.append(f"{key} ({fname} not used: this run has no {section})")
+                continue
+            if key != "G" and config[section].get("name") != run_spec["name"]:
+                raise ConfigError(f"{where}: {fname} holds a {config[section].get('name')!r} {section}, this run "
+                                  f"trains {run_spec['name']!r}; use the model's {section} (or {section}: null)")
+            build = {"G": build_generator, "E": build_encoder, "D": build_discriminator}[key]
+            net = build(run_spec)
+            try:
+                _load_weights(net, d / fname, label, f"the {section}")
+            except SemsynthError as e:
+                raise ConfigError(f"{where}: {e}. Fine-tuning needs this run's {section} settings to be the "
+                                  f"model's (its config.json)") from None
+            states[key] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            loaded.append(f"{key} ({fname})")
+    lines.insert(0, f"initialised from {d}: {', '.join(loaded)}" + (f"; not loaded: {', '.join(skipped)}"
+                                                                     if skipped else ""))
+    return InitWeights(states, lines)
 
 
 def check_resume_settings(state: dict, cfg: RunConfig, total_images: int, dataset_len: int, path: Path,

@@ -1,3 +1,5 @@
 """Generators, one file per paper."""
 
 from . import ccfpse, pix2pixhd, scgan, spade  # noqa: F401
+from . import oasis  # noqa: F401
+from . import crn, sims  # noqa: F401

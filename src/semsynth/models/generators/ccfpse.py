@@ -2,7 +2,7 @@
 (Liu et al., NeurIPS 2019), built as the official ``CondConvGenerator`` (``xh-liu/CC-FPSE``) so that its
 checkpoints load (``semsynth convert --from ccfpse``).
 
-Reading order follows the generator half of the paper's Figure 2:
+Reading order follows the generator half of the paper's architecture figure:
 
 1. The **label feature pyramid** (the paper's global-context-aware weight-prediction network): an encoder of the
    one-hot label map (a 3x3 conv, then stride-2 3x3 convs down to the generator's first scale) and an FPN-style
@@ -12,7 +12,7 @@ Reading order follows the generator half of the paper's Figure 2:
    for ``num_upsampling_layers="more"``), or, without a VAE, a 3x3 conv on the down-sampled label map; seven
    **conditional-convolution blocks** with nearest x2 up-sampling between them; ``tanh(conv(LReLU(x)))``.
 3. Each **CC block** reads ``cond = [label map, pyramid features]`` at its scale and applies two
-   **depthwise-separable conditional convolutions** (paper Sec. 3.1-3.2)::
+   **depthwise-separable conditional convolutions**::
 
        BN -> per-pixel depthwise 3x3 conv, kernels predicted from cond -> pointwise 1x1 conv
           -> x sigmoid attention predicted from cond (SE-style, per pixel and channel) -> LReLU
@@ -22,7 +22,7 @@ Reading order follows the generator half of the paper's Figure 2:
 Differences from the official code a user could notice (docs/models.md):
 
 * The official block also builds three BatchNorms that its forward never calls (``norm_0``, ``conv_0.norm_layer``,
-  ``conv_2.norm_layer``); semsynth does not build them. The official printed parameter count includes their
+  ``conv_2.norm_layer``); semsynth does not build them. The official parameter count includes their
   26,112 parameters (ngf 64): 140,704,323 with the VAE (ADE20K) is 140,678,211 here. The converter checks and
   drops their (never trained) tensors.
 * ``num_upsampling_layers="most"`` (SPADE's 8-scale layout) does not exist in CC-FPSE: the label pyramid has no

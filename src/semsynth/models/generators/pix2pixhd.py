@@ -229,7 +229,7 @@ class Pix2PixHDGenerator(nn.Module):
                              f"n_local_enhancers))")
         self.latent_dim = 0  # deterministic (the generator contract)
         self.n_local_enhancers = n_local_enhancers
-        unit = dict(norm=norm, norm_bias=norm_bias, spectral=spectral)
+        unit = {"norm": norm, "norm_bias": norm_bias, "spectral": spectral}
 
         # 1. G1 at 1 / 2**n_local_enhancers of the resolution
         self.global_generator = GlobalGenerator(self.in_channels, ngf * 2**n_local_enhancers, n_downsample,
