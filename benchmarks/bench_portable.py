@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,7 +36,7 @@ from semsynth.utils.runtime import tune_malloc  # noqa: E402
 
 def cpu_model() -> str:
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
     except OSError:
         return "unknown (no lscpu)"
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
@@ -67,7 +68,9 @@ def main() -> None:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(res.files["onnx"]), options, providers=["CPUExecutionProvider"])
-    scripted = torch.jit.load(str(res.files["torchscript"]))
+    with warnings.catch_warnings():  # torch.jit.load's deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(res.files["torchscript"]))
     h, w = res.description["resolution"]
     z_dim = res.description["latent_dim"]
     g = torch.Generator().manual_seed(0)

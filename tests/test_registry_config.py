@@ -73,7 +73,7 @@ def test_every_preset_resolves_and_round_trips(tmp_path):
         raw = yaml.safe_load(text)
         for sec in ("generator", "discriminator"):
             for k in ("num_classes", "use_instance", "resolution"):
-                raw[sec].pop(k, None)
+                (raw[sec] or {}).pop(k, None)  # discriminator: null for an objective without one (CRN, SIMS)
         again = resolve_config(raw, name=name)
         assert again.to_dict() == cfg.to_dict()
 
@@ -248,9 +248,13 @@ MODEL_BASES = {
     ("generator", "pix2pixhd"): {"name": "pix2pixhd", "ngf": 2, "n_downsample": 2, "n_blocks": 1,
                                  "n_local_enhancers": 1, "n_blocks_local": 1},
     ("generator", "ccfpse"): {"name": "ccfpse", "ngf": 2, "hidden": 4, "spade_hidden": 4, "z_dim": 8},
+    ("generator", "crn"): {"name": "crn", "widths": [2, 2, 2, 2, 2]},
+    ("generator", "sims"): {"name": "sims", "encoder_widths": [2] * 4, "encoder_convs": [1] * 4,
+                            "decoder_widths": [2] * 4, "final_width": 2},
 }
 # int options of a model for which 0 is a meaningful value (no such layers)
-ZERO_ALLOWED = {("generator", "pix2pixhd"): {"n_downsample", "n_blocks", "n_local_enhancers", "n_blocks_local"}}
+ZERO_ALLOWED = {("generator", "pix2pixhd"): {"n_downsample", "n_blocks", "n_local_enhancers", "n_blocks_local"},
+                ("generator", "sims"): {"context_weight"}}  # 0: retrieval by shape alone
 
 
 def test_every_registered_model_option_is_validated_at_resolve_time():
@@ -271,7 +275,7 @@ def test_every_registered_model_option_is_validated_at_resolve_time():
             if option in interface:
                 continue
             for bad in _bad_values(hints[option], option):
-                if type(bad) is int and bad == 0 and option in ZERO_ALLOWED.get((sec, name), ()):
+                if type(bad) in (int, float) and bad == 0 and option in ZERO_ALLOWED.get((sec, name), ()):
                     continue
                 bad_raw = copy.deepcopy(raw)
                 bad_raw[sec][option] = bad

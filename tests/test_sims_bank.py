@@ -266,3 +266,25 @@ def test_a_training_canvas_takes_the_shapes_from_other_photos_and_the_colours_fr
     torch.manual_seed(0)
     holes = compose_canvas(bank, labels, real=real, pool=100, elision=1.0)
     assert holes[:, 3].sum() < canvas[:, 3].sum()  # the boundary band is removed
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+
+
+def test_sims_index_command_writes_a_bank(tmp_path, capsys):
+    from semsynth.cli import main
+    from semsynth.data.synthetic_faces import CLASS_NAMES
+
+    out = tmp_path / "banks" / "faces.safetensors"
+    order = list(reversed(CLASS_NAMES))
+    assert main(["sims", "index", "--dataset", "synthetic-faces", "--set", "data.num_samples=3", "--out", str(out),
+                 "--mask-size", "16", "--order", ",".join(order)]) == 0
+    text = capsys.readouterr().out
+    assert "3 images (64x64) of synthetic-faces" in text and f"wrote {out}" in text
+    bank = load_bank(out)
+    assert bank.num_images == 3 and bank.mask_size == (16, 16) and bank.context_size == (8, 8)
+    assert [CLASS_NAMES[c] for c in bank.order] == order and bank.meta["order_source"] == "given"
+    assert bank.meta["data"] == {"name": "synthetic-faces", "num_samples": 3, "split": "train"}
+    assert main(["sims", "index", "--dataset", "synthetic-faces", "--set", "data.num_samples=2", "--out",
+                 str(tmp_path / "b2.safetensors"), "--max-images", "1"]) == 0
+    assert load_bank(tmp_path / "b2.safetensors").num_images == 1

@@ -230,6 +230,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 @command("export")
 def cmd_export(args: argparse.Namespace) -> int:
+    import shutil
+
     import torch
 
     from .portable import PORTABLE_FORMATS, check_formats, copy_model_files, export_portable
@@ -249,29 +251,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.input != "label" and not any(f in PORTABLE_FORMATS for f in formats):
         raise SemsynthError(f"--input {args.input} applies to --format onnx or torchscript")
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    out = Path(args.out)
-    if args.checkpoint is not None:
-        out = export_from_checkpoint(args.checkpoint, out, use_ema=not args.raw, dtype=dtype)
-        source = out
-    else:
-        source = Path(args.model)
-        G, E, info, config = load_model(source)  # every problem of the directory, before anything is written
-        if out.exists() and not out.is_dir():
-            raise SemsynthError(f"--out {out}: a file is in the way; give a folder")
-        if dtype is not None:  # safetensors only (check_formats): the same model stored at another precision
-            from .training.checkpoint import export_model
-
-            extra = {k: v for k, v in config.items() if k not in ("format", "version", "generator", "encoder",
-                                                                   "dataset")}
-            export_model(out, G, info, E, extra=extra, dtype=dtype)
-            source = out
-        elif out.resolve() != source.resolve():
-            copy_model_files(source, out)
-            source = out
     portable = [f for f in formats if f in PORTABLE_FORMATS]
+    out = Path(args.out)
+    created = not out.exists()
+    try:
+        if args.checkpoint is not None:
+            out = export_from_checkpoint(args.checkpoint, out, use_ema=not args.raw, dtype=dtype)
+            source = out
+        else:
+            source = Path(args.model)
+            G, E, info, config = load_model(source)  # every problem of the directory, before anything is written
+            if out.exists() and not out.is_dir():
+                raise SemsynthError(f"--out {out}: a file is in the way; give a folder")
+            if dtype is not None:  # safetensors only (check_formats): the same model at another precision
+                from .training.checkpoint import export_model
+
+                extra = {k: v for k, v in config.items()
+                         if k not in ("format", "version", "generator", "encoder", "dataset")}
+                export_model(out, G, info, E, extra=extra, dtype=dtype)
+                source = out
+            elif not portable and out.resolve() != source.resolve():
+                copy_model_files(source, out)
+        if portable:  # copies the model's files into --out too
+            res = export_portable(source, portable, input=args.input, out_dir=out,
+                                  log=lambda m: print(m, file=sys.stderr))
+    except BaseException:
+        if created and out.is_dir():  # a folder this command made: leave nothing half-written behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if portable:
-        res = export_portable(source, portable, input=args.input, out_dir=out,
-                              log=lambda m: print(m, file=sys.stderr))
         d = res.description
         names = ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in d["inputs"])
         print(f"inputs: {names}; output: image float32 {d['outputs'][0]['shape']} in [-1, 1]")
@@ -463,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
                     help="storage precision of the safetensors (ONNX/TorchScript: fp32 only)")
     ex.add_argument("--raw", action="store_true", help="export the trained G, not its EMA (when one was kept)")
+    add_threads_option(ex)
 
     cv = sub.add_parser("convert", help="convert an official checkpoint (SC-GAN, SPADE, CC-FPSE, OASIS, pix2pixHD) "
                                         "into a semsynth model directory")

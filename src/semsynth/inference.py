@@ -217,11 +217,11 @@ class Synthesizer:
 
     def read_mask(self, path: str | os.PathLike) -> torch.Tensor:
         """``--resample-mask``: a PNG painted at the layout's size; its non-zero pixels (in any channel, alpha
-        ignored) are the region, ``[H, W]`` bool."""
+        ignored; palette images: non-zero indices) are the region, ``[H, W]`` bool."""
         try:
             with Image.open(path) as img:
                 img.load()
-                arr = np.asarray(img.convert("RGB") if img.mode not in ("L", "1", "I", "I;16", "F") else img)
+                arr = np.asarray(img if img.mode in ("L", "1", "P", "I", "I;16", "F") else img.convert("RGB"))
         except (OSError, SyntaxError, ValueError) as e:
             raise DataError(f"--resample-mask {path}: cannot read this image ({e}); give a PNG whose non-zero "
                             f"pixels mark the region") from e

@@ -13,8 +13,8 @@ How a generator is made portable (:func:`prepare_generator`, for every registere
   ``W / sigma`` (eval: the stored u, v, no power iteration), SCC candidates by ``k_i / sigma_i``
   (``SpatiallyConditionalConv2d.fold_spectral_norm_``);
 * every BatchNorm2d (running statistics) becomes its per-channel scale and shift, ``x * a + b`` (the form PyTorch
-  evaluates it in): the file needs no BatchNormalization op, whose ONNX export needs a channel count that a
-  reshape of z into feature maps hides;
+  evaluates it in), and every InstanceNorm2d its formula: the file needs no BatchNormalization or
+  InstanceNormalization op, whose ONNX export needs a channel count that a reshape of z into feature maps hides;
 * layers with a custom autograd function or an op ONNX cannot hold take their export path while traced
   (``layers/scc.py``: the per-pixel mix as multiply-adds; ``layers/routing.py``: channel pooling as slice means).
 
@@ -24,7 +24,8 @@ The graph then reads the label map itself (:class:`PortableGenerator`): ``label`
 (``G.latent_dim > 0``) take ``z`` ``[B, latent_dim]`` as their last input. Output: ``image`` float32
 ``[B, 3, H, W]`` in [-1, 1]. Batch is always dynamic; height and width are dynamic when the generator takes other
 sizes (:func:`probe_geometry`: SC-GAN with ``input_mode="label"`` takes any multiple of 32, one with
-``input_mode="noise"`` only its resolution). Every file is checked against the eager model before it is kept (:func:`check_file`).
+``input_mode="noise"`` only its resolution). Every file is run and compared with the eager model before it is
+kept (:func:`check_file`). Docs: ``docs/export.md``.
 """
 
 from __future__ import annotations
@@ -199,6 +200,21 @@ def fold_norms(module: nn.Module) -> int:
     return count
 
 
+def check_exportable(G: nn.Module) -> None:
+    """Refuse, with the reason, a generator whose output depends on more than its weights and inputs: one that
+    reads files beside its weights at run time in Python (``model_files``, e.g. SIMS's memory bank, from which
+    it retrieves and composes its canvas), or that says why it cannot be exported (``portable_unsupported``)."""
+    name = (getattr(G, "config", None) or {}).get("name", type(G).__name__)
+    reason = getattr(G, "portable_unsupported", None)
+    files = tuple(getattr(G, "model_files", ()) or ())
+    if reason is None and files:
+        reason = (f"its output depends on {', '.join(files)}, which it reads beside its weights and uses in Python "
+                  f"at run time (a graph holds only tensor operations)")
+    if reason:
+        raise ExportError(f"generator {name!r} cannot be exported as ONNX or TorchScript: {reason}; use it through "
+                          f"semsynth (semsynth generate, or --format safetensors)")
+
+
 def prepare_generator(G: nn.Module) -> nn.Module:
     """A copy of ``G`` (rebuilt from ``G.config``, same weights, on the CPU, eval mode) with spectral norm folded
     into plain weights, batch norm as scale and shift, instance norm written out. ``G`` is not modified.
@@ -207,6 +223,7 @@ def prepare_generator(G: nn.Module) -> nn.Module:
     parametrisation from the copy would remove it from G's class too.)"""
     from .models import build_generator
 
+    check_exportable(G)
     config = getattr(G, "config", None)
     if not isinstance(config, dict) or "name" not in config:
         raise ExportError(f"{type(G).__name__} has no registry config (G.config); build generators with "
@@ -575,6 +592,7 @@ def export_portable(model_dir: str | os.PathLike, formats: Sequence[str] = ("onn
         raise ExportError(f"--input {input!r}: choose one of {', '.join(INPUT_MODES)}")
     src = Path(model_dir)
     G, _E, info, config = load_model(src, "cpu")
+    check_exportable(G)
     out = Path(out_dir) if out_dir is not None else src
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: a file is in the way; give a folder")

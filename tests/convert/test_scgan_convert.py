@@ -104,7 +104,7 @@ def test_one_training_step_follows_the_official_one(converted, name, tmp_path):
     the gradients (one SGD step on a fixed linear loss) and the running statistics all follow the official code."""
     from semsynth.training.checkpoint import load_model
 
-    model_dir, result, _ = converted[name]
+    model_dir, _, _ = converted[name]
     G, _, info, _ = load_model(model_dir)  # from the written model directory: what a fine-tuning run loads
     io = load_file(OFFICIAL / f"{name}_G_io.safetensors")
     C, lr = info.num_classes, float(io["train.lr"])
@@ -124,7 +124,8 @@ def test_one_training_step_follows_the_official_one(converted, name, tmp_path):
         out = G(one_hot(io["train.label.1"], C), io.get("train.z.1"), return_aux=True)
     _close(out.image, io["train.step1.image"], "image after the step")
     _close(out.coarse_rgb, io["train.step1.coarse_rgb"], "coarse RGB after the step")
-    after, names = map_generator({k[len("train.after.G."):]: v for k, v in io.items() if k.startswith("train.after.G.")})
+    after, names = map_generator({k[len("train.after.G."):]: v for k, v in io.items()
+                                  if k.startswith("train.after.G.")})
     state = G.state_dict()
     checked = {"u": 0, "v": 0, "running": 0, "weight": 0}
     for k, v in after.items():
@@ -144,7 +145,7 @@ def test_discriminators_and_encoder_follow_the_official_ones(converted):
         sem = one_hot(ref["label"], result.info.num_classes)
         D = result.discriminator
 
-        def outputs(image):
+        def outputs(image, D=D, sem=sem, name=name):
             o = D(image, sem)
             if name == "ade_like":
                 return {f"feat.{i}": f[0] for i, f in enumerate(o.features)} | \
@@ -181,7 +182,8 @@ def test_discriminators_and_encoder_follow_the_official_ones(converted):
                 _close(logvar, ref["train.last.logvar"], "train-mode logvar")
             from semsynth.convert.spade import map_encoder
 
-            after = map_encoder({k[len("train.after.E."):]: v for k, v in ref.items() if k.startswith("train.after.E.")})
+            after = map_encoder({k[len("train.after.E."):]: v for k, v in ref.items()
+                                 if k.startswith("train.after.E.")})
             assert after
             for k, v in after.items():
                 _close(E.state_dict()[k], v, f"E {k}", rel=True)
@@ -198,7 +200,7 @@ def test_the_written_model_directory(converted):
     reload with ``load_model`` and give the official outputs."""
     from semsynth.training.checkpoint import load_model
 
-    model_dir, result, _ = converted["celeba_like"]
+    model_dir, _, _ = converted["celeba_like"]
     for f in ("model.safetensors", "encoder.safetensors", "discriminator.safetensors", "config.json"):
         assert (model_dir / f).is_file(), f
     cfg = json.loads((model_dir / "config.json").read_text())
@@ -210,7 +212,7 @@ def test_the_written_model_directory(converted):
     assert cfg["data"]["name"] == "celebamask-hq" and cfg["data"]["crop_size"] == 32 and cfg["data"]["flip"] is False
     assert cfg["converted_from"]["family"] == "scgan"
     assert cfg["converted_from"]["sources"]["temperature"] == "opt.txt + celeba_like.yml"
-    G, E, info, _ = load_model(model_dir)
+    G, E, _, _ = load_model(model_dir)
     io = load_file(OFFICIAL / "celeba_like_G_io.safetensors")
     with torch.no_grad():
         _close(G(one_hot(io["label"], 19), io["z"]), io["eval.image"], "reloaded image")
@@ -253,7 +255,7 @@ def test_full_size_official_layouts_map_key_for_key(name):
     assert plan["spec"]["temperature"] == tau and s.sources["temperature"] == label
     with torch.device("meta"):
         G = build_generator(plan["spec"], **plan["interface"])
-    mapped, names = map_generator(meta)
+    mapped, _ = map_generator(meta)
     assert _normalised(mapped) == _normalised(G.state_dict())
     assert count_parameters(G) == facts["params"]["G"] == n_g
     d_meta = {k: torch.empty(s, device="meta") for k, s in facts["D"].items()}
@@ -348,8 +350,8 @@ def _tiny_state(name: str) -> dict[str, torch.Tensor]:
 def test_contradictions_name_both_sources(tmp_path):
     files = official_files("ade_like", tmp_path)
     opt = read_opt_txt(files["checkpoint"].parent / "opt.txt")
-    kw = dict(encoder_state=None, discriminator_state=None, opt_path=files["checkpoint"].parent / "opt.txt",
-              checkpoint_path=files["checkpoint"])
+    kw = {"encoder_state": None, "discriminator_state": None, "opt_path": files["checkpoint"].parent / "opt.txt",
+          "checkpoint_path": files["checkpoint"]}
     state = _tiny_state("ade_like")
     with pytest.raises(ConversionError, match=r"temperature: opt\.txt \+ ade_like\.yml says 5\.0 but --set says 0\.5"):
         convert_scgan(state, opt, preset=None, overrides=["generator.temperature=0.5"], **kw)
@@ -394,8 +396,8 @@ def test_cli_prints_the_resolved_config_and_sources(converted, tmp_path, capsys)
 @pytest.mark.parametrize("case", ["missing", "extra", "channels", "other-family", "encoder-without-vae"])
 def test_errors_name_the_key_the_shapes_and_the_cause(case):
     state = _tiny_state("ade_like")
-    kw = dict(encoder_state=None, discriminator_state=None, preset=None,
-              overrides=["data.name=celebamask-hq", "data.crop_size=32", "generator.temperature=5.0"])
+    kw = {"encoder_state": None, "discriminator_state": None, "preset": None,
+          "overrides": ["data.name=celebamask-hq", "data.crop_size=32", "generator.temperature=5.0"]}
     if case == "missing":
         del state["up_1.norm_s.mlp_beta.bias"]
         match = r"1 tensor\(s\) missing from the checkpoint \('up_1\.norm_s\.mlp_beta\.bias'\)"

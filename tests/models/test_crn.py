@@ -62,9 +62,9 @@ def test_forward_shapes_range_and_the_diversity_outputs():
     assert torch.equal(out.image, out.variants[:, 0]) and torch.equal(G(s), out.image)
     assert out.image.abs().max() <= 1 and out.variants[:, 1:].sub(out.image[:, None]).abs().max() > 0
     assert G.latent_dim == 0 and generator_latent_dim(G.config) == 0
-    G2 = build_generator({"name": "crn", "widths": [4, 4, 4, 4, 4, 4]}, num_classes=5, resolution=[64, 128])
+    G2 = build_generator({"name": "crn", "widths": [4, 4, 4, 4, 4]}, num_classes=5, resolution=[64, 128])
     assert G2(sem(1, 64, 128)).shape == (1, 3, 64, 128)  # 4x8 .. 64x128, as Cityscapes' 1:2
-    assert [m.conv1.in_channels for m in G2.refine] == [5] + [9] * 5  # labels (+ the previous module)
+    assert [m.conv1.in_channels for m in G2.refine] == [5] + [9] * 4  # labels (+ the previous module)
     assert all(m.conv1.bias is None and m.conv2.bias is None for m in G2.refine)
     with pytest.raises(ShapeError, match="semantic map"):
         G(sem(c=4))
@@ -153,7 +153,7 @@ def test_one_step_of_the_preset_changes_every_parameter(crn_run):
     seed_everything(cfg.train.seed)
     G0 = build_generator(cfg.generator)
     same = [k for k, v in G0.state_dict().items() if torch.equal(v, state["G"][k])]
-    assert same == [] and len(G0.state_dict()) == 4 * 5 + 2
+    assert same == [] and len(G0.state_dict()) == 6 * 5 + 2  # 2 convs + 2 norms (gain, bias) per module
     assert "G/conv5_2" in (run / "stats.jsonl").read_text()
 
 
@@ -161,13 +161,13 @@ def test_export_then_generate_round_trip(crn_run, tmp_path):
     _, run = crn_run
     out = tmp_path / "exported"
     assert main(["export", "--checkpoint", str(run), "--out", str(out)]) == 0
-    from semsynth.data import write_synthetic_faces
+    from semsynth.data.synthetic_faces import write_synthetic_faces
 
     faces = write_synthetic_faces(tmp_path / "faces", 2, size=64, split="val", progress=False)
     assert main(["generate", "--model", str(out), "--labels", str(faces / "labels"), "--out",
                  str(tmp_path / "gen")]) == 0
     G, _, info, _ = load_model(out)
-    label = torch.from_numpy(np.asarray(Image.open(sorted((faces / "labels").iterdir())[0]))).long()
+    label = torch.from_numpy(np.array(Image.open(sorted((faces / "labels").iterdir())[0]))).long()
     with torch.no_grad():
         expected = ((G(one_hot_label(label[None], info.num_classes))[0] + 1) * 127.5).round().clamp(0, 255)
     written = np.asarray(Image.open(tmp_path / "gen" / "val_000000.png")).transpose(2, 0, 1)

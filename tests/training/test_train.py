@@ -78,7 +78,7 @@ def test_missing_vgg_weights_stop_before_anything_is_written(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def _model_with_discriminator(run) -> "Path":
+def _model_with_discriminator(run):
     """A run's model/ directory plus discriminator.safetensors and its config section, as `semsynth convert
     --discriminator` writes a converted model."""
     from safetensors.torch import save_file

@@ -17,7 +17,9 @@ COCO-Stuff 183 + 64).
 Channel conventions, as the official loaders (peers.md section 1a): ADE20K 151 channels, raw 0 (unlabeled) =
 channel 0, unshifted (semsynth's ``label_convention: scgan``); Cityscapes the 35 labelIds, no instance map;
 COCO-Stuff ``label + 1`` and 255 -> 0, so channel 0 is "unlabeled" and 183 channels (not SPADE's order: semsynth's
-``coco-stuff`` dataset serves SPADE's, so the converted COCO model records no dataset for ``evaluate``).
+``coco-stuff`` dataset serves SPADE's, so the converted COCO model records no dataset for ``evaluate``). A model
+trained on other data with a copy of the official loader: ``--set data.name=custom --set data.num_classes=N``
+(ids 0..N-1, 0 = unknown).
 
 Official key -> semsynth key, no value changed::
 

@@ -43,7 +43,14 @@ from ..config import dataset_info
 from ..data import DatasetInfo
 from ..errors import ConfigError
 from ..models import build_discriminator, build_generator
-from . import ConversionError, Converted, legacy_spectral_to_parametrized, load_strict, register, resolve_setting
+from . import (
+    ConversionError,
+    Converted,
+    legacy_spectral_to_parametrized,
+    load_strict,
+    register,
+    resolve_setting,
+)
 from .spade import SHAPES, Settings, _get, convert_discriminator, convert_encoder, wrong_family
 
 FAMILY = "SC-GAN"
@@ -66,19 +73,18 @@ BY_SEMSYNTH_NAME = {v[0]: k for k, v in DATASETS.items()}
 CHANNEL_GUESS = {151: "ade20k", 183: "coco", 184: "coco", 19: "celeba", 35: "cityscapes", 36: "cityscapes"}
 
 # The shipped configs (config/*.yml at 4fcaab6): the values that decide a conversion (spec: scgan_official.md §0.1).
-_CELEBA = dict(dataset_mode="celeba", ngf=48, nff=32, nrf=32, num_experts_conv=3, num_experts_norm=3,
-               weight_type="softmax", temperature=0.05, no_spectral_on_routing=True, position=True, pyr_pos=True,
-               pyr_rng=4, ig_sz=7, ig_sigma=1.5, ig_iter=1, ig_relative=False, use_vae=True,
-               norm_G="spectralsccsyncbatch3x3", netD="multiscale", no_instance=True)
+_COMMON = {"weight_type": "softmax", "ig_sz": 7, "ig_sigma": 1.5, "ig_iter": 1, "ig_relative": False,
+           "norm_G": "spectralsccsyncbatch3x3", "no_instance": True}
+_CELEBA = {**_COMMON, "dataset_mode": "celeba", "ngf": 48, "nff": 32, "nrf": 32, "num_experts_conv": 3,
+           "num_experts_norm": 3, "temperature": 0.05, "no_spectral_on_routing": True, "position": True,
+           "pyr_pos": True, "pyr_rng": 4, "use_vae": True, "netD": "multiscale"}
 OFFICIAL_CONFIGS: dict[str, dict[str, Any]] = {
-    "scgan_ade20k.yml": dict(dataset_mode="ade20k", ngf=32, nff=32, nrf=32, num_experts_conv=3, num_experts_norm=4,
-                             weight_type="softmax", temperature=0.05, no_spectral_on_routing=False, position=False,
-                             pyr_pos=False, pyr_rng=5, ig_sz=7, ig_sigma=1.5, ig_iter=1, ig_relative=False,
-                             use_vae=False, norm_G="spectralsccsyncbatch3x3", netD="fpse", no_instance=True),
-    "scgan_coco.yml": dict(dataset_mode="coco", ngf=32, nff=24, nrf=24, num_experts_conv=2, num_experts_norm=3,
-                           weight_type="softmax", temperature=0.5, no_spectral_on_routing=False, position=False,
-                           pyr_pos=False, pyr_rng=5, ig_sz=7, ig_sigma=1.5, ig_iter=1, ig_relative=False,
-                           use_vae=False, norm_G="spectralsccsyncbatch3x3", netD="fpse", no_instance=True),
+    "scgan_ade20k.yml": {**_COMMON, "dataset_mode": "ade20k", "ngf": 32, "nff": 32, "nrf": 32, "num_experts_conv": 3,
+                         "num_experts_norm": 4, "temperature": 0.05, "no_spectral_on_routing": False,
+                         "position": False, "pyr_pos": False, "pyr_rng": 5, "use_vae": False, "netD": "fpse"},
+    "scgan_coco.yml": {**_COMMON, "dataset_mode": "coco", "ngf": 32, "nff": 24, "nrf": 24, "num_experts_conv": 2,
+                       "num_experts_norm": 3, "temperature": 0.5, "no_spectral_on_routing": False, "position": False,
+                       "pyr_pos": False, "pyr_rng": 5, "use_vae": False, "netD": "fpse"},
     "scgan_celeba.yml": _CELEBA,
     "scgan_celeba-test.yml": _CELEBA,
 }
@@ -297,7 +303,8 @@ def map_generator(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Te
 
 
 def map_fpse(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Official FPSE keys: ``enc{k}.0.0.*`` (the conv inside the norm wrapper) -> ``enc{k}.0.*``; likewise lat, final."""
+    """Official FPSE keys: ``enc{k}.0.0.*`` (the conv inside the norm wrapper) -> ``enc{k}.0.*``; likewise ``lat``,
+    ``final``."""
     out: dict[str, torch.Tensor] = {}
     names: dict[str, str] = {}
     for k, v in state.items():

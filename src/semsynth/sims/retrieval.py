@@ -88,21 +88,36 @@ def query_segments(labels: torch.Tensor, bank: MemoryBank, min_area: float | Non
                  contexts=torch.from_numpy(np.stack(contexts)).to(dev))
 
 
-def own_photos(query: Query, bank: MemoryBank, self_match: float) -> torch.Tensor:
-    """``[B, N]`` bool: the bank photos whose layout is the query layout's own (or its mirror image's)."""
-    h, w = bank.mask_size
-    mine = query.layouts.view(-1, h, w)
-    flipped = mine.flip(-1).reshape(mine.shape[0], -1)
-    mine = mine.reshape(mine.shape[0], -1)
-    theirs = bank.layouts.view(bank.num_images, -1).to(mine.dtype)
-    out = torch.zeros(mine.shape[0], bank.num_images, dtype=torch.bool, device=mine.device)
-    need = self_match * mine.shape[1]
+def _agreement(mine: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+    """``[B, N]``: the share of equal cells between the rows of ``mine`` ``[B, P]`` and of ``theirs`` ``[N, P]``
+    (in chunks), the better of ``mine`` and its mirror image (rows are ``h x w`` grids flattened)."""
+    out = torch.zeros(mine.shape[0], theirs.shape[0], device=mine.device)
     step = max(1, CHUNK // max(1, mine.numel()))
-    for a in range(0, bank.num_images, step):
-        t = theirs[a : a + step]
-        same = (mine[:, None] == t[None]).sum(-1)
-        same_mirror = (flipped[:, None] == t[None]).sum(-1)
-        out[:, a : a + step] = torch.maximum(same, same_mirror) >= need
+    for a in range(0, theirs.shape[0], step):
+        t = theirs[None, a : a + step]
+        out[:, a : a + step] = torch.count_nonzero(mine[:, None] == t, dim=-1) / mine.shape[1]
+    return out
+
+
+def own_photos(query: Query, bank: MemoryBank, self_match: float) -> torch.Tensor:
+    """``[B, N]`` bool: the bank photos whose layout is the query layout's own (or its mirror image's): mask-grid
+    agreement of at least ``self_match``. The context grids (16 times coarser) pick the few candidates first
+    (agreement at least ``self_match - 0.1`` there)."""
+    grids = []
+    for rows, (h, w), theirs in ((query.contexts, bank.context_size, bank.contexts),
+                                 (query.layouts, bank.mask_size, bank.layouts)):
+        grid = rows.view(-1, h, w).to(theirs.dtype)
+        grids.append((grid.reshape(grid.shape[0], -1), grid.flip(-1).reshape(grid.shape[0], -1),
+                      theirs.view(bank.num_images, -1)))
+    (coarse, coarse_flip, coarse_theirs), (fine, fine_flip, fine_theirs) = grids
+    near = torch.maximum(_agreement(coarse, coarse_theirs), _agreement(coarse_flip, coarse_theirs))
+    near = near >= self_match - 0.1
+    out = torch.zeros_like(near)
+    b, n = near.nonzero(as_tuple=True)
+    if b.numel():
+        same = torch.count_nonzero(fine[b] == fine_theirs[n], dim=-1)
+        mirror = torch.count_nonzero(fine_flip[b] == fine_theirs[n], dim=-1)
+        out[b, n] = torch.maximum(same, mirror) >= self_match * fine.shape[1]
     return out
 
 

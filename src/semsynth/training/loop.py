@@ -638,7 +638,6 @@ def load_init_weights(cfg: RunConfig, info) -> InitWeights:
                      f"than this run's data ({info.name}); its weights are used as they are")
     states: dict = {"G": None, "D": None, "E": None}
     loaded, skipped = [], []
-    label = "the run's config (generator/discriminator/encoder sections)"
     with torch.random.fork_rng(devices=[]):  # the check builds the networks once more: draw nothing from the run
         for key, section, fname in (("G", "generator", "model.safetensors"), ("E", "encoder", "encoder.safetensors"),
                                     ("D", "discriminator", "discriminator.safetensors")):
@@ -657,9 +656,10 @@ def load_init_weights(cfg: RunConfig, info) -> InitWeights:
             build = {"G": build_generator, "E": build_encoder, "D": build_discriminator}[key]
             net = build(run_spec)
             try:
-                _load_weights(net, d / fname, label, f"the {section}")
+                _load_weights(net, d / fname, f"this run's {section} config", f"the {section}")
             except SemsynthError as e:
-                raise ConfigError(f"{where}: {e}. Fine-tuning needs this run's {section} settings to be the "
+                why = str(e).replace("; keep config.json and the .safetensors files of one export together", "")
+                raise ConfigError(f"{where}: {why}. Fine-tuning needs this run's {section} settings to be the "
                                   f"model's (its config.json)") from None
             states[key] = {k: v.detach().clone() for k, v in net.state_dict().items()}
             loaded.append(f"{key} ({fname})")
