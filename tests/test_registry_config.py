@@ -249,6 +249,8 @@ MODEL_BASES = {
                                  "n_local_enhancers": 1, "n_blocks_local": 1},
     ("generator", "ccfpse"): {"name": "ccfpse", "ngf": 2, "hidden": 4, "spade_hidden": 4, "z_dim": 8},
     ("generator", "crn"): {"name": "crn", "widths": [2, 2, 2, 2, 2]},
+    ("generator", "oasis"): {"name": "oasis", "channels": 1, "spade_hidden": 4, "z_dim": 8},
+    ("discriminator", "oasis"): {"name": "oasis", "channels": 1},
     ("generator", "sims"): {"name": "sims", "encoder_widths": [2] * 4, "encoder_convs": [1] * 4,
                             "decoder_widths": [2] * 4, "final_width": 2},
 }

@@ -140,7 +140,7 @@ def test_the_model_directory_carries_the_bank_through_export_and_generate(sims_r
                  str(tmp_path / "gen")]) == 0
     G, _, info, _ = load_model(copied)
     assert G.bank is not None and G.bank.fingerprint == tiny_bank[1].fingerprint
-    label = torch.from_numpy(np.array(Image.open(sorted((faces / "labels").iterdir())[0]))).long()
+    label = torch.from_numpy(np.array(Image.open(min((faces / "labels").iterdir())))).long()
     with torch.no_grad():
         expected = ((G(one_hot_label(label[None], info.num_classes))[0] + 1) * 127.5).round().clamp(0, 255)
     written = np.asarray(Image.open(tmp_path / "gen" / "val_000000.png")).transpose(2, 0, 1)

@@ -269,7 +269,7 @@ def build_bank(dataset, *, data_spec: dict[str, Any] | None = None, mask_size: i
     if msize[0] > h or msize[1] > w or csize[0] > h or csize[1] > w:
         raise BankError(f"--mask-size {mask_size} / --context-size {context_size}: a grid cannot be finer than the "
                         f"images ({h}x{w})")
-    min_pixels = max(1, int(round(min_area * h * w)))
+    min_pixels = max(1, round(min_area * h * w))
     skip = (info.dontcare_index,) if info.dontcare_index is not None else ()
     images = np.zeros((n, 3, h, w), np.uint8)
     components = np.zeros((n, h, w), np.uint8)

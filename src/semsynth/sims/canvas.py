@@ -114,7 +114,7 @@ def compose(query: Query, retrieved: torch.Tensor, bank: MemoryBank, labels: tor
     """The canvas ``[B, 4, H, W]`` of the layouts ``labels`` ``[B, H, W]`` from their retrieved segments: bank
     colours, or with ``real`` (training) the training photos' own colours (see the module docstring)."""
     b, h, w = labels.shape
-    owner, rows, _ = owners(query, retrieved, bank, (h, w))
+    owner, _, _ = owners(query, retrieved, bank, (h, w))
     if len(query):  # a pixel keeps its owner only where the layout has the owner's class: never against it
         owner_class = query.cls[owner.clamp_min(0)]
         owner = torch.where((owner >= 0) & (owner_class == labels), owner, torch.full_like(owner, -1))

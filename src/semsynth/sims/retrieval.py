@@ -54,9 +54,9 @@ class Query:
 def query_segments(labels: torch.Tensor, bank: MemoryBank, min_area: float | None = None) -> Query:
     """Segment a batch of layouts ``[B, H, W]`` (class ids) as the bank was built (same grids, same
     ``min_area`` unless given), on the CPU (connected components), the result on ``labels``' device."""
-    b, h, w = labels.shape
+    _, h, w = labels.shape
     area = bank.meta["min_area"] if min_area is None else min_area
-    min_pixels = max(1, int(round(area * h * w)))
+    min_pixels = max(1, round(area * h * w))
     dontcare = bank.meta["dataset"].get("dontcare_index")
     skip = (dontcare,) if dontcare is not None else ()
     c = bank.num_classes
