@@ -38,7 +38,9 @@ from semsynth.portable import (
 from semsynth.training.checkpoint import export_model
 
 # tracing turns the models' Python shape checks into TracerWarnings (expected: they are not part of the graph)
-pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+# (and TorchScript's own deprecation notices)
+pytestmark = [pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+              pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:FutureWarning")]
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "src" / "semsynth" / "assets" / "scgan-synthetic-faces"

@@ -235,9 +235,10 @@ def numerics_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
             flat.setdefault("loss.name", "gan")
     from ..config import OptimConfig, TrainConfig
 
-    for sec, cls in (("optim", OptimConfig), ("train", TrainConfig)):  # settings added since: their defaults
+    for sec, cls in (("optim", OptimConfig), ("train", TrainConfig)):  # a setting added since: its default
         for k, v in dataclasses.asdict(cls()).items():
-            a.setdefault(f"{sec}.{k}", _plain(v))
+            if f"{sec}.{k}" in b:
+                a.setdefault(f"{sec}.{k}", _plain(v))
     changes = []
     for key in sorted(set(a) | set(b)):
         if key in BOOKKEEPING_KEYS or key in LENGTH_KEYS:
