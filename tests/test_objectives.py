@@ -88,3 +88,15 @@ def test_training_without_a_discriminator(l1_objective, tmp_path):
     from semsynth.config import load_config
 
     assert load_config(run / "config.yaml").to_dict() == cfg.to_dict()
+
+
+def test_a_discriminator_must_output_what_its_objective_reads():
+    """A segmentation D (OASIS: N+1 class logits) with a hinge objective would train, wrongly: refused."""
+    with pytest.raises(ConfigError, match="discriminator 'oasis' outputs segmentation logits, but the objective 'gan' "
+                                          "reads patch logits: use a discriminator it reads \\(fp, fpse, multiscale\\)"):
+        resolve_config(_raw(discriminator={"name": "oasis"}))
+    with pytest.raises(ConfigError, match="discriminator 'fpse' outputs patch logits, but the objective 'oasis' reads "
+                                          "segmentation logits"):
+        resolve_config(_raw(loss={"name": "oasis"}))
+    cfg = resolve_config(_raw(loss={"name": "oasis"}, discriminator={"name": "oasis"}))
+    assert cfg.loss["name"] == cfg.discriminator["name"] == "oasis"

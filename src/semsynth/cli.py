@@ -49,7 +49,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             parts.append(f"D {row['discriminator_parameters']:,}")
         if row.get("encoder_parameters"):
             parts.append(f"E {row['encoder_parameters']:,}")
-        print(f"  {row['name']:<24} {row['generator']}/{row['discriminator'] or 'no D'} ({row['objective']}) on "
+        print(f"  {row['name']:<30} {row['generator']}/{row['discriminator'] or 'no D'} ({row['objective']}) on "
               f"{row['dataset']}: "
               + ", ".join(parts))
     return 0
@@ -143,7 +143,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                            interpolate=tuple(args.interpolate) if args.interpolate else None, steps=args.steps,
                            batch_size=args.batch_size, device=args.device, grid=args.grid,
                            resample_from=args.resample_from, resample_class=args.resample_class,
-                           resample_mask=args.resample_mask)
+                           resample_mask=args.resample_mask, instances=args.instances)
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0
 
@@ -390,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", required=True, help="a label PNG or a folder of them (class ids, or RGB colours "
                                                    "of the dataset's palette)")
     g.add_argument("--out", required=True, help="output folder; images are named after the label files")
+    g.add_argument("--instances", metavar="DIR_OR_FILE",
+                   help="instance-id maps (a folder named like the label files, or one file for one layout) for "
+                        "models that read instance edges (converted COCO-Stuff and Cityscapes models)")
     g.add_argument("--seeds", help="multi-modal samples per layout, e.g. 0-7 or 1,5,9 (reproducible per seed)")
     g.add_argument("--style", metavar="IMAGE", help="take the latent from this image (style-guided synthesis)")
     g.add_argument("--interpolate", nargs=2, type=int, metavar=("SEED_A", "SEED_B"),

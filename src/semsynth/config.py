@@ -491,6 +491,21 @@ def _resolve_loss(section: Any) -> dict[str, Any]:
     return spec
 
 
+def _check_pairing(objective: Any, objective_name: str, d_name: str) -> None:
+    """A discriminator's output kind (``output_kind``: ``patch`` realness logits, or ``segmentation`` N+1 class
+    logits) must be the kind its objective reads (``discriminator_kinds``), else training runs but is wrong."""
+    from .models import DISCRIMINATORS
+
+    kind = getattr(DISCRIMINATORS.get(d_name), "output_kind", "patch")
+    accepted = tuple(getattr(objective, "discriminator_kinds", ("patch",)))
+    if kind not in accepted:
+        fits_d = sorted(n for n in DISCRIMINATORS.names()
+                        if getattr(DISCRIMINATORS.get(n), "output_kind", "patch") in accepted)
+        raise ConfigError(f"discriminator {d_name!r} outputs {kind} logits, but the objective {objective_name!r} "
+                          f"reads {' or '.join(accepted)} logits: use a discriminator it reads "
+                          f"({', '.join(fits_d)}) or an objective for {d_name!r} (e.g. loss.name=oasis)")
+
+
 def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
     """Resolve a raw config (overrides already applied): shape, dataset facts, models, sections, checks."""
     from .data import DATASETS
@@ -505,7 +520,8 @@ def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
     gspec = _check_dataset_keys("generator", raw["generator"], interface, info.name)
     generator = GENERATORS.resolve(gspec, **interface)
     loss = _resolve_loss(raw.get("loss"))
-    needs_d = OBJECTIVES.build(loss).needs_discriminator  # an option may decide it (CRN's loss.gan)
+    objective = OBJECTIVES.build(loss)
+    needs_d = objective.needs_discriminator  # an option may decide it (CRN's loss.gan)
     if raw["discriminator"] is None:
         if needs_d:
             raise ConfigError(f"discriminator is null, but the objective {loss['name']!r} trains against one; give "
@@ -517,6 +533,7 @@ def _resolve(raw: dict[str, Any], name: str | None) -> RunConfig:
                               f"discriminator: null")
         dspec = _check_dataset_keys("discriminator", raw["discriminator"], interface, info.name)
         discriminator = DISCRIMINATORS.resolve(dspec, **interface)
+        _check_pairing(objective, loss["name"], discriminator["name"])
     encoder = None
     if raw.get("encoder") is not None:
         from .models import generator_latent_dim

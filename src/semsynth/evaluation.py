@@ -220,13 +220,26 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
     grid_rows: dict[str, list] = {"layout": [], "real": [], "fake": []}
     from .utils.progress import progress_bar
 
+    # a model that reads instance edges gets the dataset's instance maps, as in training (Synthesizer.prepare
+    # resizes them with the layouts); a dataset served without them leaves that channel empty
+    feed_instances = syn is not None and syn.info.has_instance and info.has_instance
+    if syn is not None and syn.info.has_instance and not info.has_instance and generated is None:
+        print(f"note: the model reads an instance-edge channel but {info.name} is served without instance maps "
+              f"(use_instance false): the channel is empty", file=sys.stderr)
+
+    def instances_of(samples: list[dict]) -> torch.Tensor | None:
+        return torch.stack([s["instance"] for s in samples]) if feed_instances else None
+
     bar = progress_bar(n, "evaluate", unit="layout", enabled=progress)
     for a in range(0, n, batch_size):
         samples = [ds[i] for i in range(a, min(n, a + batch_size))]
         labels = torch.stack([s["label"] for s in samples])
+        instances = instances_of(samples)
         names_b = [str(s["name"]) for s in samples]
         if tuple(labels.shape[-2:]) != size:
             labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+            if instances is not None:
+                instances = F.interpolate(instances[:, None].double(), size=size, mode="nearest")[:, 0].long()
         real = _resize_images(torch.stack([s["image"] for s in samples]), size) if "image" in samples[0] else None
         if real is None and (need_feats or "lpips" in metrics):
             raise SemsynthError(f"{info.name} split {spec['split']} has no images (label-only); fid, kid and lpips "
@@ -237,11 +250,11 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
             # the official CelebAMask-HQ test: the style latent of each layout's own ground-truth image
             if real is None:
                 raise SemsynthError("--latent encoder needs the real images of the split")
-            fake = syn.generate(labels, z=syn.style_z(real).cpu(), batch_size=batch_size)
+            fake = syn.generate(labels, z=syn.style_z(real).cpu(), batch_size=batch_size, instances=instances)
         else:
             z = torch.stack([seed_noise(seed + a + j, syn.z_dim) for j in range(len(samples))]) \
                 if syn.multimodal else None
-            fake = syn.generate(labels, z=z, batch_size=batch_size)
+            fake = syn.generate(labels, z=z, batch_size=batch_size, instances=instances)
         fake_u8 = images_to_uint8(fake)  # what a saved PNG holds: the protocol scores saved images
         fake_q = fake_u8.float() / 127.5 - 1
         if save_images and generated is None:
@@ -294,11 +307,15 @@ def evaluate(out: str | os.PathLike, model: str | os.PathLike | None = None, *, 
         m["lpips_paired"] = round(sum(lp_paired) / n, 5)
     if "diversity" in metrics:
         d = min(diversity_layouts, n)
-        labels = torch.stack([ds[i]["label"] for i in range(d)])
+        div_samples = [ds[i] for i in range(d)]
+        labels = torch.stack([s["label"] for s in div_samples])
+        instances = instances_of(div_samples)
         if tuple(labels.shape[-2:]) != size:
             labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+            if instances is not None:
+                instances = F.interpolate(instances[:, None].double(), size=size, mode="nearest")[:, 0].long()
         seeds = [seed + 1000 + s for s in range(diversity_seeds)]
-        samples = syn.generate(labels, seeds=seeds, batch_size=batch_size)  # [d, S, 3, H, W]
+        samples = syn.generate(labels, seeds=seeds, batch_size=batch_size, instances=instances)  # [d, S, 3, H, W]
         samples = images_to_uint8(samples.flatten(0, 1)).float().view(samples.shape) / 127.5 - 1
         m["lpips_diversity"] = round(lp.diversity([samples[:, s] for s in range(diversity_seeds)]), 5)
         res["diversity"] = {"layouts": d, "seeds": diversity_seeds}

@@ -127,14 +127,45 @@ class Synthesizer:
         img = img.resize((w, h), Image.BICUBIC)
         return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
 
-    def prepare(self, labels: torch.Tensor) -> torch.Tensor:
-        """``[B, H, W]`` channel ids -> the generator's input at the model's resolution (nearest resize)."""
+    def read_instance(self, path: str | os.PathLike, size: tuple[int, int] | None = None,
+                      layout: str = "the layout") -> torch.Tensor:
+        """An instance-id file -> ``[H, W]`` int64 ids, read as the datasets read theirs
+        (:func:`semsynth.data.folder.read_instance`: greyscale ids, RGB colours packed into one id). ``size``:
+        the ``(H, W)`` of its ``layout``; a map of another size raises ``size-mismatch`` (a
+        :class:`~semsynth.data.folder.SampleError`)."""
+        from .data.folder import SampleError, read_instance
+
+        ids = read_instance(Path(path))
+        if size is not None and tuple(ids.shape) != tuple(size):
+            raise SampleError("size-mismatch", path, f"instance map is {ids.shape[1]}x{ids.shape[0]} but {layout} is "
+                              f"{size[1]}x{size[0]}", "give the instance map of that layout, at its size")
+        return torch.from_numpy(ids.astype(np.int64, copy=False))
+
+    def prepare(self, labels: torch.Tensor, instances: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, H, W]`` channel ids (and, for a model with an instance-edge channel, ``[B, H, W]`` instance ids of the
+        same size) -> the generator's input at the model's resolution: both resized (nearest) as the layout, the
+        edges computed from the resized ids as in training (:func:`semsynth.layers.semantic_input`). A model that
+        reads instance edges and gets no instance map sees an empty edge channel (no instance boundaries)."""
         if labels.dim() == 2:
             labels = labels[None]
+        if instances is not None:
+            if not self.info.has_instance:
+                raise SemsynthError(f"this model reads no instance-edge channel ({self.info.name}: "
+                                    f"{self.info.num_classes} label channels only); give no instance maps")
+            if instances.dim() == 2:
+                instances = instances[None]
+            if tuple(instances.shape) != tuple(labels.shape):
+                raise SemsynthError(f"the instance maps {tuple(instances.shape)} and the layouts "
+                                    f"{tuple(labels.shape)} differ in size; give one instance map per layout, at "
+                                    f"its size")
         h, w = self.resolution
         if tuple(labels.shape[-2:]) != (h, w):
             labels = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
-        inst = torch.zeros_like(labels) if self.info.has_instance else None  # no instance map: no edges
+            if instances is not None:  # float64 holds every 32-bit id exactly
+                instances = F.interpolate(instances[:, None].double(), size=(h, w), mode="nearest")[:, 0].long()
+        inst = None
+        if self.info.has_instance:
+            inst = instances if instances is not None else torch.zeros_like(labels)  # no instance map: no edges
         return semantic_input(labels.to(self.device), self.info.num_classes,
                               inst.to(self.device) if inst is not None else None)
 
@@ -157,11 +188,11 @@ class Synthesizer:
 
     @torch.no_grad()
     def generate(self, labels: torch.Tensor, seeds: Sequence[int] | None = None, z: torch.Tensor | None = None,
-                 batch_size: int = 8) -> torch.Tensor:
-        """Images for ``labels`` ``[B, H, W]``: one per label (``z`` [B, z_dim] or seed 0), or, with
-        ``seeds``, one per (label, seed) as ``[B, S, 3, H, W]``. The latents of a batch are drawn when it runs,
-        so memory is bounded by ``batch_size`` (plus the returned images)."""
-        sem = self.prepare(labels)
+                 batch_size: int = 8, instances: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for ``labels`` ``[B, H, W]`` (and their ``instances``, see :meth:`prepare`): one per label (``z``
+        [B, z_dim] or seed 0), or, with ``seeds``, one per (label, seed) as ``[B, S, 3, H, W]``. The latents of a
+        batch are drawn when it runs, so memory is bounded by ``batch_size`` (plus the returned images)."""
+        sem = self.prepare(labels, instances)
         if seeds is not None:
             self.check_multimodal("--seeds")
             out = []
@@ -275,7 +306,7 @@ class Synthesizer:
     @torch.no_grad()
     def resample(self, labels: torch.Tensor, base_seed: int, seeds: Sequence[int],
                  classes: Sequence[int] | None = None, mask: torch.Tensor | None = None,
-                 batch_size: int = 8) -> torch.Tensor:
+                 batch_size: int = 8, instances: torch.Tensor | None = None) -> torch.Tensor:
         """Local re-sampling: for each layout ``[B, H, W]`` (or one ``[H, W]``) and seed, the image of ``base_seed``
         with the noise inside the region (pixels of ``classes``, or ``mask`` ``[H, W]``) taken from the seed;
         ``[B, S, 3, H, W]``. Outside the region the noise is ``base_seed``'s exactly; the image there changes only
@@ -284,7 +315,7 @@ class Synthesizer:
         if labels.dim() == 2:
             labels = labels[None]
         region = self.region_mask(labels, classes, mask)
-        sem = self.prepare(labels)
+        sem = self.prepare(labels, instances)
         out = []
         for i in range(sem.shape[0]):
             imgs = [img for _, img in self.iter_resample(sem[i : i + 1], region[i : i + 1], base_seed, seeds,
@@ -305,10 +336,11 @@ class Synthesizer:
 
     @torch.no_grad()
     def interpolate(self, label: torch.Tensor, seed_a: int, seed_b: int, steps: int,
-                    batch_size: int = 8) -> torch.Tensor:
+                    batch_size: int = 8, instance: torch.Tensor | None = None) -> torch.Tensor:
         """``steps`` images along the straight line between the latents of two seeds (paper Fig. 8)."""
         z = self.interpolation_latents(seed_a, seed_b, steps)
-        sem = self.prepare(label[None] if label.dim() == 2 else label)
+        sem = self.prepare(label[None] if label.dim() == 2 else label,
+                           instance[None] if instance is not None and instance.dim() == 2 else instance)
         return self._run(sem.expand(steps, -1, -1, -1), z, batch_size)
 
 
@@ -432,6 +464,42 @@ def list_labels(path: str | os.PathLike) -> list[Path]:
     return files
 
 
+def instance_names(layout: Path) -> list[str]:
+    """The file names an instance map of ``layout`` may have: its own name, its stem with another label extension,
+    and Cityscapes' ``*_gtFine_instanceIds`` for a ``*_gtFine_labelIds`` layout."""
+    stems = [layout.stem]
+    if layout.stem.endswith("_labelIds"):
+        stems.append(layout.stem[: -len("_labelIds")] + "_instanceIds")
+    names = [layout.name]
+    for stem in stems:
+        names += [stem + ext for ext in LABEL_EXTS if stem + ext not in names]
+    return names
+
+
+def pair_instances(instances: str | os.PathLike, layouts: list[Path]) -> list[Path]:
+    """``--instances``: the instance-id file of each layout (a file for one layout, or a folder holding one per
+    layout, named like it: :func:`instance_names`); every layout must have one."""
+    p = Path(instances)
+    if p.is_file():
+        if len(layouts) != 1:
+            raise DataError(f"--instances {p}: a single instance map, but --labels gives {len(layouts)} layouts; give "
+                            f"a folder of instance maps named like the label files")
+        return [p]
+    if not p.is_dir():
+        raise DataError(f"--instances {p}: no such file or directory")
+    out, missing = [], []
+    for layout in layouts:
+        found = next((p / n for n in instance_names(layout) if (p / n).is_file()), None)
+        if found is None:
+            missing.append(layout.name)
+        out.append(found)
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(f"--instances {p}: no instance map for {len(missing)} layout(s): {shown}; put one per layout "
+                        f"in the folder, named like the label file (e.g. {instance_names(layouts[0])[0]})")
+    return out
+
+
 GRID_ROWS, GRID_COLUMNS = 32, 16  # the largest --grid: layouts x outputs
 
 
@@ -440,9 +508,14 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
                  interpolate: tuple[int, int] | None = None, steps: int = 8, batch_size: int = 8,
                  device: str = "auto", grid: bool = False, progress: bool = True,
                  resample_from: int | None = None, resample_class: str | None = None,
-                 resample_mask: str | os.PathLike | None = None) -> list[Path]:
+                 resample_mask: str | os.PathLike | None = None,
+                 instances: str | os.PathLike | None = None) -> list[Path]:
     """``semsynth generate``: write one image per label map (or per label and seed, style, interpolation step),
     named after the label file, into ``out``; returns the written paths.
+
+    ``instances`` (a file for one layout, or a folder of instance-id maps named like the label files): for a model
+    whose input has an instance-edge channel (converted COCO-Stuff and Cityscapes models), the edges are computed
+    from them as in training; without, that channel is empty (a line on stderr says so).
 
     Local re-sampling (``resample_from`` with ``seeds`` and ``resample_class`` or ``resample_mask``): per layout and
     seed, the image of seed ``resample_from`` with that seed's noise inside the region, ``<stem>_seed<from>_
@@ -490,11 +563,22 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
         syn.check_multimodal("--seeds")
     z_interp = syn.interpolation_latents(interpolate[0], interpolate[1], steps) if interpolate is not None else None
     files = list_labels(labels)
+    if instances is not None and not syn.info.has_instance:
+        raise SemsynthError(f"--instances {instances}: this model reads no instance-edge channel ({syn.info.name}, "
+                            f"{syn.info.num_classes} label channels); drop --instances")
+    inst_files = pair_instances(instances, files) if instances is not None else None
+    if inst_files is None and syn.info.has_instance:
+        print(f"semsynth generate: this model reads an instance-edge channel ({syn.info.name}); without --instances "
+              f"it is empty (no boundaries between touching objects of one class, as in a layout painted by hand): "
+              f"give --instances DIR (instance-id PNGs named like the label files) to use the instance maps",
+              file=sys.stderr)
     z_style = None
     if style is not None:
         z_style = syn.style_z(syn.read_image(style)[None])
-    for f in files:  # every layout is read once before anything is written: a bad file stops us early
+    for i, f in enumerate(files):  # every layout is read once before anything is written: a bad file stops us early
         label = syn.read_label(f)
+        if inst_files is not None:
+            syn.read_instance(inst_files[i], tuple(label.shape), f"the layout {f.name}")
         if region_file is not None and tuple(region_file.shape) != tuple(label.shape):
             raise SemsynthError(f"--resample-mask {resample_mask}: the mask is {region_file.shape[1]}x"
                                 f"{region_file.shape[0]} (WxH) but the layout {f} is {label.shape[1]}x"
@@ -505,10 +589,12 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
     written: list[Path] = []
     rows: list[list[torch.Tensor]] = []
     with progress_bar(len(files) * per_layout, "generate", unit="img", enabled=progress) as bar:
-        for f in files:
+        for i, f in enumerate(files):
             label = syn.read_label(f)
             stem = f.stem
-            sem = syn.prepare(label[None])
+            inst = syn.read_instance(inst_files[i], tuple(label.shape), f"the layout {f.name}") \
+                if inst_files is not None else None
+            sem = syn.prepare(label[None], inst[None] if inst is not None else None)
             if interpolate is not None:
                 def batches():
                     for a in range(0, steps, batch_size):

@@ -22,10 +22,10 @@ from semsynth.convert.scgan import (
     ScganSettings,
     convert_scgan,
     effective_options,
-    map_fpse,
     map_generator,
     plan_generator,
 )
+from semsynth.convert.spade_family import map_fpse
 from semsynth.layers import channel_pool
 from semsynth.models import build_discriminator, build_encoder, build_generator, count_parameters
 
@@ -180,7 +180,7 @@ def test_discriminators_and_encoder_follow_the_official_ones(converted):
                     mu, logvar = E(ref[f"train.image.{i}"])
                 _close(mu, ref["train.last.mu"], "train-mode mu")
                 _close(logvar, ref["train.last.logvar"], "train-mode logvar")
-            from semsynth.convert.spade import map_encoder
+            from semsynth.convert.spade_family import map_encoder
 
             after = map_encoder({k[len("train.after.E."):]: v for k, v in ref.items()
                                  if k.startswith("train.after.E.")})
@@ -190,7 +190,7 @@ def test_discriminators_and_encoder_follow_the_official_ones(converted):
 
 
 def _multiscale_after(ref: dict) -> dict:
-    from semsynth.convert.spade import map_discriminator
+    from semsynth.convert.spade_family import map_discriminator
 
     return map_discriminator({k[len("train.after.D."):]: v for k, v in ref.items() if k.startswith("train.after.D.")})
 
@@ -261,7 +261,7 @@ def test_full_size_official_layouts_map_key_for_key(name):
     d_meta = {k: torch.empty(s, device="meta") for k, s in facts["D"].items()}
     with torch.device("meta"):
         if name == "celeba":
-            from semsynth.convert.spade import map_discriminator, map_encoder
+            from semsynth.convert.spade_family import map_discriminator, map_encoder
 
             D = build_discriminator({"name": "multiscale", "width": 64}, num_classes=19)
             d_mapped = map_discriminator(d_meta)

@@ -11,14 +11,8 @@ from safetensors.torch import load_file
 
 from semsynth.cli import main
 from semsynth.convert import ConversionError, legacy_spectral_to_parametrized
-from semsynth.convert.spade import (
-    Settings,
-    convert_spade,
-    infer_spade,
-    map_discriminator,
-    map_encoder,
-    spade_dataset,
-)
+from semsynth.convert.spade import convert_spade, infer_spade
+from semsynth.convert.spade_family import Settings, map_discriminator, map_encoder, spade_dataset
 from semsynth.errors import ConfigError
 from semsynth.layers import semantic_input
 from semsynth.models import build_discriminator, build_encoder, build_generator

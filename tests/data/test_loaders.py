@@ -76,10 +76,13 @@ def test_presets_data_sections_are_accepted(preset):
     data = yaml.safe_load((PRESETS / f"{preset}.yaml").read_text())["data"]
     info = dataset_info(data)
     assert info.name == data["name"]
+    family = preset.split("-")[0]
     if data["name"] == "coco-stuff":
-        assert info.semantic_channels == 183  # the official SC-GAN COCO config: no instance channel
+        # the official SC-GAN and OASIS COCO configs have no instance channel; SPADE's and CC-FPSE's have one
+        assert info.semantic_channels == {"scgan": 183, "oasis": 183, "spade": 184, "ccfpse": 184}[family]
     if data["name"] == "cityscapes":
-        assert info.resolution == (256, 512)
+        # SPADE-family codes at 256x512; pix2pixHD's label2city_512p at 512x1024
+        assert info.resolution == ((512, 1024) if family == "pix2pixhd" else (256, 512))
 
 
 def test_class_names_and_eval_map():

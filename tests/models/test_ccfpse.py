@@ -29,34 +29,101 @@ def sem(b=2, h=64, w=64, c=5):
 
 # -- parameter counts at the official settings (meta device) -------------------------------------------------
 
-# (generator options, num_classes, instance, resolution, semsynth count, official count)
+# (generator options, num_classes, instance, resolution, the official code's count)
 COUNTS = {
-    "ade20k-vae": ({}, 151, False, 256, 140_678_211, 140_704_323),
-    "ade20k-no-vae": ({"use_vae": False}, 151, False, 256, 125_228_099, 125_254_211),
-    "coco-vae": ({}, 183, True, 256, 141_913_731, 141_939_843),
-    "cityscapes-vae": ({"num_upsampling_layers": "more"}, 35, True, [256, 512], 128_029_443, 128_055_555),
+    "ade20k-vae": ({}, 151, False, 256, 140_704_323),
+    "ade20k-no-vae": ({"use_vae": False}, 151, False, 256, 125_254_211),
+    "coco-vae": ({}, 183, True, 256, 141_939_843),
+    "cityscapes-vae": ({"num_upsampling_layers": "more"}, 35, True, [256, 512], 128_055_555),
 }
-NEVER_CALLED = 26_112  # parameters of the 21 BatchNorms the official block builds and never calls (ngf 64)
+INERT = ("norm_0.", "conv_0.norm_layer.", "conv_2.norm_layer.")  # the BatchNorms the official block never calls
+INERT_PARAMETERS = 26_112  # their weights and biases at ngf 64 (21 BatchNorms: 3 per block)
+
+
+def _official_layout(dataset: str) -> dict:
+    return json.loads((OFFICIAL / "official_shapes.json").read_text())[dataset]["netG"]
+
+
+def _parameters(state: dict) -> int:
+    """The parameters of an official state layout: every tensor but batch statistics and spectral-norm vectors."""
+    skip = ("running_mean", "running_var", "num_batches_tracked", "weight_u", "weight_v")
+    return sum(int(torch.tensor(shape).prod()) for k, shape in state.items() if not k.endswith(skip))
+
+
+def _official_count(key: str) -> int:
+    """The official count of a setting, from the official state layouts (official_shapes.json, made with the official
+    code): ADE20K and Cityscapes as listed; without VAE and for COCO-Stuff, the ADE20K layout with the tensors that
+    depend on the setting changed as the official code builds them (fc: a 3x3 conv on the label map instead of the
+    linear layer from z; 184 instead of 151 input channels where the label map is read)."""
+    if key == "cityscapes-vae":
+        return _parameters(_official_layout("cityscapes")["state"])
+    state = dict(_official_layout("ade20k")["state"])
+    if key == "ade20k-no-vae":
+        state["fc.weight"], state["fc.bias"] = [1024, 151, 3, 3], [1024]
+    if key == "coco-vae":  # the label map's 151 channels (+ the 64 pyramid features) -> 184
+        state = {k: [v[0], v[1] + 33, *v[2:]] if len(v) == 4 and v[1] in (151, 151 + 64) else v
+                 for k, v in state.items()}
+    return _parameters(state)
 
 
 @pytest.mark.parametrize("key", list(COUNTS))
 def test_official_parameter_counts(key):
-    kw, c, inst, res, ours, official = COUNTS[key]
+    kw, c, inst, res, official = COUNTS[key]
     with torch.device("meta"):
         G = build_generator({"name": "ccfpse", **kw}, num_classes=c, use_instance=inst, resolution=res)
-    assert count_parameters(G) == ours
-    assert ours + NEVER_CALLED == official
+    assert count_parameters(G) == official == _official_count(key)
+    # the inert BatchNorms are part of the count but not trainable
+    trainable = sum(p.numel() for p in G.parameters() if p.requires_grad)
+    assert official - trainable == INERT_PARAMETERS
 
 
-def test_never_called_batchnorms_are_what_the_count_differs_by():
-    """From the official state layout (tests/data/official/ccfpse/official_shapes.json, made with the official code):
-    the printed count minus the never-called BatchNorms' weights and biases is semsynth's count."""
-    ref = json.loads((OFFICIAL / "official_shapes.json").read_text())["ade20k"]["netG"]
-    unused = sum(int(torch.tensor(shape).prod()) for k, shape in ref["state"].items()
-                 if any(f".{p}" in k for p in ("norm_0.", "conv_0.norm_layer.", "conv_2.norm_layer."))
-                 and k.rsplit(".", 1)[1] in ("weight", "bias"))
-    assert unused == NEVER_CALLED
-    assert ref["parameters"] - unused == 140_678_211
+def test_the_printed_official_counts_are_those_of_the_layouts():
+    for dataset in ("ade20k", "cityscapes"):
+        ref = _official_layout(dataset)
+        assert ref["parameters"] == _parameters(ref["state"])
+    inert = _official_layout("ade20k")["state"]
+    assert sum(int(torch.tensor(shape).prod()) for k, shape in inert.items()
+               if any(f".{p}" in k for p in INERT) and k.rsplit(".", 1)[1] in ("weight", "bias")) == INERT_PARAMETERS
+
+
+def test_the_state_layout_is_the_official_one():
+    """Key for key (after the converter's renames) and shape for shape, the never-called BatchNorms included."""
+    from semsynth.convert.ccfpse import map_generator
+
+    ref = _official_layout("ade20k")["state"]
+    mapped, _ = map_generator({k: torch.empty(shape, device="meta") for k, shape in ref.items()})
+    with torch.device("meta"):
+        G = build_generator("ccfpse", num_classes=151, resolution=256)
+    ours = {k.replace(".parametrizations.weight.original", ".weight"): list(v.shape) for k, v in G.state_dict().items()
+            if not k.endswith(("._u", "._v"))}
+    theirs = {k.replace(".parametrizations.weight.original", ".weight"): list(v.shape) for k, v in mapped.items()
+              if not k.endswith(("._u", "._v"))}
+    assert ours == theirs
+    assert list(G.state_dict()["up_0.norm_0.running_mean"].shape) == ref["up_0.norm_0.running_mean"] == [512]
+    assert list(G.state_dict()["up_0.conv_0.norm_layer.weight"].shape) == ref["up_0.conv_0.norm_layer.weight"]
+
+
+def _inert(G) -> dict:
+    return {f"{name}.{sub}": m for name in [n for n, _, _ in G.schedule]
+            for sub, m in getattr(G, name).named_modules() if sub and sub.startswith(("norm_0", "conv_0", "conv_2"))
+            and isinstance(m, torch.nn.BatchNorm2d)}
+
+
+def test_the_inert_batchnorms_are_frozen_and_never_called():
+    torch.manual_seed(0)
+    G = tiny().train()
+    inert = _inert(G)
+    assert len(inert) == 21 and all(k.endswith(("norm_0", "norm_layer")) for k in inert)
+    assert all(not p.requires_grad for m in inert.values() for p in m.parameters())
+    called = []
+    for name, m in inert.items():
+        m.register_forward_pre_hook(lambda mod, args, name=name: called.append(name))
+    G(sem(), torch.randn(2, 8)).mean().backward()
+    G.eval()(sem(), torch.randn(2, 8))
+    assert called == []
+    assert all(p.grad is None for m in inert.values() for p in m.parameters())
+    inert["up_3.norm_0"](torch.zeros(1, G.up_3.norm_0.num_features, 2, 2))  # the hooks do see a call
+    assert called == ["up_3.norm_0"]
 
 
 def test_encoder_and_discriminator_counts_at_the_official_settings():
@@ -212,10 +279,16 @@ def test_one_training_step_of_the_synthetic_faces_preset_changes_the_generator()
     loss, stats, _ = objective.generator_loss(G, D, E, semantic, real)
     assert {"G/adv", "G/fm", "G/kl"} <= set(stats) and "G/semantic" not in stats
     assert torch.isfinite(loss)
+    inert = {k for k, p in G.named_parameters() if not p.requires_grad}
+    assert len(inert) == 21 * 2  # the weights and biases of the inert BatchNorms (see above)
+    inert_state = {k: v.clone() for k, v in G.state_dict().items() if k.rsplit(".", 1)[0].endswith(("norm_0",
+                                                                                                   "norm_layer"))}
+    assert len(inert_state) == 21 * 5  # + running mean and variance, batch count
     opt.zero_grad()
     loss.backward()
-    no_grad = [k for k, p in G.named_parameters() if p.grad is None]
+    no_grad = [k for k, p in G.named_parameters() if p.grad is None and k not in inert]
     assert not no_grad, f"parameters without a gradient: {no_grad[:5]}"
     opt.step()
     changed = [k for k, p in G.named_parameters() if not torch.equal(p, before[k])]
-    assert len(changed) == len(before)
+    assert sorted(changed) == sorted(set(before) - inert)  # every parameter changed, but the inert ones
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in inert_state.items())

@@ -819,13 +819,13 @@ CASES: list[Case] = [
     Case("convert-ccfpse-preset-of-another-model", CCFPSE + ["--preset", "scgan-ade20k"],
          "a preset of generator 'scgan'", setup=ccfpse_checkpoint()),
     Case("convert-ccfpse-encoder-is-a-discriminator", CCFPSE + ["--encoder", "{dd}"],
-         "not a CC-FPSE/SPADE ConvEncoder", setup=ccfpse_checkpoint()),
+         "not a CC-FPSE ConvEncoder", setup=ccfpse_checkpoint()),
     Case("convert-ccfpse-pickle", CCFPSE[:4] + ["{payload_torch}"] + CCFPSE[5:], "never runs code"),
     Case("convert-ccfpse-raw-pickle", CCFPSE[:4] + ["{payload_raw}"] + CCFPSE[5:], "never unpickles"),
     Case("convert-ccfpse-encoder-pickle", CCFPSE + ["--encoder", "{payload_torch}"], "never runs code",
          setup=ccfpse_checkpoint()),
     Case("convert-ccfpse-ok", CCFPSE + ["--encoder", "{e}", "--discriminator", "{dd}"],
-         ("never calls", "wrote"), rc=0, absent=(), setup=ccfpse_checkpoint()),
+         ("generator ccfpse", "wrote"), rc=0, absent=(), setup=ccfpse_checkpoint()),
 
     # ---- convert --from spade / --from pix2pixhd (SPADE, pix2pixHD) ----------------------------------------
     Case("convert-spade-pix2pixhd-checkpoint", SPADE[:4] + ["{p}"] + SPADE[5:],

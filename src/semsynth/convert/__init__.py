@@ -122,24 +122,33 @@ def find_opt_txt(checkpoint: Path) -> Path | None:
 # Helpers for the families' converters
 
 
+# legacy spectral norm (``torch.nn.utils.spectral_norm``, the official code) -> its parametrisation (semsynth)
+SPECTRAL_NAMES = ((".weight_orig", ".parametrizations.weight.original"), (".weight_u", ".parametrizations.weight.0._u"),
+                  (".weight_v", ".parametrizations.weight.0._v"))
+
+
+def parametrized_key(key: str) -> str:
+    """``X.weight_orig`` / ``X.weight_u`` / ``X.weight_v`` -> ``X.parametrizations.weight.original`` / ``.0._u`` /
+    ``.0._v``; any other key unchanged."""
+    for legacy, parametrized in SPECTRAL_NAMES:
+        if key.endswith(legacy):
+            return key[: -len(legacy)] + parametrized
+    return key
+
+
+def legacy_spectral_key(key: str) -> str:
+    """The inverse of :func:`parametrized_key` (for messages that name the official key)."""
+    for legacy, parametrized in SPECTRAL_NAMES:
+        if key.endswith(parametrized):
+            return key[: -len(parametrized)] + legacy
+    return key
+
+
 def legacy_spectral_to_parametrized(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
     """Official legacy spectral norm (``X.weight_orig``, ``X.weight_u``, ``X.weight_v``) -> the names of
     ``torch.nn.utils.parametrizations.spectral_norm`` (``X.parametrizations.weight.original``, ``..._u``,
     ``..._v``). Other keys are kept. Values are not changed."""
-    out: dict[str, torch.Tensor] = {}
-    for k, v in state.items():
-        if not k.startswith(prefix):
-            out[k] = v
-            continue
-        if k.endswith(".weight_orig"):
-            out[k[: -len(".weight_orig")] + ".parametrizations.weight.original"] = v
-        elif k.endswith(".weight_u"):
-            out[k[: -len(".weight_u")] + ".parametrizations.weight.0._u"] = v
-        elif k.endswith(".weight_v"):
-            out[k[: -len(".weight_v")] + ".parametrizations.weight.0._v"] = v
-        else:
-            out[k] = v
-    return out
+    return {(parametrized_key(k) if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, hint: str = "",

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from ..config import apply_overrides, dataset_info, find_config, parse_override, read_yaml
+from ..config import parse_override
 from ..data import DatasetInfo
 from ..errors import ConfigError
 from ..models import build_discriminator, build_generator
@@ -47,12 +47,14 @@ from ..models.generators.oasis import block_widths
 from . import (
     ConversionError,
     Converted,
+    legacy_spectral_key,
     legacy_spectral_to_parametrized,
     load_official_state,
     load_strict,
     register,
     resolve_setting,
 )
+from .spade_family import Settings, build_checked, dataset_info_checked, family_hint, section_value
 
 OFFICIAL_Z_DIM = 64
 # official dataset_mode -> (semsynth dataset name, label channels, the test-time data spec of the official loader)
@@ -73,19 +75,6 @@ FILE_KIND = re.compile(r"^(?P<prefix>.*)_(?P<kind>G|EMA|D)\.pth$")
 # What the tensors say
 
 
-def _guess_family(state: Mapping[str, torch.Tensor]) -> str:
-    keys = list(state)
-    if any(k.startswith("labelenc1.") for k in keys):
-        return " (it looks like a CC-FPSE generator: --from ccfpse)"
-    if any(k.startswith("head_0.") for k in keys):
-        return " (it looks like a SPADE generator: --from spade)"
-    if any(k.startswith("pyramid_spaital_routing.") or ".conv_bases." in k for k in keys):
-        return " (it looks like an SC-GAN generator: --from scgan)"
-    if any(k.startswith("model") for k in keys):
-        return " (it looks like a pix2pixHD generator: --from pix2pixhd)"
-    return ""
-
-
 def is_discriminator(state: Mapping[str, torch.Tensor]) -> bool:
     return "layer_up_last.weight" in state or any(k.startswith("body_down.") for k in state)
 
@@ -100,7 +89,7 @@ def check_family(state: Mapping[str, torch.Tensor], what: str = "the generator c
         return
     keys = list(state)
     raise ConversionError(f"{what} is not an OASIS generator: it has no fc.weight / body.0.norm_0.mlp_shared.0.weight "
-                          f"/ conv_img.weight (its first keys: {', '.join(keys[:3])}){_guess_family(state)}")
+                          f"/ conv_img.weight (its first keys: {', '.join(keys[:3])}){family_hint(state, 'oasis')}")
 
 
 def _weight(state: Mapping[str, torch.Tensor], prefix: str) -> torch.Tensor | None:
@@ -151,11 +140,7 @@ def map_discriminator(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 def official_key(key: str) -> str:
     """A semsynth key of the generator or discriminator -> the official key (the inverse of the mappings)."""
-    for ours, theirs in ((".parametrizations.weight.original", ".weight_orig"),
-                         (".parametrizations.weight.0._u", ".weight_u"), (".parametrizations.weight.0._v", ".weight_v")):
-        if key.endswith(ours):
-            key = key[: -len(ours)] + theirs
-    return key.replace(".param_free_norm.", ".first_norm.")
+    return legacy_spectral_key(key).replace(".param_free_norm.", ".first_norm.")
 
 
 def official_names(module: torch.nn.Module) -> dict[str, str]:
@@ -167,18 +152,12 @@ def official_names(module: torch.nn.Module) -> dict[str, str]:
 # Settings from opt.txt, --preset and --set
 
 
-class Settings:
-    """A setting's value from the tensor shapes, opt.txt, the preset and --set, which must agree."""
+class OasisSettings(Settings):
+    """The SPADE family's :class:`~semsynth.convert.spade_family.Settings` (tensor shapes, opt.txt, --preset, --set,
+    which must agree), plus ``--set weights=ema|plain`` (which generator file to convert); OASIS has no encoder
+    section."""
 
     def __init__(self, preset: str | None, overrides: list[str]) -> None:
-        self.raw: dict[str, Any] = {}
-        self.src_preset = f"--preset {preset}"
-        if preset:
-            self.raw = read_yaml(find_config(preset))
-            gname = (self.raw.get("generator") or {}).get("name")
-            if gname != "oasis":
-                raise ConversionError(f"--preset {preset}: a preset of generator {gname!r}, not OASIS's 'oasis'; use "
-                                      f"an oasis-* preset (semsynth models lists them) or none")
         self.weights: str | None = None
         rest = []
         for text in overrides:
@@ -193,25 +172,7 @@ class Settings:
                 raise ConfigError(f"--set {text!r}: convert --from oasis takes only weights=ema|plain and "
                                   f"{', '.join(s + '.KEY' for s in SETTABLE)} settings")
             rest.append(text)
-        self.sets = apply_overrides({}, rest)
-        self.sources: dict[str, str] = {}
-
-    def get(self, where: Mapping[str, Any], sec: str, key: str) -> Any:
-        part = where.get(sec)
-        return part.get(key) if isinstance(part, Mapping) else None
-
-    def resolve(self, key: str, shape: Any = None, opt: Any = None, sec: str = "generator") -> Any:
-        name = key if sec == "generator" else f"{sec}.{key}"
-        cands = [("tensor shapes", shape), ("opt.txt", opt), (self.src_preset, self.get(self.raw, sec, key)),
-                 ("--set", self.get(self.sets, sec, key))]
-        return resolve_setting(name, cands, self.sources)
-
-    def fill(self, sec: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """``spec`` plus the other options the preset and --set give for ``sec``."""
-        for part in (self.raw.get(sec) or {}, self.sets.get(sec) or {}):
-            for k, v in part.items():
-                spec.setdefault(k, v)
-        return {k: v for k, v in spec.items() if v is not None}
+        super().__init__(("oasis",), preset, rest, "OASIS")
 
 
 def _opt_bool(opt: Mapping[str, Any], key: str, negate: bool = False) -> bool | None:
@@ -220,10 +181,10 @@ def _opt_bool(opt: Mapping[str, Any], key: str, negate: bool = False) -> bool | 
     return (not bool(opt[key])) if negate else bool(opt[key])
 
 
-def _dataset(cond: int, opt: Mapping[str, Any], s: Settings, notes: list[str]) -> str:
+def _dataset(cond: int, opt: Mapping[str, Any], s: OasisSettings, notes: list[str]) -> str:
     """The official dataset_mode of the checkpoint (``custom``: a copy of the official loaders for other data)."""
     opt_mode = opt.get("dataset_mode")
-    set_name, preset_name = s.get(s.sets, "data", "name"), s.get(s.raw, "data", "name")
+    set_name, preset_name = section_value(s.sets, "data", "name"), section_value(s.raw, "data", "name")
 
     def mode_of(name: Any, where: str) -> str | None:
         if name is None or name == "custom":
@@ -261,7 +222,7 @@ def _dataset(cond: int, opt: Mapping[str, Any], s: Settings, notes: list[str]) -
                           f"--set data.num_classes=N) and --set generator.z_dim=...")
 
 
-def _custom_facts(s: Settings) -> tuple[DatasetInfo, dict[str, Any], dict[str, int]]:
+def _custom_facts(s: OasisSettings) -> tuple[DatasetInfo, dict[str, Any], dict[str, int]]:
     """Other data read by a copy of the official ADE20K loader: ids 0..N-1, 0 = unknown (weighted 0 in training)."""
     data: dict[str, Any] = {"name": "custom", "root": "datasets/custom", "dontcare": 0, "preprocess": "resize_and_crop",
                             "crop_size": 256, "aspect_ratio": 1.0}
@@ -290,7 +251,7 @@ def _custom_facts(s: Settings) -> tuple[DatasetInfo, dict[str, Any], dict[str, i
     return info, data, {str(v): v for v in range(n)}
 
 
-def _dataset_facts(mode: str, s: Settings) -> tuple[DatasetInfo, dict[str, Any] | None, dict[str, int]]:
+def _dataset_facts(mode: str, s: OasisSettings) -> tuple[DatasetInfo, dict[str, Any] | None, dict[str, int]]:
     """(the channel convention, the test-time data spec or None, raw label value -> channel) of a dataset."""
     if mode == "custom":
         return _custom_facts(s)
@@ -298,14 +259,14 @@ def _dataset_facts(mode: str, s: Settings) -> tuple[DatasetInfo, dict[str, Any] 
     if spec is None:  # COCO-Stuff in OASIS's order: label + 1, 255 -> 0
         from ..data.coco_stuff import CLASS_NAMES, NUM_LABELS, PALETTE
 
-        size = s.get(s.sets, "data", "crop_size") or s.get(s.raw, "data", "crop_size") or 256
+        size = section_value(s.sets, "data", "crop_size") or section_value(s.raw, "data", "crop_size") or 256
         info = DatasetInfo(name=name, num_classes=n, class_names=["unlabeled"] + CLASS_NAMES[:NUM_LABELS],
                            dontcare_index=0, has_instance=False, palette=[(0, 0, 0)] + PALETTE[:NUM_LABELS],
                            resolution=(int(size), int(size)))
         return info, None, {str(v): v + 1 for v in range(NUM_LABELS)} | {"255": 0}
     data = dict(spec)
-    if s.get(s.raw, "data", "root") is not None:
-        data["root"] = s.get(s.raw, "data", "root")
+    if section_value(s.raw, "data", "root") is not None:
+        data["root"] = section_value(s.raw, "data", "root")
     data.update({k: v for k, v in (s.sets.get("data") or {}).items() if k != "name"})
     data["flip"] = False
     if mode == "ade20k" and data.get("label_convention") != "scgan":
@@ -313,18 +274,14 @@ def _dataset_facts(mode: str, s: Settings) -> tuple[DatasetInfo, dict[str, Any] 
                               "channel 0, unlabeled), semsynth's label_convention scgan; keep it")
     if mode == "cityscapes" and data.get("use_instance"):
         raise ConversionError("data.use_instance: OASIS uses no instance maps; keep use_instance false")
-    try:
-        info = dataset_info(data)
-    except (ConfigError, ValueError, TypeError) as e:
-        raise ConversionError(f"the data settings of this conversion are not valid: {e}") from e
-    return info, data, {str(v): v for v in range(n)}
+    return dataset_info_checked(data), data, {str(v): v for v in range(n)}
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Which files
 
 
-def _pick_generator(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], s: Settings,
+def _pick_generator(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], s: OasisSettings,
                     checkpoint_path: Path | None, notes: list[str]) -> Mapping[str, torch.Tensor]:
     """The state dict of the generator to convert: the EMA one by default, the plain one with weights=plain."""
     weights = s.weights
@@ -366,7 +323,7 @@ def convert_oasis(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], *,
                   discriminator_state: Mapping[str, torch.Tensor] | None = None,
                   preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
                   checkpoint_path: Path | None = None) -> Converted:
-    s = Settings(preset, list(overrides))
+    s = OasisSettings(preset, list(overrides))
     notes: list[str] = []
     if encoder_state is not None:
         raise ConversionError("--encoder: OASIS has no style encoder (its variety comes from the noise z); convert "
@@ -405,23 +362,8 @@ def convert_oasis(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], *,
         s.sources["z_dim"] = f"tensor shapes ({cond} channels - {n} label channels)"
 
     # -- the generator --------------------------------------------------------------------------------------
-    norm_opt = opt.get("param_free_norm")
-    if shapes["batch_stats"]:
-        norm = s.resolve("param_free_norm", None, norm_opt)
-        if norm is None:
-            norm = "syncbatch"
-            s.sources["param_free_norm"] = "tensor shapes (batch-norm statistics)"
-        elif norm not in ("syncbatch", "batch"):
-            raise ConversionError(f"param_free_norm: {s.sources['param_free_norm']} says {norm!r} but the checkpoint "
-                                  f"holds batch-norm statistics (syncbatch or batch)")
-    else:
-        norm = s.resolve("param_free_norm", None, norm_opt)
-        if norm is None:
-            norm = "instance"
-            s.sources["param_free_norm"] = "tensor shapes (no batch-norm statistics: instance)"
-        elif norm not in ("instance", "none"):
-            raise ConversionError(f"param_free_norm: {s.sources['param_free_norm']} says {norm!r} but the checkpoint "
-                                  f"holds no batch-norm statistics (instance)")
+    norm = s.batch_like("param_free_norm", "batch-like" if shapes["batch_stats"] else "no-stats",
+                        opt.get("param_free_norm"))
     spec: dict[str, Any] = {
         "name": "oasis",
         "channels": s.resolve("channels", shapes["channels"], opt.get("channels_G")),
@@ -437,11 +379,7 @@ def convert_oasis(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], *,
     if spec.get("name") != "oasis":
         raise ConversionError(f"--set generator.name: OASIS's generator is 'oasis', not {spec['name']!r}")
     h, w = (int(x) for x in info.resolution)
-    interface = {"num_classes": n, "use_instance": False, "resolution": [h, w]}
-    try:
-        G = build_generator(spec, **interface)
-    except ConfigError as e:
-        raise ConversionError(f"cannot build the OASIS generator for this checkpoint: {e}") from e
+    G = build_checked(build_generator, spec, "OASIS generator", num_classes=n, use_instance=False, resolution=[h, w])
     hint = (f"read as OASIS with channels_G {spec['channels']}, {spec['num_res_blocks']} blocks, {n} label channels "
             f"({info.name}) + z_dim {spec.get('z_dim', 0) if noise else 0}; a shape difference means a wrong --from, "
             f"a wrong --preset or dataset (--set data.name=...)")
@@ -468,7 +406,7 @@ def convert_oasis(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], *,
                      sources=s.sources, notes=notes)
 
 
-def _convert_discriminator(state: Mapping[str, torch.Tensor], info: DatasetInfo, s: Settings) -> torch.nn.Module:
+def _convert_discriminator(state: Mapping[str, torch.Tensor], info: DatasetInfo, s: OasisSettings) -> torch.nn.Module:
     if not is_discriminator(state):
         raise ConversionError(f"--discriminator: not an OASIS discriminator checkpoint (no body_down.* / "
                               f"layer_up_last.weight; its first keys: {', '.join(list(state)[:3])})")
@@ -489,10 +427,8 @@ def _convert_discriminator(state: Mapping[str, torch.Tensor], info: DatasetInfo,
     spec = s.fill("discriminator", spec)
     if spec.get("name") != "oasis":
         raise ConversionError(f"--set discriminator.name: OASIS's discriminator is 'oasis', not {spec['name']!r}")
-    try:
-        D = build_discriminator(spec, num_classes=info.num_classes, use_instance=False)
-    except ConfigError as e:
-        raise ConversionError(f"cannot build the OASIS discriminator for this checkpoint: {e}") from e
+    D = build_checked(build_discriminator, spec, "OASIS discriminator", num_classes=info.num_classes,
+                      use_instance=False)
     load_strict(D, map_discriminator(state), "discriminator checkpoint",
                 f"read as the OASIS U-Net with channels {spec['channels']} and {spec['num_res_blocks']} blocks per half",
                 official_names(D))

@@ -30,21 +30,18 @@ from typing import Any
 
 import torch
 
-from ..config import dataset_info
 from ..data import DatasetInfo
 from ..errors import ConfigError
 from ..models import build_discriminator, build_generator
 from . import ConversionError, Converted, register, resolve_setting
-from .spade import (
+from .spade import load_renamed, resnet_key_map, resnet_shapes, sequential_units, unit_pairs
+from .spade_family import (
     SHAPES,
     Settings,
-    _get,
-    load_renamed,
+    dataset_info_checked,
+    has_instance_edge,
     looks_like,
-    resnet_key_map,
-    resnet_shapes,
-    sequential_units,
-    unit_pairs,
+    section_value,
     wrong_family,
 )
 
@@ -99,8 +96,8 @@ def _dataset(channels: int, opt: Mapping[str, Any], s: Settings, local: bool,
                               "generators take label maps")
     name = resolve_setting("dataset", [("opt.txt", "cityscapes" if opt.get("label_nc") == CITYSCAPES_LABEL_NC
                                         else ("custom" if opt.get("label_nc") is not None else None)),
-                                       (s.src_preset, _get(s.raw, "data", "name")),
-                                       ("--set", _get(s.sets, "data", "name"))], s.sources)
+                                       (s.src_preset, section_value(s.raw, "data", "name")),
+                                       ("--set", section_value(s.sets, "data", "name"))], s.sources)
     if name is None:
         if channels not in (CITYSCAPES_LABEL_NC, CITYSCAPES_LABEL_NC + 1):
             raise ConversionError(f"the generator reads {channels} input channels, not Cityscapes' 35 labelIds (+ "
@@ -120,11 +117,8 @@ def _dataset(channels: int, opt: Mapping[str, Any], s: Settings, local: bool,
         label_nc = int(label_nc)
     else:
         label_nc = CITYSCAPES_LABEL_NC
-    extra = channels - label_nc
-    if extra not in (0, 1):
-        raise ConversionError(f"the generator reads {channels} input channels, but {name} has {label_nc} label "
-                              f"channels (+ 1 with instance edges): wrong --from, --preset or dataset")
-    use_instance = s.resolve("use_instance", extra == 1, None if "no_instance" not in opt else not opt["no_instance"],
+    edge = has_instance_edge(channels, label_nc, name)
+    use_instance = s.resolve("use_instance", edge, None if "no_instance" not in opt else not opt["no_instance"],
                              sec="data")
     # the image size: resize_or_crop none = the full 2048x1024 images; scale_width = loadSize wide
     width = None
@@ -145,15 +139,12 @@ def _dataset(channels: int, opt: Mapping[str, Any], s: Settings, local: bool,
                                 "dontcare": None, "preprocess": "fixed", "crop_size": int(crop),
                                 "aspect_ratio": 2.0, "flip": False}
         return data, info, {str(v): v for v in range(label_nc)}
-    data = {"name": "cityscapes", "root": _get(s.raw, "data", "root") or "datasets/cityscapes", "preprocess": "fixed",
-            "load_size": int(crop), "crop_size": int(crop), "aspect_ratio": 2.0, "use_instance": bool(use_instance)}
+    data = {"name": "cityscapes", "root": section_value(s.raw, "data", "root") or "datasets/cityscapes",
+            "preprocess": "fixed", "load_size": int(crop), "crop_size": int(crop), "aspect_ratio": 2.0,
+            "use_instance": bool(use_instance)}
     data.update({k: v for k, v in (s.sets.get("data") or {}).items() if k != "name"})
     data["flip"] = False
-    try:
-        info = dataset_info(data)
-    except (ConfigError, ValueError, TypeError) as e:
-        raise ConversionError(f"the data settings of this conversion are not valid: {e}") from e
-    return data, info, {str(v): v for v in range(CITYSCAPES_LABEL_NC)}
+    return data, dataset_info_checked(data), {str(v): v for v in range(CITYSCAPES_LABEL_NC)}
 
 
 def _convert_discriminator(state: Mapping[str, torch.Tensor], info: DatasetInfo, channels: int,

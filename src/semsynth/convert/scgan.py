@@ -26,8 +26,8 @@ Official key -> semsynth key (generator), no value changed::
     X.weight_orig, _u, _v                         X.parametrizations.weight.original, .0._u, .0._v
 
 Discriminators: FPSE ``enc{k}.0.0.*`` / ``lat{k}.0.0.*`` / ``final{k}.0.0.*`` -> ``enc{k}.0.*`` ... (the conv inside
-the official norm wrapper), ``tf``, ``seg``, ``embedding`` unchanged; the multi-scale PatchGAN and the encoder are
-SPADE's (``convert/spade.py``).
+the official norm wrapper), ``tf``, ``seg``, ``embedding`` unchanged; the FPSE discriminator (CC-FPSE's), the
+multi-scale PatchGAN and the encoder (SPADE's) are converted as the SPADE family's (``convert/spade_family.py``).
 """
 
 from __future__ import annotations
@@ -39,19 +39,27 @@ from typing import Any
 
 import torch
 
-from ..config import dataset_info
 from ..data import DatasetInfo
-from ..errors import ConfigError
-from ..models import build_discriminator, build_generator
-from . import (
-    ConversionError,
-    Converted,
-    legacy_spectral_to_parametrized,
-    load_strict,
-    register,
-    resolve_setting,
+from ..models import build_generator
+from . import ConversionError, Converted, load_strict, register, resolve_setting
+from .spade_family import (
+    SHAPES,
+    Settings,
+    build_checked,
+    check_first_map,
+    convert_discriminator,
+    convert_encoder,
+    convert_fpse,
+    dataset_from_channels,
+    dataset_info_checked,
+    has_instance_edge,
+    official_test_data,
+    renamed,
+    section_value,
+    vae_first_layer,
+    weight_key,
+    wrong_family,
 )
-from .spade import SHAPES, Settings, _get, convert_discriminator, convert_encoder, wrong_family
 
 FAMILY = "SC-GAN"
 SVG = "pyramid_spaital_routing."  # (sic) the official attribute name
@@ -168,14 +176,6 @@ def effective_options(opt: Mapping[str, Any], opt_path: Path | None, checkpoint_
 # What the generator's tensor shapes say
 
 
-def _w(state: Mapping[str, torch.Tensor], prefix: str) -> str | None:
-    """The key of a conv's weight: ``prefix + weight_orig`` (spectral norm) or ``prefix + weight``."""
-    for suffix in ("weight_orig", "weight"):
-        if prefix + suffix in state:
-            return prefix + suffix
-    return None
-
-
 def check_family(state: Mapping[str, torch.Tensor]) -> None:
     if not any(k.startswith(SVG) for k in state) or not any(".conv_bases." in k for k in state):
         raise wrong_family(state, "scgan", "an SC-GAN generator (no pyramid_spaital_routing.* / conv_bases.* tensors "
@@ -188,8 +188,9 @@ def infer_generator(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     if any(k.startswith("up_4.") for k in state):
         raise ConversionError("generator checkpoint: it has an up_4 block (num_upsampling_layers 'most'), a layout "
                               "the official SC-GAN code cannot run and semsynth does not build")
-    need = {"svg": _w(state, SVG + "labelDec1.0."), "rgb": _w(state, SVG + "toRGB.0."),
-            "expert": _w(state, "head_0.conv_0.conv_bases.0."), "expert1": _w(state, "head_0.conv_1.conv_bases.0."),
+    need = {"svg": weight_key(state, SVG + "labelDec1.0."), "rgb": weight_key(state, SVG + "toRGB.0."),
+            "expert": weight_key(state, "head_0.conv_0.conv_bases.0."),
+            "expert1": weight_key(state, "head_0.conv_1.conv_bases.0."),
             "fc": "fc.weight" if "fc.weight" in state else None,
             "norm": "head_0.norm_0.affine_params_groups" if "head_0.norm_0.affine_params_groups" in state else None}
     missing = [k for k, v in need.items() if v is None]
@@ -227,13 +228,10 @@ def infer_generator(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         if mlp.shape[-1] != 3:
             raise ConversionError(f"generator checkpoint: the shortcut's SPADE has {mlp.shape[-1]}x{mlp.shape[-1]} "
                                   f"kernels (norm_G ...{mlp.shape[-1]}x{mlp.shape[-1]}); semsynth's SC-GAN builds 3x3")
-    if fc.dim() == 2:
-        out["input_mode"], out["z_dim"] = "noise", int(fc.shape[1])
-        cells, rem = divmod(int(fc.shape[0]), 16 * q)
-        if rem:
-            raise ConversionError(f"generator checkpoint: fc.weight has shape {list(fc.shape)}; its {fc.shape[0]} "
-                                  f"outputs are not a multiple of 16 * nff = {16 * q}")
-        out["start_cells"] = cells
+    vae = vae_first_layer(fc, 16 * q, "16 * nff")
+    if vae is not None:
+        out["input_mode"] = "noise"
+        out["z_dim"], out["start_cells"] = vae
     else:
         out["input_mode"] = "label"
         out["channels"] = int(fc.shape[1])  # the first layer reads the label map (labelDec1 must agree)
@@ -249,18 +247,10 @@ _STAGE = re.compile(r"^" + re.escape(SVG) + r"labelDec(\d+)\.(.*)$")
 _STACKED = {"weight_orig": "weight", "weight": "weight", "weight_u": "sn.u", "weight_v": "sn.v", "bias": "bias"}
 
 
-def _renamed(key: str, value: torch.Tensor, out: dict[str, torch.Tensor], names: dict[str, str], official: str
-             ) -> None:
-    for new, v in legacy_spectral_to_parametrized({key: value}).items():
-        out[new] = v
-        names[new] = official
-
-
 def map_generator(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Official generator keys -> semsynth's, the ``n`` experts of each SCC stacked; returns (state, semsynth key ->
     official key). Keys it does not know are kept as they are (``load_strict`` then names them)."""
-    out: dict[str, torch.Tensor] = {}
-    names: dict[str, str] = {}
+    pairs: list[tuple[str, str, torch.Tensor]] = []
     experts: dict[str, dict[int, dict[str, tuple[str, torch.Tensor]]]] = {}
     for k, v in state.items():
         m = _EXPERT.match(k)
@@ -275,7 +265,8 @@ def map_generator(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Te
             new = "svg.to_rgb." + k[len(SVG + "toRGB."):]
         elif k.endswith(".affine_params_groups"):
             new = k[: -len("affine_params_groups")] + "candidates"
-        _renamed(new, v, out, names, k)
+        pairs.append((k, new, v))
+    out, names = renamed(pairs)
     for prefix, by_index in experts.items():
         index = sorted(by_index)
         if index != list(range(len(index))):
@@ -302,16 +293,6 @@ def map_generator(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Te
     return out, names
 
 
-def map_fpse(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Official FPSE keys: ``enc{k}.0.0.*`` (the conv inside the norm wrapper) -> ``enc{k}.0.*``; likewise ``lat``,
-    ``final``."""
-    out: dict[str, torch.Tensor] = {}
-    names: dict[str, str] = {}
-    for k, v in state.items():
-        _renamed(re.sub(r"^((?:enc|lat|final)\d+)\.0\.0\.", r"\1.0.", k), v, out, names, k)
-    return out, names
-
-
 # ------------------------------------------------------------------------------------------------------------
 # The dataset: how the input channels split, the data spec, the label values (as the official loaders)
 
@@ -334,7 +315,7 @@ def scgan_dataset(channels: int, opt: Mapping[str, Any], cli: Mapping[str, Any],
     if mode_opt is not None and mode_opt not in DATASETS:
         raise ConversionError(f"{s.opt_label}: dataset_mode {mode_opt!r} is not one SC-GAN's code reads (ade20k, coco, "
                               f"celeba, cityscapes)")
-    pre, setn = _get(s.raw, "data", "name"), _get(s.sets, "data", "name")
+    pre, setn = section_value(s.raw, "data", "name"), section_value(s.sets, "data", "name")
     for src, v in ((s.src_preset, pre), ("--set", setn)):
         if v is not None and v not in BY_SEMSYNTH_NAME:
             raise ConversionError(f"data.name {v!r} ({src}): SC-GAN checkpoints convert for "
@@ -342,50 +323,18 @@ def scgan_dataset(channels: int, opt: Mapping[str, Any], cli: Mapping[str, Any],
     mode = resolve_setting("dataset", [(s.opt_label, mode_opt), (s.src_preset, BY_SEMSYNTH_NAME.get(pre)),
                                        ("--set", BY_SEMSYNTH_NAME.get(setn))], s.sources)
     if mode is None:
-        mode = CHANNEL_GUESS.get(channels)
-        if mode is None:
-            raise ConversionError(f"the generator reads {channels} input channels, which is none of SC-GAN's datasets "
-                                  f"(ADE20K 151, COCO-Stuff 183/184, CelebAMask-HQ 19, Cityscapes 35/36): give the "
-                                  f"checkpoint's opt.txt (--opt) or --set data.name=...")
-        s.sources["dataset"] = f"{SHAPES} ({channels} input channels)"
-        notes.append(f"no opt.txt: the dataset ({DATASETS[mode][0]}) was recognised from the {channels} input "
-                     f"channels; give --opt opt.txt to be sure")
+        mode = dataset_from_channels(channels, s, notes, FAMILY, CHANNEL_GUESS, DATASETS,
+                                     "ADE20K 151, COCO-Stuff 183/184, CelebAMask-HQ 19, Cityscapes 35/36",
+                                     "--set data.name=...")
     name, label_channels, defaults = DATASETS[mode]
-    if cli.get("label_nc") is not None:
-        from_opt = int(cli["label_nc"]) + int(bool(cli.get("contain_dontcare_label")))
-        if from_opt != label_channels:
-            raise ConversionError(f"opt.txt: label_nc {cli['label_nc']} (+ don't-care "
-                                  f"{bool(cli.get('contain_dontcare_label'))}) does not match {name}'s "
-                                  f"{label_channels} label channels")
-    extra = channels - label_channels
-    if extra not in (0, 1):
-        raise ConversionError(f"the generator reads {channels} input channels, but {name} has {label_channels} label "
-                              f"channels (+ 1 with instance edges): wrong --from, --preset or dataset")
+    edge = has_instance_edge(channels, label_channels, name, cli.get("label_nc"), cli.get("contain_dontcare_label"))
     opt_inst = None if cli.get("no_instance") is None else not cli["no_instance"]
-    use_instance = s.resolve("use_instance", extra == 1, opt_inst, sec="data")
+    use_instance = s.resolve("use_instance", edge, opt_inst, sec="data")
     if use_instance and mode in ("ade20k", "celeba"):
         raise ConversionError(f"{name} has no instance maps, but the generator reads an instance-edge channel "
                               f"({channels} = {label_channels} + 1)")
-    data: dict[str, Any] = {"name": name, **defaults}
-    if mode in ("coco", "cityscapes"):
-        data["use_instance"] = bool(use_instance)
-    if _get(s.raw, "data", "root") is not None:
-        data["root"] = _get(s.raw, "data", "root")
-    for key in ("crop_size", "aspect_ratio"):
-        value = s.resolve(key, None, opt.get(key), sec="data")
-        if value is not None:
-            data[key] = value
-    data.update({k: v for k, v in (s.sets.get("data") or {}).items() if k != "name"})
-    data["load_size"] = data["crop_size"]  # test.py: resized to the crop size, no random crop
-    data["flip"] = False
-    if mode == "ade20k" and data.get("label_convention") != "scgan":
-        raise ConversionError("data.label_convention: SC-GAN's ADE20K models read the labels unshifted "
-                              "(label_convention scgan: raw 0 = channel 0, class k = channel k), as the official "
-                              "loader did; keep it")
-    try:
-        info = dataset_info(data)
-    except (ConfigError, ValueError, TypeError) as e:
-        raise ConversionError(f"the data settings of this conversion are not valid: {e}") from e
+    data = official_test_data({"name": name, **defaults}, mode, use_instance, opt, s, FAMILY)
+    info = dataset_info_checked(data)
     if mode == "ade20k":
         notes.append("ADE20K labels are read unshifted (raw 0 'other' = channel 0, class k = channel k), as the "
                      "official SC-GAN loader reads them")
@@ -460,13 +409,8 @@ def plan_generator(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], cl
     h, w = (int(x) for x in info.resolution)
     spec = generator_spec(shapes, opt, s, mode, info, notes)
     if shapes["input_mode"] == "noise":
-        factor = 32 if spec["layout"] == "normal" else 64
-        if (h // factor) * (w // factor) != shapes["start_cells"] or h % factor or w % factor:
-            raise ConversionError(f"generator checkpoint: fc.weight has shape {list(state['fc.weight'].shape)}, a "
-                                  f"first map of {shapes['start_cells']} cells (16 * nff = {16 * shapes['fc_width']} "
-                                  f"channels each), but the image size {h}x{w} gives {(h // factor) * (w // factor)} "
-                                  f"at 1/{factor}: give the training image size (--opt opt.txt, or --set "
-                                  f"data.crop_size=...)")
+        check_first_map(state["fc.weight"], shapes["start_cells"], f"16 * nff = {16 * shapes['fc_width']}", (h, w),
+                        32 if spec["layout"] == "normal" else 64)
     hint = (f"read as SC-GAN with ngf {spec['srg_width']}, nff {spec['fc_width']}, nrf {spec['svg_width']}, "
             f"{spec['conv_candidates']} conv / {spec['norm_candidates']} norm candidates, {channels} input channels "
             f"({info.name}{', instance edge' if info.has_instance else ''}), "
@@ -482,44 +426,10 @@ def convert_generator(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any],
                       s: ScganSettings, notes: list[str]) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(G holding the official weights, the plan of :func:`plan_generator`)."""
     plan = plan_generator(state, opt, cli, s, notes)
-    try:
-        G = build_generator(plan["spec"], **plan["interface"])
-    except ConfigError as e:
-        raise ConversionError(f"cannot build the SC-GAN generator for this checkpoint: {e}") from e
+    G = build_checked(build_generator, plan["spec"], "SC-GAN generator", **plan["interface"])
     mapped, names = map_generator(state)
     load_strict(G, mapped, "generator checkpoint", plan["hint"], official_names=names)
     return G, plan
-
-
-# ------------------------------------------------------------------------------------------------------------
-# The FPSE discriminator (ADE20K, COCO-Stuff)
-
-
-def convert_fpse(state: Mapping[str, torch.Tensor], info: DatasetInfo, channels: int, s: ScganSettings
-                 ) -> torch.nn.Module:
-    key = _w(state, "enc1.0.0.")
-    if key is None or "embedding.weight" not in state:
-        raise ConversionError(f"--discriminator: not an SC-GAN FPSE discriminator checkpoint (no enc1.0.0.weight_orig "
-                              f"/ embedding.weight; its first keys: {', '.join(list(state)[:3])})")
-    emb = state["embedding.weight"]
-    if int(emb.shape[1]) != channels:
-        raise ConversionError(f"--discriminator: embedding.weight has shape {list(emb.shape)}, {emb.shape[1]} label "
-                              f"channels, but the generator reads {channels}: the two files are of different models")
-    spec: dict[str, Any] = {"name": "fpse"}
-    for name, value in (("width", int(state[key].shape[0])), ("spectral", key.endswith("_orig"))):
-        spec[name] = s.resolve(name, value, sec="discriminator")
-    spec = s.fill("discriminator", spec)
-    if spec.get("name") != "fpse":
-        raise ConversionError(f"--discriminator: the checkpoint is an FPSE discriminator, not {spec['name']!r}")
-    try:
-        D = build_discriminator(spec, num_classes=info.num_classes, use_instance=info.has_instance)
-    except ConfigError as e:
-        raise ConversionError(f"cannot build the discriminator for this checkpoint: {e}") from e
-    mapped, names = map_fpse(state)
-    load_strict(D, mapped, "discriminator checkpoint",
-                f"read as an FPSE discriminator of width {spec['width']} on {channels} label channels (norm_D "
-                f"spectralinstance)", official_names=names)
-    return D
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -564,7 +474,7 @@ def convert_scgan(state: Mapping[str, torch.Tensor], opt: Mapping[str, Any], *,
             raise ConversionError(f"--discriminator: {s.sources['discriminator.name']} says netD {given!r}, but the "
                                   f"checkpoint is a{'n FPSE' if fpse else ' multi-scale'} discriminator")
         s.sources["discriminator.name"] = SHAPES
-        D = convert_fpse(discriminator_state, info, channels, s) if fpse else \
+        D = convert_fpse(discriminator_state, info, channels, s, FAMILY) if fpse else \
             convert_discriminator(discriminator_state, info, channels, s, family=FAMILY)
     return Converted(generator=G, info=info, encoder=E, discriminator=D, label_values=plan["label_values"],
                      data=plan["data"], sources=s.sources, notes=notes)

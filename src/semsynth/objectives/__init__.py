@@ -8,6 +8,9 @@ VGG19) with this interface:
 * ``needs_discriminator`` (class attribute): ``False`` for objectives without an adversary (CRN's regression);
   the config then has ``discriminator: null``;
 * ``uses_encoder`` (class attribute): whether a VAE encoder's KL term is part of it;
+* ``discriminator_kinds`` (class attribute): the ``output_kind`` of the discriminators it reads (``patch``: a list of
+  realness logit maps, the default; ``segmentation``: per-pixel N+1 class logits, OASIS); a config pairing it with
+  another kind is refused;
 * ``prepare(device)``: load what the objective needs from disk (pretrained weights), move to ``device``; a missing
   file raises a ``MissingWeightsError`` that says where to put it and which setting removes the need. The
   constructor itself is cheap (it only checks the settings), so configs are validated without loading anything;
@@ -41,6 +44,7 @@ class Objective(nn.Module):
     """Base class: see the module docstring for the interface."""
 
     needs_discriminator = True
+    discriminator_kinds: tuple[str, ...] = ("patch",)  # the discriminators' ``output_kind`` it reads
     uses_encoder = False
     find_unused_parameters = False
 

@@ -111,6 +111,8 @@ class OASISObjective(Objective):
         vgg_imagenet_normalize: official: VGG sees [-1, 1] images as they are.
     """
 
+    discriminator_kinds = ("segmentation",)  # the OASIS D's per-pixel N+1 logits
+
     uses_encoder = False
 
     def __init__(self, lambda_labelmix: float = 10.0, class_balancing: bool = True, dontcare_channel: int | None = 0,

@@ -109,6 +109,8 @@ class OASISDiscriminator(nn.Module):
         init, init_gain: weight initialisation (official: xavier-normal, gain 0.02).
     """
 
+    output_kind = "segmentation"  # per-pixel N+1 class logits, read by the ``oasis`` objective
+
     def __init__(self, num_classes: int, use_instance: bool = False, *, channels: int = 64, num_res_blocks: int = 6,
                  spectral: bool = True, init: str = "xavier", init_gain: float = 0.02) -> None:
         super().__init__()

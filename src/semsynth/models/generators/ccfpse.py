@@ -22,9 +22,12 @@ Reading order follows the generator half of the paper's architecture figure:
 Differences from the official code a user could notice (docs/models.md):
 
 * The official block also builds three BatchNorms that its forward never calls (``norm_0``, ``conv_0.norm_layer``,
-  ``conv_2.norm_layer``); semsynth does not build them. The official parameter count includes their
-  26,112 parameters (ngf 64): 140,704,323 with the VAE (ADE20K) is 140,678,211 here. The converter checks and
-  drops their (never trained) tensors.
+  ``conv_2.norm_layer``: 26,112 parameters at ngf 64). semsynth builds them too, under the official names, but
+  **inert** (:class:`CondConvBlock`): never called and frozen. They exist only so that the state dict has the
+  official layout (a converted checkpoint loads as it is) and the parameter count is the official one (140,704,323
+  with the VAE at the ADE20K setting). Being frozen, they are not trainable parameters here, where the official
+  ones are trainable parameters that never get a gradient: a count of ``requires_grad`` parameters only is 26,112
+  lower than the official one.
 * ``num_upsampling_layers="most"`` (SPADE's 8-scale layout) does not exist in CC-FPSE: the label pyramid has no
   level for it, so only ``normal`` and ``more`` are offered.
 * The official code picks ``more`` from ``--dataset_mode cityscapes``; here it is an option.
@@ -151,9 +154,29 @@ class DepthwiseSeparableCC(nn.Module):
         return F.leaky_relu(y * self.attention(cond), 0.2)
 
 
+def inert_batchnorm(channels: int) -> nn.BatchNorm2d:
+    """A BatchNorm that no forward calls, frozen (``requires_grad_(False)``): it keeps its initial values through
+    training. Only for the official state layout and parameter count (see :class:`CondConvBlock`)."""
+    return nn.BatchNorm2d(channels, affine=True).requires_grad_(False)
+
+
+class InertDepthConvNorm(nn.Module):
+    """Stands where the official block has a ``DepthConv``, holding only its ``norm_layer`` (an inert BatchNorm:
+    the official ``DepthConv.forward`` never calls it). Has no forward."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm_layer = inert_batchnorm(channels)
+
+
 class CondConvBlock(nn.Module):
     """``x + cc_1(cc_0(x))`` (middle width ``min(fin, fout)``), with ``conv_1x1(SPADE(x))`` as the shortcut when
-    the width changes. Both convolutions and the shortcut read the same condition map."""
+    the width changes. Both convolutions and the shortcut read the same condition map.
+
+    ``norm_0``, ``conv_0.norm_layer`` and ``conv_2.norm_layer`` are **inert**: three BatchNorms the official block
+    (``DepthsepCCBlock``) builds but its forward never calls. They are kept, under the official names, only so that
+    the state dict has the official layout (official checkpoints load as they are) and the parameter count equals
+    the official one; :meth:`forward` never calls them and they are frozen, so they keep their initial values."""
 
     def __init__(self, fin: int, fout: int, cond_channels: int, hidden: int, spade_hidden: int, norm: str,
                  spectral: bool) -> None:
@@ -165,6 +188,10 @@ class CondConvBlock(nn.Module):
         if self.learned_shortcut:
             self.shortcut_norm = SPADE(fin, cond_channels, spade_hidden, 3, norm)
             self.shortcut_conv = spectral_norm(nn.Conv2d(fin, fout, 1, bias=False), spectral)
+        # inert: never called, frozen (the official layout and parameter count; see the class docstring)
+        self.norm_0 = inert_batchnorm(fmid)
+        self.conv_0 = InertDepthConvNorm(fin)
+        self.conv_2 = InertDepthConvNorm(fmid)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         xs = self.shortcut_conv(self.shortcut_norm(x, cond)) if self.learned_shortcut else x
