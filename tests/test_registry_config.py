@@ -272,6 +272,8 @@ def test_every_registered_model_option_is_validated_at_resolve_time():
         raw[sec] = dict(base)
         if sec == "generator" and generator_latent_dim({**reg.defaults(name), **base}) == 0:
             raw["encoder"] = None  # a deterministic generator takes no encoder
+        if sec == "discriminator" and getattr(reg.get(name), "output_kind", "patch") == "segmentation":
+            raw["loss"] = {"name": "oasis"}  # a segmentation D goes with the objective that reads it
         resolve_config(raw)  # the base is valid
         for option in reg.parameters(name):
             if option in interface:

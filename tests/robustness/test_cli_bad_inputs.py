@@ -163,6 +163,35 @@ def dangling_label(ws, tmp):
     return {"l": d}
 
 
+def instance_model(ws, tmp):
+    """A tiny generator whose input has an instance-edge channel, exported ({im}, 4 classes at 32x32); two layouts
+    {il} (a.png, b.png), instance maps {ii} of both, {ii_one} of a.png only, {ii_small} a 16x16 map of a.png, {ii_bad}
+    not an image."""
+    import torch
+
+    from semsynth.data import DatasetInfo
+    from semsynth.models import build_generator
+    from semsynth.training import export_model
+
+    torch.manual_seed(0)
+    G = build_generator({"name": "spade", "ngf": 1, "spade_hidden": 4}, num_classes=4, use_instance=True,
+                        resolution=32)
+    info = DatasetInfo(name="custom", num_classes=4, class_names=["a", "b", "c", "d"], has_instance=True,
+                       resolution=(32, 32))
+    m = export_model(tmp / "im", G, info)
+    ids = np.tile(np.arange(4, dtype=np.uint8).repeat(8), (32, 1))
+    for d in ("il", "ii", "ii_one", "ii_small", "ii_bad"):
+        (tmp / d).mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(ids).save(tmp / "il" / name)
+        Image.fromarray(ids * 10).save(tmp / "ii" / name)
+    Image.fromarray(ids * 10).save(tmp / "ii_one" / "a.png")
+    Image.fromarray(ids[:16, :16]).save(tmp / "ii_small" / "a.png")
+    (tmp / "ii_bad" / "a.png").write_bytes(b"not a PNG")
+    return {"im": m, "il": tmp / "il", "ii": tmp / "ii", "ii_one": tmp / "ii_one", "ii_small": tmp / "ii_small",
+            "ii_bad": tmp / "ii_bad"}
+
+
 def data_tree_with(kind: str):
     """A custom dataset (images/ + labels/) with one problem."""
     def setup(ws, tmp):
@@ -367,6 +396,7 @@ def oasis_model(ws, tmp):
 OASIS = ["convert", "--from", "oasis", "--checkpoint", "{c}", "--out", "{out}", "--set", "data.name=custom", "--set",
          "data.num_classes=6", "--set", "data.crop_size=64", "--set", "data.aspect_ratio=2.0"]
 RESAMPLE = ["generate", "--model", "{om}", "--labels", "{ol}", "--out", "{out}", "--seeds", "1", "--resample-from", "0"]
+INST = ["generate", "--model", "{im}", "--labels", "{il}", "--out", "{out}"]
 
 
 SEG_SPEC_PAYLOAD = "drn-d-105,weights={payload_torch}"
@@ -609,6 +639,24 @@ CASES: list[Case] = [
                                 "l": _with_label(tmp / "labels", ws["label"], "notes.txt")}),
     Case("gen-label-dangling-link", ["generate", "--model", "{model}", "--labels", "{l}", "--out", "{out}"],
          "broken.png", setup=dangling_label),
+    # generate --instances: the instance maps of models that read instance edges (converted COCO-Stuff, Cityscapes)
+    Case("gen-instances-missing", INST + ["--instances", "{tmp}/nowhere"], "no such file or directory",
+         setup=instance_model),
+    Case("gen-instances-one-layout-lacks-one", INST + ["--instances", "{ii_one}"],
+         ("no instance map for 1 layout(s): b.png", "named like the label file"), setup=instance_model),
+    Case("gen-instances-size-mismatch", INST[:4] + ["{il}/a.png"] + INST[5:] + ["--instances", "{ii_small}"],
+         ("instance map is 16x16 but the layout a.png is 32x32", "at its size"), setup=instance_model),
+    Case("gen-instances-not-an-image", INST[:4] + ["{il}/a.png"] + INST[5:] + ["--instances", "{ii_bad}"],
+         ("ii_bad/a.png", "cannot read this instance map"), setup=instance_model),
+    Case("gen-instances-one-file-for-a-folder", INST + ["--instances", "{ii}/a.png"],
+         "a single instance map, but --labels gives 2 layouts", setup=instance_model),
+    Case("gen-instances-model-without-edges", ["generate", "--model", "{model}", "--labels", "{labels}", "--out",
+                                               "{out}", "--instances", "{labels}"],
+         ("reads no instance-edge channel", "drop --instances")),
+    Case("gen-instances-not-given", INST, ("without --instances it is empty", "wrote 2 image"), rc=0, absent=(),
+         setup=instance_model),
+    Case("gen-instances-ok", INST + ["--instances", "{ii}"], "wrote 2 image", rc=0, absent=(),
+         setup=instance_model),
 
     # ---- generate: seeds, modes, sizes ---------------------------------------------------------------------
     Case("seeds-empty-item", ["generate", "--model", "{model}", "--labels", "{labels}", "--out", "{out}",

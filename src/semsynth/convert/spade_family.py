@@ -15,6 +15,10 @@ read the same way:
    key of every tensor for the messages (:func:`renamed`, :func:`load_mapped`).
 5. **SPADE's encoder and discriminators**: the ``ConvEncoder`` (:func:`convert_encoder`), the multi-scale PatchGAN
    (:func:`convert_discriminator`) and the FPSE discriminator of CC-FPSE and SC-GAN (:func:`convert_fpse`).
+
+Small helpers for every family's generator sit between 1 and 2: the VAE's linear first layer and the image size it
+fixes (:func:`vae_first_layer`, :func:`check_first_map`), building a network with the errors of a conversion
+(:func:`build_checked`).
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ def wrong_family(state: Mapping[str, torch.Tensor], expected: str, what: str) ->
     keys = list(state)
     return ConversionError(f"the generator checkpoint is not {what} (its first keys: {', '.join(keys[:3])})"
                            f"{family_hint(state, expected)}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Reading the tensor shapes, building the semsynth networks
 
 
 def section_value(sections: Mapping[str, Any], sec: str, key: str) -> Any:
