@@ -294,6 +294,7 @@ def test_every_registered_model_option_is_validated_at_resolve_time():
 
 DATA_BASES = {
     "synthetic-faces": {"name": "synthetic-faces", "resolution": 64, "num_samples": 4},
+    "synthetic-landscapes": {"name": "synthetic-landscapes", "resolution": 64, "num_samples": 4},
     "ade20k": {"name": "ade20k", "root": "/nonexistent/ade", "crop_size": 64, "load_size": 72},
     "coco-stuff": {"name": "coco-stuff", "root": "/nonexistent/coco", "crop_size": 64, "load_size": 72},
     "cityscapes": {"name": "cityscapes", "root": "/nonexistent/cityscapes", "crop_size": 128},

@@ -15,10 +15,12 @@ def add_data_commands(parser: argparse.ArgumentParser) -> None:
     dsub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     dsub.required = True
     mk = dsub.add_parser("make", help="write a built-in procedural dataset to disk (image/label folders)")
-    mk.add_argument("dataset", help="synthetic-faces")
+    mk.add_argument("dataset", help="a built-in world: synthetic-faces, synthetic-landscapes")
     mk.add_argument("--out", required=True, help="output directory")
     mk.add_argument("--num", type=int, default=100, help="number of samples (default 100)")
-    mk.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    mk.add_argument("--size", "--resolution", dest="size", type=int, default=None, metavar="PIXELS",
+                    help="image size in pixels, a multiple of 32 (default: the world's own, 64 for faces, 128 for "
+                         "landscapes)")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--split", default="train", choices=["train", "val", "test"])
     mk.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: "
@@ -74,16 +76,21 @@ def _data_spec(args: argparse.Namespace) -> tuple[str, str, dict]:
 
 def run_data_command(args: argparse.Namespace) -> int:
     if args.data_command == "make":
-        from .synthetic_faces import write_synthetic_faces
+        from .worlds import default_resolution, world_class, write_world
 
-        if args.dataset != "synthetic-faces":
-            raise SemsynthError(f"'data make' can write: synthetic-faces (got {args.dataset!r})")
+        cls = world_class(args.dataset)
         if not 1 <= args.num <= MAX_MAKE_NUM:
             raise SemsynthError(f"--num {args.num}: must be between 1 and {MAX_MAKE_NUM:,} samples")
-        if not (32 <= args.size <= MAX_MAKE_SIZE and args.size % 32 == 0):
-            raise SemsynthError(f"--size {args.size}: must be a multiple of 32 between 32 and {MAX_MAKE_SIZE} pixels")
-        out = write_synthetic_faces(args.out, args.num, size=args.size, seed=args.seed, split=args.split)
-        print(f"wrote {args.num} samples to {out}")
+        low, step = cls.MIN_RESOLUTION, cls.RESOLUTION_STEP
+        size = default_resolution(cls) if args.size is None else args.size
+        if not (low <= size <= MAX_MAKE_SIZE and size % step == 0):
+            raise SemsynthError(f"--size/--resolution {size}: {args.dataset} needs a multiple of {step} between "
+                                f"{low} and {MAX_MAKE_SIZE} pixels")
+        if args.seed < 0:
+            raise SemsynthError(f"--seed {args.seed}: must be >= 0")
+        ds = cls(args.split, resolution=size, num_samples=args.num, seed=args.seed)
+        out = write_world(ds, args.out)
+        print(f"wrote {args.num} {args.dataset} samples at {size}x{size} to {out}")
         return 0
     if args.data_command == "check":
         from .check import check_dataset

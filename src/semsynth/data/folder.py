@@ -328,7 +328,8 @@ def read_image(path: Path) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def read_label(path: Path, colours: bool = False, colour_rgb: bool = False) -> LabelRead:
+def read_label(path: Path, colours: bool = False, colour_rgb: bool = False,
+               image: Image.Image | None = None) -> LabelRead:
     """Read a label map of class ids; with ``colours=True`` RGB/palette maps come back as ``[H, W, 3]`` colours.
 
     Accepted: 8-bit greyscale (``L``, and ``LA`` whose alpha is ignored), 1-bit, palette (``P``/``PA``: its
@@ -336,8 +337,9 @@ def read_label(path: Path, colours: bool = False, colour_rgb: bool = False) -> L
     are equal. A colour RGB(A) map raises ``rgb-label``, or, with ``colour_rgb=True`` (``semsynth generate``, which
     decodes colours with the model's palette), comes back as ``[H, W, 3]`` colours. Any other mode (CMYK, YCbCr,
     float ``F``, ...) raises ``unsupported-mode``. Datasets and ``semsynth generate`` both read label files here.
+    ``image``: an image already opened and decoded (an upload of ``semsynth serve``); ``path`` then only names it.
     """
-    img = _open(path, "label map")
+    img = _open(path, "label map") if image is None else image
     mode, warns = img.mode, []
     if colours and mode in ("RGB", "RGBA", "P", "PA", "LA", "L", "1"):
         return LabelRead(np.asarray(img.convert("RGB")), mode)
@@ -401,10 +403,10 @@ def match_colours(rgb: np.ndarray, table: Mapping[int, int]) -> tuple[np.ndarray
     return ids[inv.ravel()].reshape(packed.shape), unknown
 
 
-def read_instance(path: Path) -> np.ndarray:
+def read_instance(path: Path, image: Image.Image | None = None) -> np.ndarray:
     """Instance ids ``[H, W]``: 8/16/32-bit greyscale as is; RGB colours packed into one id (edges only need
-    equality between neighbours)."""
-    img = _open(path, "instance map")
+    equality between neighbours). ``image``: already opened (an upload); ``path`` then only names it."""
+    img = _open(path, "instance map") if image is None else image
     if img.mode in ("L", "P", "1"):
         return np.asarray(img, dtype=np.uint8) if img.mode == "1" else np.asarray(img)
     if img.mode.startswith("I"):

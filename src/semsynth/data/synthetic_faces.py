@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
@@ -334,13 +333,16 @@ def _check_int(name: str, value: object, ok: Callable[[int], bool], need: str) -
 class SyntheticFaces(torch.utils.data.Dataset):
     """Random portraits with their face-parsing label maps; sample ``i`` depends only on (seed, split, i)."""
 
+    MIN_RESOLUTION, RESOLUTION_STEP = 32, 32
+
     def __init__(self, split: str = "train", *, resolution: int = 64, num_samples: int = 2000,
                  seed: int = 0) -> None:
         if not isinstance(split, str) or split not in _SPLITS:
             raise ConfigError(f"synthetic-faces: unknown split {split!r}; valid splits are: "
                               f"{', '.join(_SPLITS)}")
-        resolution = _check_int("resolution", resolution, lambda r: r >= 32 and r % 32 == 0,
-                                "a multiple of 32 and >= 32")
+        step, low = self.RESOLUTION_STEP, self.MIN_RESOLUTION
+        resolution = _check_int("resolution", resolution, lambda r: r >= low and r % step == 0,
+                                f"a multiple of {step} and >= {low}")
         num_samples = _check_int("num_samples", num_samples, lambda n: n >= 1, "an integer >= 1")
         seed = _check_int("seed", seed, lambda n: n >= 0, "an integer >= 0")
         self.split, self.resolution, self.num_samples, self.seed = split, resolution, num_samples, seed
@@ -379,22 +381,6 @@ def write_synthetic_faces(out_dir: str | Path, num: int, size: int = 64, seed: i
 
     The files hold exactly ``SyntheticFaces(split, resolution=size, num_samples=num, seed=seed)``; returns
     out_dir. ``progress``: show progress on stderr (``utils.progress``)."""
-    from ..utils.files import atomic_write_text
-    from ..utils.images import save_png
-    from ..utils.progress import progress_bar
+    from .worlds import write_world
 
-    ds = SyntheticFaces(split, resolution=size, num_samples=num, seed=seed)
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    with progress_bar(num, "data make", unit="img", enabled=progress) as bar:
-        for i in range(num):
-            image, label = ds.sample_arrays(i)
-            name = f"{split}_{i:06d}"
-            save_png(image, out / "images" / f"{name}.png")  # atomic: a full disk leaves no torn file
-            save_png(label, out / "labels" / f"{name}.png")
-            bar.update()
-    meta = {"name": "synthetic-faces", "num_classes": len(CLASS_NAMES), "class_names": list(CLASS_NAMES),
-            "palette": [list(c) for c in PALETTE], "dontcare": None}
-    atomic_write_text(yaml.safe_dump(meta, sort_keys=False), out / "dataset.yaml")
-    return out
+    return write_world(SyntheticFaces(split, resolution=size, num_samples=num, seed=seed), out_dir, progress)

@@ -1,0 +1,82 @@
+"""The built-in procedural worlds (``synthetic-faces``, ``synthetic-landscapes``) and writing one to disk.
+
+A world is a dataset class generated on the fly: it takes ``(split, resolution=, num_samples=, seed=)``,
+has ``info`` (:class:`DatasetInfo`), ``sample_arrays(i)`` -> ``(image uint8 [H, W, 3], label uint8 [H, W])``
+and the class attributes ``MIN_RESOLUTION`` and ``RESOLUTION_STEP`` (resolutions are multiples of the step).
+``semsynth data make NAME`` writes any of them in the standard folder layout that the ``custom`` dataset reads
+back.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import yaml
+
+from ..errors import ConfigError
+
+
+def builtin_worlds() -> dict[str, type]:
+    """Registered name -> dataset class of every built-in procedural world."""
+    from .synthetic_faces import SyntheticFaces
+    from .synthetic_landscapes import SyntheticLandscapes
+
+    return {"synthetic-faces": SyntheticFaces, "synthetic-landscapes": SyntheticLandscapes}
+
+
+def world_class(name: str) -> type:
+    """The dataset class of built-in world ``name``; ConfigError naming the worlds otherwise."""
+    worlds = builtin_worlds()
+    if name not in worlds:
+        raise ConfigError(f"{name!r} is not a built-in world; 'data make' can write: {', '.join(worlds)}")
+    return worlds[name]
+
+
+def default_resolution(cls: type) -> int:
+    """The resolution a world's class makes when none is given (its constructor's default)."""
+    return inspect.signature(cls).parameters["resolution"].default
+
+
+def write_world(dataset, out_dir: str | Path, progress: bool = True) -> Path:
+    """Write every sample of a built-in world ``dataset`` into ``out_dir``: ``images/<split>_<index>.png``
+    (RGB), ``labels/<split>_<index>.png`` (8-bit single-channel class ids) and ``dataset.yaml`` (name,
+    num_classes, class_names, palette as lists, dontcare: null). Returns ``out_dir``.
+
+    The files hold exactly ``dataset.sample_arrays(i)`` for ``i < len(dataset)``. ``progress``: show progress
+    on stderr (``utils.progress``)."""
+    from ..utils.files import atomic_write_text
+    from ..utils.images import save_png
+    from ..utils.progress import progress_bar
+
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    num, split, info = len(dataset), dataset.split, dataset.info
+    with progress_bar(num, "data make", unit="img", enabled=progress) as bar:
+        for i in range(num):
+            image, label = dataset.sample_arrays(i)
+            name = f"{split}_{i:06d}"
+            save_png(image, out / "images" / f"{name}.png")  # atomic: a full disk leaves no torn file
+            save_png(label, out / "labels" / f"{name}.png")
+            bar.update()
+    meta = {"name": info.name, "num_classes": info.num_classes, "class_names": list(info.class_names),
+            "palette": [list(c) for c in info.palette], "dontcare": None}
+    atomic_write_text(yaml.safe_dump(meta, sort_keys=False), out / "dataset.yaml")
+    return out
+
+
+def class_frequencies(dataset, num: int | None = None) -> dict[str, tuple[float, float]]:
+    """Class name -> (share of samples in which the class appears, share of all pixels), over the first
+    ``num`` samples of a built-in world (all of them by default)."""
+    import numpy as np
+
+    k = dataset.info.num_classes
+    num = len(dataset) if num is None else min(num, len(dataset))
+    present, pixels = np.zeros(k), np.zeros(k)
+    for i in range(num):
+        counts = np.bincount(dataset.sample_arrays(i)[1].ravel(), minlength=k)[:k]
+        present += counts > 0
+        pixels += counts
+    return {name: (float(present[c] / num), float(pixels[c] / max(pixels.sum(), 1)))
+            for c, name in enumerate(dataset.info.class_names)}
