@@ -6,7 +6,9 @@ The fenced ``bash`` blocks of README.md and docs/*.md are read; each command is
   in order, so that ``semsynth train`` makes the run that the next ``semsynth generate`` reads), with the sizes
   shrunk (``TINY`` below: fewer images, samples, epochs);
 * or, where it needs what a test cannot have (a dataset download, several GPUs, a benchmark's minutes), parsed by
-  the CLI's own parser and, for ``train``, run with ``--dry-run``, with the reason recorded in ``NOT_RUN``.
+  the CLI's own parser and, for ``train``, run with ``--dry-run``, with the reason recorded in ``NOT_RUN``;
+* ``semsynth serve`` runs until stopped: in a document with ``curl`` examples of ``http://127.0.0.1:8000``, the first
+  one is started in a subprocess on a free port and the examples are sent to it (``NOT_RUN["serve"]``).
 
 A command that fits no rule fails the test, so a new example in the docs is run from its first day.
 """
@@ -62,7 +64,14 @@ NOT_RUN = {
     "shell": "a shell command (download instructions), not semsynth",
     "data": "needs a dataset download (ADE20K, Cityscapes, COCO-Stuff, CelebAMask-HQ), a released checkpoint, or a "
             "run made from one; parsed, and train commands run with --dry-run",
+    "serve": "a server runs until it is stopped: in a document with curl examples, the first `semsynth serve` is "
+             "started in a subprocess with --port 0 (any free port), the curl examples are sent to it (the address "
+             "rewritten), and it is stopped at the end; any other `semsynth serve` is parsed and its options and "
+             "--model directories checked",
+    "curl": "an HTTP request to the server of the document's `semsynth serve` (http://127.0.0.1:8000): run with "
+            "curl against the started server; must exit 0, and a file written with -o must be a PNG",
 }
+LOCAL_SERVER = ("http://127.0.0.1:8000", "http://localhost:8000")
 
 
 def classify(cmd: str) -> str:
@@ -73,10 +82,14 @@ def classify(cmd: str) -> str:
         return "torchrun"
     if words[0] == "python" and words[1].startswith("benchmarks/"):
         return "benchmark"
+    if words[0] == "curl" and any(s in cmd for s in LOCAL_SERVER):
+        return "curl"
     if words[0] in ("curl", "mkdir", "cd", "pip", "wget"):
         return "shell"
     if words[0] != "semsynth":
         raise AssertionError(f"unclassified command in the docs: {cmd!r}; add a rule to tests/test_docs_examples.py")
+    if words[1] == "serve":
+        return "serve"
     if words[1] == "convert":
         return "data"  # a released checkpoint (a download); tests/convert/ run the command on official files
     if any(s in cmd for s in NEEDS_DATA) or " MODEL " in f" {cmd} " and ("--data-root /data" in cmd):
@@ -182,6 +195,10 @@ def _workspace(tmp: Path, cmds: list[str], run: Path) -> None:
     shutil.copytree(faces / "labels", tmp / "layouts")
     shutil.copy(sorted((faces / "labels").iterdir())[0], tmp / "layout.png")
     Image.open(sorted((faces / "images").iterdir())[0]).convert("RGB").save(tmp / "face.jpg")
+    mask = np.zeros((64, 64), np.uint8)  # a region to re-sample (docs/serve.md), at the layout's size
+    mask[8:32, 16:48] = 255
+    Image.fromarray(mask).save(tmp / "mask.png")
+    (tmp / "request.json").write_text('{"label": [[0, 1, 1], [0, 1, 1]], "seed": 3}\n')  # as docs/serve.md shows
     if any("src/semsynth/assets" in c for c in cmds):
         # a copy, never a link: an example writes into it (`semsynth export --out src/semsynth/assets/...`)
         shutil.copytree(REPO / "src" / "semsynth" / "assets", tmp / "src" / "semsynth" / "assets")
@@ -205,6 +222,47 @@ def bundled_assets_unchanged():
     yield
     after = {p: p.stat().st_mtime_ns for p in assets.rglob("*") if p.is_file()}
     assert after == before, "an example wrote into src/semsynth/assets"
+
+
+class DocServer:
+    """The ``semsynth serve`` of a document's examples (its first one), and its ``curl`` examples."""
+
+    def __init__(self) -> None:
+        self.server = None
+
+    def start(self, argv: list[str], cwd: Path) -> None:
+        from tests.serve.live import start_server
+
+        self.server = start_server(argv[1:], cwd / "serve.log", cwd=cwd)
+
+    def curl(self, cmd: str, cwd: Path, doc: str) -> bool:
+        """Run a curl example against the started server; False where curl is not installed."""
+        if shutil.which("curl") is None:
+            return False
+        assert self.server is not None, f"{doc}: {cmd!r} needs a `semsynth serve` example before it"
+        words = shlex.split(cmd)
+        for local in LOCAL_SERVER:
+            words = [w.replace(local, self.server.url) for w in words]
+        r = subprocess.run(words, cwd=cwd, capture_output=True, timeout=120, check=False)
+        assert r.returncode == 0, f"{doc}: {cmd!r} exited {r.returncode}: {r.stderr[-2000:]!r}"
+        if "-o" in words:
+            out = (cwd / words[words.index("-o") + 1]).read_bytes()
+            assert out.startswith(b"\x89PNG\r\n\x1a\n"), f"{doc}: {cmd!r} wrote no PNG but {out[:300]!r}"
+        else:
+            import json
+
+            json.loads(r.stdout)  # every other answer of the API is JSON
+        return True
+
+
+@pytest.fixture
+def doc_server():
+    holder = DocServer()
+    yield holder
+    if holder.server is not None:
+        from tests.serve.live import stop_server
+
+        stop_server(holder.server.proc)
 
 
 ALL = [(doc, cmd) for doc in DOCS for cmd in fenced_commands(doc)]
@@ -253,7 +311,8 @@ def test_the_docs_have_examples_and_each_is_classified():
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
-def test_every_example_of_a_document(doc: Path, tmp_path, monkeypatch, tiny_run, bundled_assets_unchanged):
+def test_every_example_of_a_document(doc: Path, tmp_path, monkeypatch, tiny_run, bundled_assets_unchanged,
+                                     doc_server):
     cmds = fenced_commands(doc)
     if not cmds:
         pytest.skip(f"{doc.name} has no commands")
@@ -276,6 +335,9 @@ def test_every_example_of_a_document(doc: Path, tmp_path, monkeypatch, tiny_run,
             continue
         if kind == "shell":
             continue
+        if kind == "curl":
+            doc_server.curl(cmd, tmp_path, doc.name)
+            continue
         if kind == "benchmark":
             script = REPO / words[1]
             assert script.is_file(), cmd
@@ -290,9 +352,19 @@ def test_every_example_of_a_document(doc: Path, tmp_path, monkeypatch, tiny_run,
         words = [w for w in words if w != "..."]
         argv = _model_placeholder(words[1:], tmp_path)
         try:
-            parser.parse_args(argv)
+            parsed = parser.parse_args(argv)
         except SystemExit as e:
             raise AssertionError(f"{doc.name}: the CLI does not accept {cmd!r}") from e
+        if kind == "serve":
+            if doc_server.server is None and any(classify(c) == "curl" for c in cmds):
+                doc_server.start(argv, tmp_path)
+            else:
+                from semsynth.serve.engine import model_specs
+                from semsynth.serve.server import check_options
+
+                check_options(parsed.port, parsed.workers, parsed.queue, parsed.timeout, parsed.threads)
+                model_specs(parsed.model)
+            continue
         if kind in ("torchrun", "data") or elided:
             if argv[0] == "train" and "--resume" not in argv and not elided:
                 rc, text = run_main([*argv, "--dry-run"] if "--dry-run" not in argv else argv)

@@ -39,7 +39,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for kind in ("generators", "discriminators", "encoders", "objectives", "datasets"):
         print(f"{kind}:")
         for row in table[kind]:
-            print(f"  {row['name']:<18} {row['doc']}")
+            print(f"  {row['name']:<20} {row['doc']}")
     print("presets (parameters at the preset's dataset):")
     for row in table["presets"]:
         parts = [f"G {row['generator_parameters']:,}"]
@@ -346,6 +346,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# serve
+
+
+@command("serve")
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.server import run_server
+
+    return run_server(args.model, host=args.host, port=args.port, threads=args.threads, workers=args.workers,
+                      queue=args.queue, timeout=args.timeout, precision=args.precision)
+
+
+# ------------------------------------------------------------------------------------------------------------
 # data
 
 
@@ -505,6 +517,22 @@ def build_parser() -> argparse.ArgumentParser:
                                     "bundled one")
     dm.add_argument("--segmenter", help="score with this segmenter directory instead of the bundled evaluator")
     add_threads_option(dm)
+
+    srv = sub.add_parser("serve", help="an HTTP API and a painter in the browser (docs/serve.md)")
+    srv.add_argument("--model", action="append", metavar="DIR",
+                     help="a model directory to serve, or NAME=DIR (repeatable; the first is the default; without "
+                          "--model: the bundled models)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                         "only; other addresses are reachable from the network)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    srv.add_argument("--workers", type=int, default=1, help="requests computed at once (default 1)")
+    srv.add_argument("--queue", type=int, default=8,
+                     help="requests waiting for a worker; beyond, 503 with Retry-After (default 8)")
+    srv.add_argument("--timeout", type=float, default=30.0, help="seconds per request, waiting included (default 30)")
+    srv.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                     help="auto (default): bf16 where this CPU has it, it is faster and its images stay within the "
+                          "stated tolerance of fp32's; fp32 otherwise")
+    add_threads_option(srv)
 
     d = sub.add_parser("data", help="dataset tools: check a dataset, write built-in data to disk")
     from .data.cli import add_data_commands

@@ -52,16 +52,17 @@ class Synthesizer:
 
     # -- inputs ------------------------------------------------------------------------------------------------
 
-    def read_label(self, path: str | os.PathLike) -> torch.Tensor:
+    def read_label(self, path: str | os.PathLike, image: Image.Image | None = None) -> torch.Tensor:
         """A label file -> ``[H, W]`` channel ids, read exactly as the datasets read theirs
         (:func:`semsynth.data.folder.read_label`: the same accepted modes, the same messages, which name the file).
         Class-id files hold the dataset's raw values, mapped as in training (the model's ``label_values``);
         colour RGB(A) files, which a dataset of class ids rejects, are decoded with the model's palette (exact
-        colours). Every problem raises a :class:`~semsynth.data.folder.SampleError` (a ``DataError``)."""
+        colours). Every problem raises a :class:`~semsynth.data.folder.SampleError` (a ``DataError``).
+        ``image``: an image already opened and decoded (``semsynth serve``'s uploads); ``path`` then only names it."""
         from .data.folder import read_label
 
         path = Path(path)
-        read = read_label(path, colour_rgb=True)
+        read = read_label(path, colour_rgb=True, image=image)
         if read.values.ndim == 3:
             return torch.from_numpy(self._decode_colours(read.values, path))
         return torch.from_numpy(self._map_raw(read.values, path))
@@ -128,14 +129,14 @@ class Synthesizer:
         return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
 
     def read_instance(self, path: str | os.PathLike, size: tuple[int, int] | None = None,
-                      layout: str = "the layout") -> torch.Tensor:
+                      layout: str = "the layout", image: Image.Image | None = None) -> torch.Tensor:
         """An instance-id file -> ``[H, W]`` int64 ids, read as the datasets read theirs
         (:func:`semsynth.data.folder.read_instance`: greyscale ids, RGB colours packed into one id). ``size``:
         the ``(H, W)`` of its ``layout``; a map of another size raises ``size-mismatch`` (a
         :class:`~semsynth.data.folder.SampleError`)."""
         from .data.folder import SampleError, read_instance
 
-        ids = read_instance(Path(path))
+        ids = read_instance(Path(path), image=image)
         if size is not None and tuple(ids.shape) != tuple(size):
             raise SampleError("size-mismatch", path, f"instance map is {ids.shape[1]}x{ids.shape[0]} but {layout} is "
                               f"{size[1]}x{size[0]}", "give the instance map of that layout, at its size")

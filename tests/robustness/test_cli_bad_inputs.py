@@ -449,6 +449,20 @@ def bank_file(kind: str):
     return setup
 
 
+_HELD_SOCKETS: list = []
+
+
+def port_in_use(ws, tmp):
+    """A port another socket listens on (held until the session ends)."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    _HELD_SOCKETS.append(sock)
+    return {"port": sock.getsockname()[1]}
+
+
 def empty_data_tree(ws, tmp):
     root = tmp / "empty"
     (root / "images").mkdir(parents=True)
@@ -1047,6 +1061,51 @@ CASES: list[Case] = [
     Case("convert-scgan-ok", SCGAN[:-2] + ["--encoder", "{e}", "--discriminator", "{dd}", "--out", "{out}"],
          ("temperature: from opt.txt + celeba_like.yml", "wrote"), rc=0, absent=(),
          setup=scgan_checkpoint("celeba_like")),
+
+    # ---- serve: every bad option fails before the port is bound or a model loaded (host/port: before loading) --
+    Case("serve-port-negative", ["serve", "--model", "{model}", "--port", "-1"], ("--port -1", "65535")),
+    Case("serve-port-too-large", ["serve", "--model", "{model}", "--port", "70000"], "--port 70000"),
+    Case("serve-port-not-a-number", ["serve", "--port", "http"], "invalid int value"),
+    Case("serve-workers-0", ["serve", "--model", "{model}", "--workers", "0"], ("--workers 0", "from 1 to")),
+    Case("serve-workers-absurd", ["serve", "--model", "{model}", "--workers", "1000"], "--workers 1000"),
+    Case("serve-queue-negative", ["serve", "--model", "{model}", "--queue", "-1"], "--queue -1"),
+    Case("serve-timeout-0", ["serve", "--model", "{model}", "--timeout", "0"], ("--timeout 0", "more than 0")),
+    Case("serve-timeout-nan", ["serve", "--model", "{model}", "--timeout", "nan"], "--timeout nan"),
+    Case("serve-threads-0", ["serve", "--model", "{model}", "--threads", "0"], "--threads 0"),
+    Case("serve-precision-unknown", ["serve", "--precision", "fp16"], "invalid choice"),
+    Case("serve-model-missing", ["serve", "--model", "{tmp}/nowhere"], ("{tmp}/nowhere", "does not exist")),
+    Case("serve-model-is-a-file", ["serve", "--model", "{label}"], "is a file"),
+    Case("serve-model-named-missing", ["serve", "--model", "faces={tmp}/nowhere"], "does not exist"),
+    Case("serve-model-bad-name", ["serve", "--model", "my model={model}"], "is not a model name"),
+    Case("serve-model-same-name-twice", ["serve", "--model", "a={model}", "--model", "a={model_det}"],
+         "two models are named 'a'"),
+    Case("serve-model-not-a-model", ["serve", "--model", "{bad}/empty", "--port", "0"], "config.json"),
+    Case("serve-model-pickle", ["serve", "--model", "{m}", "--port", "0"], ("cannot read", "encoder.safetensors"),
+         setup=model_with(encoder_from_payload=True)),
+    Case("serve-port-in-use", ["serve", "--model", "{model}", "--port", "{port}"], ("already in use", "--port 0"),
+         setup=port_in_use),
+    Case("serve-host-unknown", ["serve", "--model", "{model}", "--host", "no-such-host.invalid"],
+         ("--host no-such-host.invalid", "127.0.0.1")),
+    Case("serve-host-not-here-warns", ["serve", "--model", "{model}", "--host", "192.0.2.1"],
+         ("reachable from other machines", "not an address of this machine")),
+
+    # ---- data make synthetic-landscapes (the second built-in world: its own size rules) ------------------
+    Case("make-landscapes-size-32", ["data", "make", "synthetic-landscapes", "--out", "{out}", "--size", "32"],
+         ("--size/--resolution 32", "synthetic-landscapes needs a multiple of 32 between 64 and")),
+    Case("make-landscapes-resolution-100", ["data", "make", "synthetic-landscapes", "--out", "{out}",
+                                            "--resolution", "100"], "--size/--resolution 100"),
+    Case("make-landscapes-resolution-text", ["data", "make", "synthetic-landscapes", "--out", "{out}",
+                                             "--resolution", "big"], "invalid int value"),
+    Case("make-landscapes-num-negative", ["data", "make", "synthetic-landscapes", "--out", "{out}", "--num", "-3"],
+         "--num -3"),
+    Case("make-landscapes-seed-negative", ["data", "make", "synthetic-landscapes", "--out", "{out}", "--seed", "-1"],
+         "--seed -1: must be >= 0"),
+    Case("make-landscapes-typo", ["data", "make", "synthetic-landscape", "--out", "{out}"],
+         ("not a built-in world", "synthetic-faces, synthetic-landscapes")),
+    Case("make-landscapes-bad-split", ["data", "make", "synthetic-landscapes", "--out", "{out}", "--split", "dev"],
+         "invalid choice"),
+    Case("make-landscapes-out-is-a-file", ["data", "make", "synthetic-landscapes", "--out", "{tmp}/out/faces",
+                                           "--num", "1", "--size", "64"], "out", setup=file_in_the_way(), absent=()),
 
     # ---- demo ---------------------------------------------------------------------------------------------
     Case("demo-train-and-model", ["demo", "--train", "--model", "{model}", "--outdir", "{out}"], "choose one of"),

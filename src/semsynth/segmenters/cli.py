@@ -78,8 +78,8 @@ def add_segmenter_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="registered dataset: synthetic-faces, custom, cityscapes, "
-                                                    "ade20k, coco-stuff, celebamask-hq")
+    p.add_argument("--dataset", required=True, help="registered dataset: synthetic-faces, synthetic-landscapes, "
+                                                    "custom, cityscapes, ade20k, coco-stuff, celebamask-hq")
     p.add_argument("--data-root", default=None, help="dataset root folder (datasets read from disk)")
 
 
