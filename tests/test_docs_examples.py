@@ -54,7 +54,7 @@ def fenced_commands(path: Path) -> list[str]:
 # -- what cannot run here, and why ---------------------------------------------------------------------------
 
 NEEDS_DATA = ("/data/", "datasets/ADE", "scgan-coco", "runs/00003-scgan-coco", "runs/00007-scgan-ade20k",
-              "data/my_set", "backbone_weights=imagenet")
+              "data/my_set", "backbone_weights=imagenet", "datasets/summer2winter")
 NOT_RUN = {
     "make": "make targets: `make test` is what CI runs; `make demo` is `semsynth demo`, run by "
             "tests/evaluation/test_demo.py; the target must exist in the Makefile",
@@ -68,6 +68,9 @@ NOT_RUN = {
              "started in a subprocess with --port 0 (any free port), the curl examples are sent to it (the address "
              "rewritten), and it is stopped at the end; any other `semsynth serve` is parsed and its options and "
              "--model directories checked",
+    "sweep": "a sweep trains grid x seeds runs (minutes to hours): run with --dry-run, which resolves every cell, builds "
+             "its networks on the meta device and checks the evaluator; tests/test_sweep.py runs a real sweep at tiny "
+             "size",
     "curl": "an HTTP request to the server of the document's `semsynth serve` (http://127.0.0.1:8000): run with "
             "curl against the started server; must exit 0, and a file written with -o must be a PNG",
 }
@@ -94,6 +97,8 @@ def classify(cmd: str) -> str:
         return "data"  # a released checkpoint (a download); tests/convert/ run the command on official files
     if any(s in cmd for s in NEEDS_DATA) or " MODEL " in f" {cmd} " and ("--data-root /data" in cmd):
         return "data"
+    if words[1] == "sweep":
+        return "sweep"
     if words[1] == "train" and any(p in cmd for p in ("scgan-ade20k", "scgan-cityscapes", "scgan-celeba")):
         return "data"
     return "run"
@@ -105,7 +110,8 @@ def classify(cmd: str) -> str:
 # narrower networks for the presets the docs train (SC-GAN's preset, and my_run.yaml: a copy of it)
 _SCGAN_TINY = ["generator.srg_width=4", "generator.fc_width=4", "generator.svg_width=4", "discriminator.width=4",
                "encoder.width=4"]
-TINY_WIDTHS = {"scgan-synthetic-faces": _SCGAN_TINY, "my_run": _SCGAN_TINY}
+TINY_WIDTHS = {"scgan-synthetic-faces": _SCGAN_TINY, "my_run": _SCGAN_TINY,
+               "scgan-unpaired-synthetic": [w for w in _SCGAN_TINY if not w.startswith("encoder.")]}
 
 
 def tiny(words: list[str]) -> list[str]:
@@ -133,7 +139,7 @@ def tiny(words: list[str]) -> list[str]:
         if not any(w.startswith("data.num_samples=") for w in out):
             out += ["--set", "data.num_samples=16"]
         out += ["--batch-size", "8"]
-    if sub == "evaluate":
+    if sub == "evaluate" or (sub == "translate" and "--evaluate" in out):
         out = _replace_option(out, "--num", "4")
     if sub == "analyze":
         out = _replace_option(out, "--num", "4")
@@ -199,6 +205,10 @@ def _workspace(tmp: Path, cmds: list[str], run: Path) -> None:
     mask[8:32, 16:48] = 255
     Image.fromarray(mask).save(tmp / "mask.png")
     (tmp / "request.json").write_text('{"label": [[0, 1, 1], [0, 1, 1]], "seed": 3}\n')  # as docs/serve.md shows
+    if any("my_grid.yaml" in c for c in cmds):  # the grid file docs/sweep.md shows
+        block = next(b for b in re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "sweep.md").read_text(), re.S)
+                     if "axes:" in b)
+        (tmp / "my_grid.yaml").write_text(block)
     if any("src/semsynth/assets" in c for c in cmds):
         # a copy, never a link: an example writes into it (`semsynth export --out src/semsynth/assets/...`)
         shutil.copytree(REPO / "src" / "semsynth" / "assets", tmp / "src" / "semsynth" / "assets")
@@ -364,6 +374,10 @@ def test_every_example_of_a_document(doc: Path, tmp_path, monkeypatch, tiny_run,
 
                 check_options(parsed.port, parsed.workers, parsed.queue, parsed.timeout, parsed.threads)
                 model_specs(parsed.model)
+            continue
+        if kind == "sweep":
+            rc, text = run_main(argv if "--dry-run" in argv else [*argv, "--dry-run"])
+            assert rc == 0, f"{doc.name}: {cmd!r} --dry-run failed:\n{text[-2000:]}"
             continue
         if kind in ("torchrun", "data") or elided:
             if argv[0] == "train" and "--resume" not in argv and not elided:

@@ -77,11 +77,14 @@ TINY: dict[str, list[tuple[dict, bool]]] = {
         ({"widths": [6, 6, 4, 4, 4], "num_outputs": 2}, True),
     ],
     "sims": [],  # not exportable: NOT_PORTABLE
+    "scgan-unpaired": [],  # not exportable (two image inputs): NOT_PORTABLE
 }
 # Generators that the export refuses, with their tiny options and a phrase of the reason.
 NOT_PORTABLE = {
     "sims": ({"encoder_widths": [4, 4, 4, 4], "encoder_convs": [1, 1, 1, 1], "decoder_widths": [4, 4, 4, 4],
               "final_width": 4}, "sims_bank.safetensors"),
+    "scgan-unpaired": ({"num_classes": 3, "srg_width": 2, "fc_width": 2, "svg_width": 4, "conv_candidates": 2,
+                        "norm_candidates": 2, "spade_hidden": 4}, "reference image"),
 }
 # (generator, variant index) -> whether height and width are dynamic in the exported graph
 DYNAMIC_SIZE = {("scgan", 0): True, ("scgan", 1): False, ("spade", 0): True, ("spade", 1): False,

@@ -253,6 +253,15 @@ MODEL_BASES = {
     ("discriminator", "oasis"): {"name": "oasis", "channels": 1},
     ("generator", "sims"): {"name": "sims", "encoder_widths": [2] * 4, "encoder_convs": [1] * 4,
                             "decoder_widths": [2] * 4, "final_width": 2},
+    ("generator", "scgan-unpaired"): {"name": "scgan-unpaired", "srg_width": 2, "fc_width": 2, "svg_width": 4,
+                                      "conv_candidates": 2, "norm_candidates": 2, "spade_hidden": 4},
+}
+# models of another task: the rest of the config they are checked in (unpaired translation: image pairs, an
+# image-only D and its objective)
+MODEL_CONTEXT = {
+    ("generator", "scgan-unpaired"): {"data": {"name": "synthetic-unpaired", "resolution": 64, "num_samples": 2},
+                                      "discriminator": {"name": "fp", "width": 4}, "encoder": None,
+                                      "loss": {"name": "unpaired", "content_loss": "edges"}},
 }
 # int options of a model for which 0 is a meaningful value (no such layers)
 ZERO_ALLOWED = {("generator", "pix2pixhd"): {"n_downsample", "n_blocks", "n_local_enhancers", "n_blocks_local"},
@@ -269,6 +278,7 @@ def test_every_registered_model_option_is_validated_at_resolve_time():
         reg = registries[sec]
         hints = reg.type_hints(name)
         raw = copy.deepcopy(TINY_RAW)
+        raw.update(copy.deepcopy(MODEL_CONTEXT.get((sec, name), {})))
         raw[sec] = dict(base)
         if sec == "generator" and generator_latent_dim({**reg.defaults(name), **base}) == 0:
             raw["encoder"] = None  # a deterministic generator takes no encoder
@@ -299,9 +309,11 @@ DATA_BASES = {
     "coco-stuff": {"name": "coco-stuff", "root": "/nonexistent/coco", "crop_size": 64, "load_size": 72},
     "cityscapes": {"name": "cityscapes", "root": "/nonexistent/cityscapes", "crop_size": 128},
     "celebamask-hq": {"name": "celebamask-hq", "root": "/nonexistent/celeba", "crop_size": 64, "load_size": 64},
+    "synthetic-unpaired": {"name": "synthetic-unpaired", "resolution": 64, "num_samples": 2},
+    "unpaired-folder": {"name": "unpaired-folder", "root": "/nonexistent/s2w", "crop_size": 64, "load_size": 72},
 }
 # options whose every value of the type is meaningful, or that only name files (checked when read)
-DATA_FREE = {"root"}
+DATA_FREE = {"root", "root_a", "root_b"}
 
 
 def test_every_dataset_option_is_validated_at_resolve_time():
@@ -318,6 +330,8 @@ def test_every_dataset_option_is_validated_at_resolve_time():
             for bad in _bad_values(hints[option], option):
                 if option in DATA_FREE and isinstance(bad, str):
                     continue
+                if bad is None and type(None) in typing.get_args(hints[option]):
+                    continue  # an optional option (unpaired-folder's root_a): null is one of its values
                 bad_raw = copy.deepcopy(raw)
                 bad_raw["data"][option] = bad
                 try:

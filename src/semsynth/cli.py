@@ -131,6 +131,36 @@ def _config_of_run(resume: str, overrides: list[str]):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# sweep
+
+
+@command("sweep")
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_seed_list, plan_sweep, run_sweep
+    from .training.loop import TrainingInterrupted
+
+    plan = plan_sweep(args.config, args.grid, seeds=parse_seed_list(args.seeds), overrides=args.set, only=args.only,
+                      outdir=args.outdir, jobs=args.jobs, threads=args.threads,
+                      metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], segmenter=args.segmenter,
+                      feature_extractor=args.feature_extractor, inception=args.inception, num=args.num,
+                      torchrun=args.torchrun)
+    print(plan.describe())
+    if args.dry_run:
+        print("\ndry run: every cell resolved and built on the meta device; nothing written")
+        return 0
+    try:
+        result = run_sweep(plan)
+    except TrainingInterrupted as e:
+        print(f"sweep stopped ({e}); run the same command again to resume", file=sys.stderr)
+        return e.exit_code
+    print(f"results: {result.files['md']}, {result.files['csv']}, {result.files['html']}")
+    if result.failures:  # the table holds the other runs; the same command retries the failed ones
+        raise SemsynthError(f"{len(result.failures)} run(s) failed and are left out of the table (run the same command "
+                            f"again to retry them):\n  " + "\n  ".join(result.failures))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
 # generate
 
 
@@ -144,6 +174,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, device=args.device, grid=args.grid,
                            resample_from=args.resample_from, resample_class=args.resample_class,
                            resample_mask=args.resample_mask, instances=args.instances)
+    print(f"wrote {len(written)} image(s) to {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# translate (unpaired image-to-image translation, docs/unpaired.md)
+
+
+_TRANSLATE_EVAL_ONLY = ("dataset", "data_root", "split", "set", "num", "metrics", "classifier", "segmenter",
+                        "feature_extractor", "inception", "no_images")  # options of --evaluate only
+
+
+@command("translate")
+def cmd_translate(args: argparse.Namespace) -> int:
+    from .translation import evaluate_translation, parse_translation_metrics, run_translate
+
+    if args.evaluate:
+        if args.images is not None or args.seeds is not None or args.reference is not None or args.grid:
+            raise SemsynthError("--evaluate translates the sources of a dataset split (the model's data, or "
+                                "--dataset): drop --images, --seeds, --reference and --grid")
+        spec = data_spec(args)
+        res = evaluate_translation(args.model, args.out, data_spec=spec, split=args.split or "test", num=args.num,
+                                   metrics=parse_translation_metrics(args.metrics), classifier=args.classifier,
+                                   segmenter=args.segmenter, feature_extractor=args.feature_extractor,
+                                   inception=args.inception, batch_size=args.batch_size, device=args.device,
+                                   save_images=not args.no_images)
+        for k, v in res["metrics"].items():
+            print(f"  {k:<26} {v}")
+        print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'grid.png'}")
+        return 0
+    if args.images is None:
+        raise SemsynthError("give --images DIR_OR_FILE (the images to translate), or --evaluate")
+    given = [f"--{k.replace('_', '-')}" for k in _TRANSLATE_EVAL_ONLY
+             if getattr(args, k) not in (None, False, []) and (k, getattr(args, k)) != ("feature_extractor",
+                                                                                      "classifier")]
+    if given:
+        raise SemsynthError(f"{', '.join(given)} only apply with --evaluate")
+    from .inference import parse_seeds
+
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    written = run_translate(args.model, args.images, args.out, seeds=seeds, reference=args.reference,
+                            batch_size=args.batch_size, device=args.device, grid=args.grid)
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0
 
@@ -397,6 +469,38 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch, the same as --set train.threads=N (default: PyTorch's, one per core)")
 
+    sw = sub.add_parser("sweep", help="run an ablation grid (table3, table4, ...) on a preset: one run per cell and "
+                                      "seed, each evaluated, one results table (docs/sweep.md)")
+    sw.add_argument("--config", required=True, help="the base preset name or YAML file the grid's cells modify")
+    sw.add_argument("--grid", required=True, help="a built-in grid (table3, table4, table5, table5-norm, table6, "
+                                                  "table8, ccfpse-report) or a grid YAML file")
+    sw.add_argument("--seeds", default="0,1,2", help="training seeds of every cell, e.g. 0,1,2 or 0-4 (default 0,1,2)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a value of every run, e.g. --set train.images=4800 (repeatable; applied after the "
+                         "grid's settings, which it may not contradict)")
+    sw.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
+                    help="run only these values of an axis, e.g. --only ls=none,l1,l2 (repeatable)")
+    sw.add_argument("--outdir", default="runs/sweeps", help="parent of the sweep directory <grid>-<base> (default "
+                                                           "runs/sweeps)")
+    sw.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after another, in this process)")
+    sw.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="CPU threads of each run (default: the cores divided by --jobs); part of a run's settings")
+    sw.add_argument("--metrics", default="miou,fid", help="evaluation metrics: fid, kid, lpips, diversity, miou "
+                                                          "(default miou,fid)")
+    sw.add_argument("--segmenter", help="for miou: a segmenter directory or NAME,weights=FILE (default on "
+                                        "synthetic-faces: the bundled evaluator)")
+    sw.add_argument("--feature-extractor", choices=["inception", "segmenter"], default=None,
+                    help="features of FID/KID (default: the segmenter's on synthetic-faces, Inception elsewhere)")
+    sw.add_argument("--inception", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (default: the torch "
+                                                        "hub cache)")
+    sw.add_argument("--num", type=int, default=1000, help="validation layouts scored per run (default 1000)")
+    sw.add_argument("--torchrun", type=int, default=None, metavar="N",
+                    help="train each run under torchrun with N processes (one per GPU; train.batch_size is per "
+                         "process)")
+    sw.add_argument("--dry-run", action="store_true",
+                    help="resolve and build every cell on the meta device, print the runs and their commands, write "
+                         "nothing")
+
     g = sub.add_parser("generate", help="synthesise images from label maps with an exported model")
     g.add_argument("--model", required=True, help="an exported model directory (config.json + model.safetensors)")
     g.add_argument("--labels", required=True, help="a label PNG or a folder of them (class ids, or RGB colours "
@@ -448,6 +552,41 @@ def build_parser() -> argparse.ArgumentParser:
                     help="multi-modal models: z from a seed per layout (default), or from the encoder applied to "
                          "the layout's real image (the official CelebAMask-HQ test)")
     add_threads_option(ev)
+
+    tl = sub.add_parser("translate", help="unpaired image-to-image translation with a scgan-unpaired model; "
+                                          "--evaluate scores it (docs/unpaired.md)")
+    tl.add_argument("--model", required=True, help="an exported translation model directory (a run's model/)")
+    tl.add_argument("--images", metavar="DIR_OR_FILE", help="the source-domain images to translate")
+    tl.add_argument("--out", required=True, help="output folder (translations named after the sources; with "
+                                                 "--evaluate: metrics.json, grid.png, images/)")
+    tl.add_argument("--seeds", help="target-domain references: image numbers of the --reference folder, or of the "
+                                    "model's target domain (test split); e.g. 0-3 (default 0)")
+    tl.add_argument("--reference", metavar="IMAGE_OR_DIR", help="target-domain reference image(s) the SVG reads "
+                                                                "(default: the model's target domain)")
+    tl.add_argument("--grid", action="store_true", help="also write grid.png: references on top, one row per "
+                                                        "source (source, translations)")
+    tl.add_argument("--evaluate", action="store_true", help="translate the sources of a dataset split and score "
+                                                            "them: FID/KID, domain classifier, content")
+    tl.add_argument("--dataset", help="with --evaluate: unpaired data (default: the data the model was trained on)")
+    tl.add_argument("--data-root", help="with --evaluate: the dataset's root folder")
+    tl.add_argument("--split", help="with --evaluate: dataset split (default: test)")
+    tl.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
+                    help="with --evaluate: a dataset option, e.g. --set data.root_a=DIR")
+    tl.add_argument("--num", type=int, help="with --evaluate: the first N sources (default: the whole split)")
+    tl.add_argument("--metrics", help="with --evaluate: comma-separated fid, kid, domain, miou, edges, or auto "
+                                      "(default: what the given networks allow)")
+    tl.add_argument("--classifier", metavar="DIR", help="with --evaluate: a domain classifier (a U-Net trained "
+                                                        "with 'semsynth segmenter train --set data.serve=domains')")
+    tl.add_argument("--segmenter", metavar="DIR", help="with --evaluate: a segmenter of the world's layouts (miou "
+                                                       "of the translation against the source's layout)")
+    tl.add_argument("--feature-extractor", choices=["classifier", "segmenter", "inception"], default="classifier",
+                    help="features for FID/KID: the domain classifier's (default; offline), the segmenter's, or "
+                         "pytorch-fid's Inception (--inception or the torch hub cache)")
+    tl.add_argument("--inception", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth")
+    tl.add_argument("--no-images", action="store_true", help="with --evaluate: do not save the translations")
+    tl.add_argument("--batch-size", type=int, default=8)
+    tl.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    add_threads_option(tl)
 
     sg = sub.add_parser("segmenter", help="train and score segmenters (the mIoU evaluators)")
     from .segmenters.cli import add_segmenter_commands

@@ -497,6 +497,8 @@ def _check_pairing(objective: Any, objective_name: str, d_name: str) -> None:
     from .models import DISCRIMINATORS
 
     kind = getattr(DISCRIMINATORS.get(d_name), "output_kind", "patch")
+    if hasattr(objective, "check_discriminator"):  # an objective's own rule (unpaired: an image-only D)
+        objective.check_discriminator(DISCRIMINATORS.get(d_name), d_name)
     accepted = tuple(getattr(objective, "discriminator_kinds", ("patch",)))
     if kind not in accepted:
         fits_d = sorted(n for n in DISCRIMINATORS.names()

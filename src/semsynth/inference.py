@@ -36,6 +36,10 @@ class Synthesizer:
                  device: torch.device) -> None:
         self.G, self.E, self.info, self.config, self.device = G.eval(), E, info, config, device
         gcfg = config["generator"]
+        if getattr(G, "translates_images", False):  # scgan-unpaired: images in, not label maps
+            raise SemsynthError(f"the model is an image-translation model ({gcfg.get('name')!r}): it translates "
+                                f"images and does not synthesise from label maps; use 'semsynth translate --model "
+                                f"DIR --images DIR --out DIR' (docs/unpaired.md)")
         self.z_dim = int(getattr(G, "latent_dim", 0))  # the size of z the generator takes (0: none)
         self.multimodal = self.z_dim > 0
         self.resolution = tuple(getattr(G, "resolution", info.resolution))

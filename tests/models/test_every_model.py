@@ -31,6 +31,9 @@ GENERATOR_COUNTS = {
     "oasis": [({}, 74_314_691)],
     "crn": [(None, 105_106_947)],  # the crn-ade20k preset (the paper's widths; no official code: hand count)
     "sims": [(None, 59_402_330)],  # the sims-ade20k preset (hand count)
+    # the scgan-unpaired preset (ADE20K widths, 256x256, 3 input channels): the official SCGGenerator at C = 3 (the
+    # official translation model is not runnable; this is the scgan count at num_classes=3)
+    "scgan-unpaired": [(None, 58_126_726)],
 }
 DISCRIMINATOR_COUNTS = {
     "multiscale": [({}, 5_836_930)],  # SPADE's multi-scale PatchGAN
@@ -39,7 +42,9 @@ DISCRIMINATOR_COUNTS = {
     "oasis": [({}, 22_258_904)],
 }
 ENCODER_COUNTS = {"conv": [({"z_dim": 256, "width": 64, "input_size": 256}, 10_463_424)]}
-PRESET_OF = {"crn": "crn-ade20k", "sims": "sims-ade20k"}
+PRESET_OF = {"crn": "crn-ade20k", "sims": "sims-ade20k", "scgan-unpaired": "scgan-unpaired"}
+# generators of another task than label -> image synthesis, and the tests that train, export and run them
+OTHER_TASKS = {"scgan-unpaired": "tests/test_unpaired.py (unpaired image translation)"}
 
 # the synthetic-faces preset of each generator (and of each discriminator, through the preset that uses it)
 FACES = {"scgan": "scgan-synthetic-faces", "spade": "spade-synthetic-faces", "pix2pixhd": "pix2pixhd-synthetic-faces",
@@ -54,7 +59,8 @@ def test_every_registered_model_has_its_rows():
     assert set(GENERATORS.names()) == set(GENERATOR_COUNTS), "add the new generator's official count"
     assert set(DISCRIMINATORS.names()) == set(DISCRIMINATOR_COUNTS), "add the new discriminator's count"
     assert set(ENCODERS.names()) == set(ENCODER_COUNTS)
-    assert set(GENERATORS.names()) == set(FACES), "add the new generator's synthetic-faces preset"
+    assert set(GENERATORS.names()) == set(FACES) | set(OTHER_TASKS), "add the new generator's synthetic-faces preset"
+    assert not set(FACES) & set(OTHER_TASKS)
 
 
 @pytest.mark.parametrize("name,options,expected", [(n, o, c) for n, rows in GENERATOR_COUNTS.items()

@@ -404,6 +404,8 @@ CHECK = ["data", "check", "--dataset", "custom"]
 EVAL = ["evaluate", "--model", "{model}", "--out", "{out}", "--num", "2", "--metrics", "miou", "--segmenter", "{seg}"]
 TRAIN_DRY = ["train", "--config", "scgan-synthetic-faces", "--dry-run", "--set"]
 TRAIN_TINY = ["train", "--config", "{file}", "--outdir", "{out}"]
+SWEEP_DRY = ["sweep", "--config", "scgan-synthetic-faces", "--outdir", "{out}", "--seeds", "0", "--threads", "1",
+             "--dry-run", "--grid"]
 
 
 def sims_model(damage: str | None = None):
@@ -468,6 +470,56 @@ def empty_data_tree(ws, tmp):
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
     return {"d": root}
+
+
+def unpaired_model(ws, tmp):
+    """A tiny exported scgan-unpaired model ({um}, trained on synthetic-unpaired at 64x64), a folder of two source
+    images {src}, an empty folder {none}, a folder with a PNG that is not an image {junk}, one reference image
+    {ref1} in a folder {refs1}."""
+    import torch
+
+    from semsynth.data.unpaired import unpaired_info
+    from semsynth.models import build_generator
+    from semsynth.training import export_model
+
+    torch.manual_seed(0)
+    G = build_generator({"name": "scgan-unpaired", "srg_width": 2, "fc_width": 2, "svg_width": 4, "spade_hidden": 4,
+                         "conv_candidates": 2, "norm_candidates": 2}, num_classes=3, resolution=64)
+    info = unpaired_info("synthetic-unpaired", "pairs", (64, 64), ("summer", "winter"))
+    m = export_model(tmp / "um", G, info, extra={"data": {"name": "synthetic-unpaired", "split": "train",
+                                                          "resolution": 64, "num_samples": 2}})
+    for d in ("src", "none", "junk", "refs1"):
+        (tmp / d).mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rgb).save(tmp / "src" / name)
+    Image.fromarray(rgb).save(tmp / "refs1" / "r.png")
+    (tmp / "junk" / "photo.png").write_text("a text file with an image's name")
+    return {"um": m, "src": tmp / "src", "none": tmp / "none", "junk": tmp / "junk", "refs1": tmp / "refs1",
+            "ref1": tmp / "refs1" / "r.png"}
+
+
+def unpaired_folders(kind: str):
+    """Two domain folders {fa} {fb} for the scgan-unpaired preset, with one problem."""
+    def setup(ws, tmp):
+        fa, fb = tmp / "A", tmp / "B"
+        fa.mkdir()
+        fb.mkdir()
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(fa / "a1.png")
+        Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(fa / "a2.png")
+        if kind != "empty":
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(fb / "b1.png")
+        if kind == "not-an-image":
+            (fb / "b2.jpg").write_bytes(b"\x00\x01 not a JPEG")
+        return {"fa": fa, "fb": fb}
+    return setup
+
+
+UNPAIRED_TRAIN = ["train", "--config", "scgan-unpaired", "--outdir", "{out}", "--set", "loss.content_loss=edges",
+                  "--set", "data.root_a={fa}", "--set", "data.root_b={fb}"]
+UNPAIRED_DRY = ["train", "--config", "scgan-unpaired-synthetic", "--dry-run", "--set"]
+TRANSLATE = ["translate", "--model", "{um}", "--out", "{out}"]
 
 
 SIMS_INDEX = ["sims", "index", "--dataset", "synthetic-faces", "--set", "data.num_samples=2", "--out",
@@ -1106,6 +1158,107 @@ CASES: list[Case] = [
          "invalid choice"),
     Case("make-landscapes-out-is-a-file", ["data", "make", "synthetic-landscapes", "--out", "{tmp}/out/faces",
                                            "--num", "1", "--size", "64"], "out", setup=file_in_the_way(), absent=()),
+
+    # ---- unpaired translation: train on two folders (scgan-unpaired), translate (docs/unpaired.md) -----------
+    Case("unpaired-empty-domain-folder", UNPAIRED_TRAIN, ("no images in the domain B folder", "data.root_b"),
+         setup=unpaired_folders("empty")),
+    Case("unpaired-not-an-image", UNPAIRED_TRAIN, ("b2.jpg", "cannot read this image"),
+         setup=unpaired_folders("not-an-image")),
+    Case("unpaired-mixed-sizes-without-resizing", UNPAIRED_TRAIN + ["--set", "data.preprocess=none"],
+         ("images of different sizes", "a2.png is 80x48", "preprocess=resize_and_crop"),
+         setup=unpaired_folders("mixed")),
+    Case("unpaired-missing-root", ["train", "--config", "scgan-unpaired", "--outdir", "{out}", "--set",
+                                   "loss.content_loss=edges", "--set", "data.root={tmp}/nowhere"],
+         ("domain A folder", "nowhere/trainA does not exist", "check data.root")),
+    Case("unpaired-no-root", ["train", "--config", "scgan-unpaired", "--dry-run", "--set", "data.root=null",
+                              "--set", "data.root_a={tmp}"], ("data.root_b not given", "CycleGAN layout")),
+    Case("unpaired-root-b-is-a-file", UNPAIRED_TRAIN[:-1] + ["data.root_b={fa}/a1.png"],
+         ("domain B folder", "a1.png is a file, not a folder"), setup=unpaired_folders("mixed")),
+    Case("unpaired-vgg-missing", ["train", "--config", "scgan-unpaired", "--outdir", "{out}", "--set",
+                                  "loss.vgg_weights={tmp}/vgg19.pth"],
+         ("VGG19 ImageNet weights", "content loss to the source", "--set loss.content_loss=edges")),
+    Case("unpaired-conditional-discriminator", UNPAIRED_DRY + ["discriminator.name=fpse"],
+         ("sees the image only", "discriminator.name=fp")),
+    Case("unpaired-unknown-domain", UNPAIRED_DRY + ["data.domain_b=snowy"], ("'snowy' is neither a season",
+                                                                              "summer+day")),
+    Case("unpaired-same-domain", UNPAIRED_DRY + ["data.domain_b=summer"], "the same domain"),
+    Case("unpaired-world-without-domains", UNPAIRED_DRY + ["data.world=synthetic-faces"], "synthetic-faces has none"),
+    Case("unpaired-bad-serve", UNPAIRED_DRY + ["data.serve=both"], "serve = 'both'"),
+    Case("unpaired-bad-content-loss", UNPAIRED_DRY + ["loss.content_loss=l1"], "content_loss = 'l1'"),
+    Case("unpaired-generator-on-label-maps", ["train", "--config", "{file}", "--dry-run"], "translates RGB images",
+         setup=yaml_file({"data": {"name": "synthetic-faces", "resolution": 64}, "generator": {"name": "scgan-unpaired"},
+                          "discriminator": {"name": "fp"}, "loss": {"name": "unpaired", "content_loss": "edges"}})),
+    Case("unpaired-bad-shortcut-condition", UNPAIRED_DRY + ["generator.shortcut_condition=label"],
+         "shortcut_condition='label' is not valid"),
+    Case("translate-model-missing", ["translate", "--model", "{tmp}/nowhere", "--images", "{tmp}", "--out", "{out}"],
+         "does not exist"),
+    Case("translate-synthesis-model", ["translate", "--model", "{model}", "--images", "{labels}", "--out", "{out}"],
+         ("semantic-synthesis model", "semsynth generate")),
+    Case("translate-needs-images", TRANSLATE, "give --images", setup=unpaired_model),
+    Case("translate-images-missing", TRANSLATE + ["--images", "{tmp}/nowhere"], "no such file or folder",
+         setup=unpaired_model),
+    Case("translate-images-empty-folder", TRANSLATE + ["--images", "{none}"], "no images", setup=unpaired_model),
+    Case("translate-not-an-image", TRANSLATE + ["--images", "{junk}/photo.png"],
+         ("photo.png", "cannot read this image"), setup=unpaired_model),
+    Case("translate-bad-seeds", TRANSLATE + ["--images", "{src}", "--seeds", "3-1"], "ends before it starts",
+         setup=unpaired_model),
+    Case("translate-seed-beyond-the-references", TRANSLATE + ["--images", "{src}", "--reference", "{refs1}",
+                                                              "--seeds", "0-3"],
+         ("reference 1 does not exist", "holds 1 image(s)"), setup=unpaired_model),
+    Case("translate-seed-beyond-the-target-domain", TRANSLATE + ["--images", "{src}", "--seeds", "5"],
+         ("reference 5 does not exist", "has 2 image(s)"), setup=unpaired_model),
+    Case("translate-seeds-with-one-reference", TRANSLATE + ["--images", "{src}", "--reference", "{ref1}",
+                                                            "--seeds", "0"], "drop one of them",
+         setup=unpaired_model),
+    Case("translate-reference-not-an-image", TRANSLATE + ["--images", "{src}", "--reference", "{junk}/photo.png"],
+         ("photo.png", "cannot read this image"), setup=unpaired_model),
+    Case("translate-eval-option-without-evaluate", TRANSLATE + ["--images", "{src}", "--classifier", "{tmp}"],
+         "--classifier only apply with --evaluate", setup=unpaired_model),
+    Case("translate-evaluate-with-images", TRANSLATE + ["--evaluate", "--images", "{src}"], "drop --images",
+         setup=unpaired_model),
+    Case("translate-evaluate-domain-needs-classifier", TRANSLATE + ["--evaluate", "--metrics", "domain"],
+         "needs --classifier", setup=unpaired_model),
+    Case("translate-evaluate-miou-needs-segmenter", TRANSLATE + ["--evaluate", "--metrics", "miou,edges"],
+         "needs --segmenter", setup=unpaired_model),
+    Case("translate-evaluate-unknown-metric", TRANSLATE + ["--evaluate", "--metrics", "is"], "unknown is",
+         setup=unpaired_model),
+    Case("translate-evaluate-num-0", TRANSLATE + ["--evaluate", "--num", "0"], "--num 0", setup=unpaired_model),
+    Case("translate-evaluate-label-data", TRANSLATE + ["--evaluate", "--dataset", "synthetic-faces"],
+         "not unpaired two-domain data", setup=unpaired_model),
+    Case("generate-translation-model", ["generate", "--model", "{um}", "--labels", "{labels}", "--out", "{out}"],
+         ("image-translation model", "semsynth translate"), setup=unpaired_model),
+
+    # ---- sweep: grids, axes, values, seeds, --set, cells a base cannot take (all before anything is written) ----
+    Case("sweep-unknown-grid", SWEEP_DRY + ["table7"], ("neither a built-in grid nor a file", "table3, table4")),
+    Case("sweep-unknown-preset", ["sweep", "--config", "nope", "--grid", "table6", "--outdir", "{out}"],
+         "neither a file nor a preset"),
+    Case("sweep-unknown-axis", SWEEP_DRY + ["table6", "--only", "x=tanh"], "grid table6 has no axis 'x'"),
+    Case("sweep-unknown-value", SWEEP_DRY + ["table6", "--only", "g=gelu"], "'gelu' is not a value of axis 'g'"),
+    Case("sweep-unknown-value-creates-nothing", ["sweep", "--config", "scgan-synthetic-faces", "--grid", "table6",
+                                                 "--only", "g=gelu", "--outdir", "{out}"], "not a value of axis"),
+    Case("sweep-bad-seeds", SWEEP_DRY + ["table6", "--seeds", "0,x"], "'x' is not a seed"),
+    Case("sweep-seed-twice", SWEEP_DRY + ["table6", "--seeds", "1,0-2"], "seed 1 is given twice"),
+    Case("sweep-cell-cannot-take-switch", ["sweep", "--config", "spade-synthetic-faces", "--grid", "table3",
+                                           "--outdir", "{out}"],
+         ("cell conv=conv_norm=bn cannot take generator.conv_type", "options of the SC-GAN generator")),
+    Case("sweep-set-contradicts-grid", SWEEP_DRY + ["table6", "--set", "generator.mapping=tanh"],
+         "sets generator.mapping on its axis 'g'"),
+    Case("sweep-set-seed", SWEEP_DRY + ["table6", "--set", "train.seed=3"], "give the seeds with --seeds"),
+    Case("sweep-bad-set", SWEEP_DRY + ["table6", "--set", "train.batch_size=0"], "train.batch_size"),
+    Case("sweep-grid-invalid-yaml", SWEEP_DRY + ["{file}"], "not valid YAML", setup=yaml_file("axes: [unclosed\n")),
+    Case("sweep-grid-python-tag", SWEEP_DRY + ["{payload_yaml}"], "not valid YAML"),
+    Case("sweep-grid-not-a-mapping", SWEEP_DRY + ["{file}"], "a grid must be a mapping", setup=yaml_file("- a\n")),
+    Case("sweep-grid-option-the-model-lacks", SWEEP_DRY + ["{file}"],
+         ("cell d=x: discriminator.channels", "has no option 'channels'"),
+         setup=yaml_file({"axes": {"d": {"x": {"discriminator.channels": 8}}}})),
+    Case("sweep-jobs-0", SWEEP_DRY + ["table6", "--jobs", "0"], "--jobs 0"),
+    Case("sweep-torchrun-0", SWEEP_DRY + ["table6", "--torchrun", "0"], "--torchrun 0"),
+    Case("sweep-num-0", SWEEP_DRY + ["table6", "--num", "0"], "--num 0"),
+    Case("sweep-unknown-metric", SWEEP_DRY + ["table6", "--metrics", "miou,ssim"], "unknown ssim"),
+    Case("sweep-miou-needs-segmenter", ["sweep", "--config", "scgan-ade20k", "--grid", "table8", "--outdir", "{out}"],
+         "need --segmenter"),
+    Case("sweep-vgg-cell", SWEEP_DRY + ["table4", "--set", "loss.vgg_weights={tmp}/vgg19.pth"],
+         ("cell ls=vgg", "leave this cell out: --only ls=none,l1,l2")),
 
     # ---- demo ---------------------------------------------------------------------------------------------
     Case("demo-train-and-model", ["demo", "--train", "--model", "{model}", "--outdir", "{out}"], "choose one of"),

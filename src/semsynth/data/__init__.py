@@ -22,5 +22,6 @@ def build_dataset(spec: Mapping[str, Any] | str, **interface: Any):
 
 from . import ade20k, celebamask_hq, cityscapes, coco_stuff, custom, synthetic_faces  # noqa: E402,F401
 from . import synthetic_landscapes  # noqa: E402,F401
+from . import unpaired  # noqa: E402,F401
 
 __all__ = ["DATASETS", "DatasetInfo", "build_dataset", "colorize", "default_palette"]

@@ -88,5 +88,6 @@ def objective_class(section: Mapping[str, Any] | None) -> type[Objective]:
 from . import gan  # noqa: E402,F401
 from . import oasis  # noqa: E402,F401
 from . import crn, sims  # noqa: E402,F401
+from . import unpaired  # noqa: E402,F401
 
 __all__ = ["DEFAULT_OBJECTIVE", "OBJECTIVES", "Objective", "build_objective", "loss_spec", "objective_class"]

@@ -82,11 +82,12 @@ def seed_everything(seed: int) -> None:
 
 
 def collate(samples: list[dict]) -> dict:
-    out: dict = {"name": [s["name"] for s in samples], "label": torch.stack([s["label"] for s in samples])}
-    if "image" in samples[0]:
-        out["image"] = torch.stack([s["image"] for s in samples])
-    if "instance" in samples[0]:
-        out["instance"] = torch.stack([s["instance"] for s in samples])
+    """A batch: ``name`` (list) and the stacked ``label``, ``image``, ``instance`` and (unpaired translation data)
+    ``source`` tensors of the samples that have them."""
+    out: dict = {"name": [s["name"] for s in samples]}
+    for key in ("label", "image", "instance", "source"):
+        if key in samples[0]:
+            out[key] = torch.stack([s[key] for s in samples])
     return out
 
 
@@ -123,6 +124,10 @@ class EpochKeys(Sampler):
 
 
 def to_semantic(batch: dict, info, device: torch.device) -> torch.Tensor:
+    """The generator's input: the one-hot label map (+ instance edges), or, for unpaired translation data, the
+    source images (``batch["source"]``; the batch's ``image`` is then a target-domain image)."""
+    if "source" in batch:
+        return batch["source"].to(device, non_blocking=True)
     label = batch["label"].to(device, non_blocking=True)
     inst = batch["instance"].to(device, non_blocking=True) if info.has_instance else None
     return semantic_input(label, info.num_classes, inst)
@@ -160,7 +165,8 @@ def unwrap(module):
 
 @torch.no_grad()
 def make_sample_grid(G, info, fixed: dict, device: torch.device) -> np.ndarray:
-    """layout | real | fake | coarse RGB, one row per fixed sample, G in eval mode."""
+    """layout | real | fake | coarse RGB, one row per fixed sample, G in eval mode (unpaired translation: source |
+    target-domain reference | translation | coarse RGB)."""
     was_training = G.training
     G.eval()
     z = None
@@ -168,9 +174,12 @@ def make_sample_grid(G, info, fixed: dict, device: torch.device) -> np.ndarray:
         from ..inference import seed_noise
 
         z = torch.stack([seed_noise(i, G.latent_dim) for i in range(len(fixed["name"]))]).to(device)
-    out = G(to_semantic(fixed, info, device), z, return_aux=True)
+    translation = "source" in fixed
+    extra = {"reference": fixed["image"].to(device)} if translation else {}
+    out = G(to_semantic(fixed, info, device), z, return_aux=True, **extra)
     G.train(was_training)
-    cols = [colorize(fixed["label"], info.palette), fixed["image"], out.image.float().cpu()]
+    first = fixed["source"] if translation else colorize(fixed["label"], info.palette)
+    cols = [first, fixed["image"], out.image.float().cpu()]
     if out.coarse_rgb is not None:
         cols.append(out.coarse_rgb.float().cpu())
     return image_grid(cols)
