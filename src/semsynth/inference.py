@@ -54,6 +54,21 @@ class Synthesizer:
         G, E, info, config = load_model(model_dir, dev)
         return cls(G, E, info, config, dev)
 
+    def prepare_for_inference(self) -> bool:
+        """Prepare the generator in place for inference (:func:`semsynth.inference_prep.prepare_for_inference`:
+        spectral norm and batch norm folded, exact rewrites, equal outputs within float rounding), once; ``self.G``
+        is then inference-only (no training, no checkpoint from it). Returns whether it was prepared (a generator
+        the preparation does not apply to is left as it is). ``semsynth generate`` calls it."""
+        from .inference_prep import PrepareError, prepare_for_inference
+
+        if getattr(self.G, "prepared_for_inference", False):
+            return True
+        try:
+            self.G = prepare_for_inference(self.G, copy=False)
+        except PrepareError:
+            return False
+        return True
+
     # -- inputs ------------------------------------------------------------------------------------------------
 
     def read_label(self, path: str | os.PathLike, image: Image.Image | None = None) -> torch.Tensor:
@@ -559,6 +574,7 @@ def run_generate(model: str | os.PathLike, labels: str | os.PathLike, out: str |
         if not 0 <= int(resample_from) <= MAX_SEED:
             raise SemsynthError(f"--resample-from {resample_from}: seeds go from 0 to {MAX_SEED}")
     syn = Synthesizer.from_pretrained(model, device)
+    syn.prepare_for_inference()
     region_classes = region_file = None
     if resample_from is not None:
         syn.check_spatial_latent()
