@@ -11,7 +11,12 @@ eval-mode model's up to float rounding (tests/models/test_inference_prepare.py: 
   convolutions merged into one convolution, ``BN(x) * (1 + gamma) + beta = x * gamma' + beta'`` with
   ``gamma' = a (1 + gamma)``, ``beta' = b (1 + gamma) + beta`` for the norm's ``x * a + b``; the label map is not
   resized when it already has the feature map's size, and is sub-sampled by a strided view when the size ratio is
-  an integer (what nearest interpolation computes then);
+  an integer (what nearest interpolation computes then); on a one-hot label map (float32/64, no gradients) the
+  modulation is computed by exact algebra on the piecewise-constant layout: the two stacked 3x3 convs give a
+  per-class constant wherever the 5x5 window is one class inside the image (a table look-up), and only the band
+  within 2 pixels of a class boundary or the border is computed, by embedding look-ups and one matrix product
+  (:meth:`PreparedSPADE._piecewise_mod`; the dense convs when more than ``max_band`` of the pixels are band, or
+  the map is not one-hot);
 * SCN (:class:`PreparedSCN`): the same folding, the scale and shift tables one 1x1 convolution with a bias;
 * in-place activations where the activated tensor is not used again (SC-GAN's blocks, SVG and RGB heads).
 
@@ -22,6 +27,7 @@ state_dict is not a checkpoint. Training-mode batch norm (batch statistics) is n
 from __future__ import annotations
 
 import itertools
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -87,14 +93,134 @@ class PreparedSPADE(nn.Module):
         self.register_buffer("weight", torch.cat([wg * a4, wg * b4 + wb]).contiguous())
         self.register_buffer("bias", torch.cat([a * (1 + bg), b * (1 + bg) + bb]).contiguous())
         self.padding = gamma.padding
+        self.piecewise = _piecewise_ok(shared, gamma, beta)
+        if self.piecewise:
+            self._piecewise_tables(shared)
+
+    @torch.no_grad()
+    def _piecewise_tables(self, shared: nn.Conv2d) -> None:
+        """Tables of the piecewise-constant path (non-persistent buffers; computed in float64, stored in the
+        model's dtype): ``emb`` [9 (L + 1), hidden], the shared conv's weight per tap and class with a zero row per
+        tap for the padding; ``w2`` [9 hidden, 2C], the merged conv as a matrix over (tap, hidden); ``table`` [2C,
+        L], the modulation of a region interior of each class."""
+        w1 = shared.weight.detach().double()  # [hidden, L, 3, 3]
+        hidden, L = w1.shape[:2]
+        b1 = shared.bias.detach().double() if shared.bias is not None else w1.new_zeros(hidden)
+        emb = torch.cat([w1.permute(2, 3, 1, 0).reshape(9, L, hidden), w1.new_zeros(9, 1, hidden)], 1)
+        w2 = self.weight.double()  # [2C, hidden, 3, 3]
+        interior = torch.relu(w1.sum((2, 3)).t() + b1)  # [L, hidden]: the hidden activation inside a region
+        table = interior @ w2.sum((2, 3)).t() + self.bias.double()  # [L, 2C]
+        dt = self.weight.dtype
+        self.register_buffer("pw_emb", emb.reshape(9 * (L + 1), hidden).to(dt), persistent=False)
+        self.register_buffer("pw_b1", b1.to(dt), persistent=False)
+        self.register_buffer("pw_w2", w2.permute(2, 3, 1, 0).reshape(9 * hidden, -1).contiguous().to(dt),
+                             persistent=False)
+        self.register_buffer("pw_table", table.t().contiguous().to(dt), persistent=False)
+
+    def _piecewise_mod(self, seg: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The merged modulation ``[B, 2C, H, W]`` of a one-hot ``seg`` by exact algebra, or None (dense path).
+
+        The two stacked 3x3 convs see a 5x5 window: where that window is one class and inside the image, the
+        output is the class's row of ``pw_table``. The other pixels (the band within 2 pixels of a class boundary
+        or of the border) are computed exactly: the hidden activation of the band and its 1-pixel neighbours as 9
+        embedding look-ups per pixel (the shared conv of a one-hot map; outside the image the padding row, zero),
+        then the merged conv as one matrix product over the 3x3 neighbourhoods (zero outside the image)."""
+        B, L, H, W = seg.shape
+        if H < 5 or W < 5 or B * L * H * W >= 2 ** 31:
+            return None
+        idf = one_hot_ids(seg) if ids is None else ids  # [B, 1, H, W] float class ids, or None
+        if idf is None:
+            return None
+        n = B * H * W
+        same = _pool5(idf, max) == _pool5(idf, min)  # [B, 1, H-4, W-4]: the 5x5 window is one class
+        band = torch.ones(B, H, W, dtype=torch.bool, device=seg.device)
+        band[:, 2:-2, 2:-2] = ~same[:, 0]
+        bidx = band.view(-1).nonzero().squeeze(1)
+        nb = bidx.numel()
+        if nb > self.max_band * n:
+            return None
+        c2 = self.pw_table.shape[0]
+        ids = idf.reshape(B, H, W).long()
+        mod = self.pw_table.index_select(1, ids.view(-1))  # [2C, B*H*W]
+        if nb:
+            hp, wp = H + 2, W + 2
+            near = F.max_pool2d(band.unsqueeze(1).to(seg.dtype), 3, 1, padding=1)[:, 0] > 0
+            qidx = near.view(-1).nonzero().squeeze(1)
+            nq = qidx.numel()
+            off = torch.tensor([dy * wp + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=seg.device)
+
+            def padded(flat: torch.Tensor) -> torch.Tensor:  # flat index in [B, H, W] -> in [B, H+2, W+2]
+                b, r = flat.div(H * W, rounding_mode="floor"), flat.remainder(H * W)
+                return b * (hp * wp) + (r.div(W, rounding_mode="floor") + 1) * wp + r.remainder(W) + 1
+
+            idsp = F.pad(ids, (1, 1, 1, 1), value=L).view(-1)
+            qp = padded(qidx)
+            taps = idsp[qp.unsqueeze(1) + off] + torch.arange(9, device=seg.device) * (L + 1)  # [nq, 9]
+            actv = F.embedding_bag(taps, self.pw_emb, mode="sum").add_(self.pw_b1).relu_()
+            actv = torch.cat([actv, actv.new_zeros(1, actv.shape[1])])  # row nq: zero (outside the image)
+            rows = torch.full((B * hp * wp,), nq, dtype=torch.long, device=seg.device)
+            rows[qp] = torch.arange(nq, device=seg.device)
+            cols = actv[rows[padded(bidx).unsqueeze(1) + off]].view(nb, -1)  # [nb, 9 hidden]
+            mod[:, bidx] = torch.addmm(self.bias, cols, self.pw_w2).t()
+        return mod.view(c2, B, H, W).transpose(0, 1)
+
+    max_band = 0.7  # above this fraction of band pixels the dense convs are used (measured break-even ~0.7-0.8)
 
     def forward(self, x: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         normed = x if self.norm is None else self.norm(x)
         seg = resize_nearest(semantic.to(x.dtype), x.shape[2:])
-        actv = torch.relu_(self.shared(seg))
-        mod = F.conv2d(actv, self.weight, self.bias, padding=self.padding)
+        mod = None
+        if self.piecewise and x.dtype in (torch.float32, torch.float64) \
+                and not (torch.is_grad_enabled() and (x.requires_grad or seg.requires_grad)):
+            ids = _cached_ids(semantic)
+            if ids is not None:
+                mod = self._piecewise_mod(seg, resize_nearest(ids, x.shape[2:]))
+        if mod is None:
+            actv = torch.relu_(self.shared(seg))
+            mod = F.conv2d(actv, self.weight, self.bias, padding=self.padding)
         c = self.num_features
         return torch.addcmul(mod[:, c:], normed, mod[:, :c])
+
+
+def one_hot_ids(seg: torch.Tensor) -> torch.Tensor | None:
+    """``[B, 1, H, W]`` class ids (floats, exact integers) of a one-hot float map ``seg [B, L, H, W]``, or None when
+    ``seg`` is not one-hot (exactly one non-zero per pixel, equal to 1). Cheaper than ``argmax`` (a strided
+    reduction): ``sum_k k * seg_k`` is one matrix product and exact for one-hot pixels; one-hot holds iff every
+    pixel sums to 1 and the map has exactly B*H*W non-zeros (each pixel then has exactly one, equal to its sum)."""
+    B, L, H, W = seg.shape
+    if seg.dtype not in (torch.float32, torch.float64) or L > 2048 or B * H * W == 0:  # ids exact even in TF32
+        return None
+    flat = seg.reshape(B, L, H * W)
+    if int(torch.count_nonzero(flat)) != B * H * W or not bool((flat.sum(1) == 1).all()):
+        return None
+    return torch.matmul(torch.arange(L, dtype=seg.dtype, device=seg.device), flat).view(B, 1, H, W)
+
+
+_IDS_CACHE: tuple = (None, -1, None)  # (weakref to the last label map, its version, its ids or None)
+
+
+def _cached_ids(semantic: torch.Tensor) -> torch.Tensor | None:
+    """:func:`one_hot_ids` of ``semantic``, computed once for the SPADE layers of one forward (they all read the same
+    full-size map; a layer resizes the ids as it resizes the map). Keyed on the tensor's identity and version."""
+    global _IDS_CACHE
+    ref, version, ids = _IDS_CACHE
+    if ref is not None and ref() is semantic and version == semantic._version:
+        return ids
+    ids = one_hot_ids(semantic.detach())
+    _IDS_CACHE = (weakref.ref(semantic), semantic._version, ids)
+    return ids
+
+
+def _pool5(idf: torch.Tensor, op) -> torch.Tensor:
+    """5x5 max (``op=max``) or min (``op=min``) of ``idf [B, 1, H, W]`` without padding, as two 1-D pools."""
+    sign = 1 if op is max else -1
+    return sign * F.max_pool2d(F.max_pool2d(sign * idf, (5, 1), 1), (1, 5), 1)
+
+
+def _piecewise_ok(*convs: nn.Module) -> bool:
+    """The exact piecewise-constant path covers 3x3 convs, stride 1, padding 1 (zeros), no dilation or groups."""
+    return all(type(m) is nn.Conv2d and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
+               and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros" for m in convs)
 
 
 class PreparedSCN(nn.Module):

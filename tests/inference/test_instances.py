@@ -65,6 +65,12 @@ def _png(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def _same_image(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal 8-bit images up to one level: `generate` runs the model prepared for inference (folded norms, exact
+    up to float rounding), which can move a value across a rounding boundary."""
+    return a.shape == b.shape and int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) <= 1
+
+
 def test_generate_feeds_the_instance_edges(setup, capsys):
     model, G, ids, inst, tmp = setup
     assert main(["generate", "--model", str(model), "--labels", str(tmp / "labels"), "--out", str(tmp / "with"),
@@ -76,9 +82,9 @@ def test_generate_feeds_the_instance_edges(setup, capsys):
     assert "reads an instance-edge channel (custom); without --instances it is empty" in err
     assert err.count("--instances DIR") == 1  # one line, not one per layout
     with_inst, without = _png(tmp / "with" / "a.png"), _png(tmp / "without" / "a.png")
-    assert not np.array_equal(with_inst, without)
-    assert np.array_equal(with_inst, expected_image(G, ids, inst))
-    assert np.array_equal(without, expected_image(G, ids, None))
+    assert np.abs(with_inst.astype(np.int16) - without).max() > 1
+    assert _same_image(with_inst, expected_image(G, ids, inst))
+    assert _same_image(without, expected_image(G, ids, None))
     # one layout with one instance file
     assert main(["generate", "--model", str(model), "--labels", str(tmp / "labels" / "a.png"), "--out",
                  str(tmp / "file"), "--instances", str(tmp / "inst" / "a.png")]) == 0
