@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import colorsys
 import math
-import operator
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..errors import ConfigError
 from . import DATASETS
-from .base import DatasetInfo
+from .worlds import ProceduralWorld
 
 CLASS_NAMES = ["background", "skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
                "mouth", "u_lip", "l_lip", "hair", "neck", "cloth"]
@@ -47,7 +44,6 @@ _GROUP = np.arange(len(CLASS_NAMES), dtype=np.int16)
 _GROUP[R_EYE] = L_EYE
 _SKINLIKE = np.isin(np.arange(len(CLASS_NAMES)), [SKIN, NOSE, L_EAR, R_EAR, NECK])
 
-_SPLITS = {"train": 0, "val": 1, "test": 2}
 # Black, dark brown, brown, auburn, blonde, grey; common ones more often.
 _HAIR_COLOURS = [(22, 18, 16), (58, 38, 26), (100, 66, 42), (135, 62, 32), (198, 160, 100), (160, 156, 150)]
 _HAIR_P = [0.24, 0.26, 0.2, 0.1, 0.13, 0.07]
@@ -322,48 +318,22 @@ def render_face(rng: np.random.Generator, size: int | tuple[int, int]) -> tuple[
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), lab.astype(np.uint8)
 
 
-def _check_int(name: str, value: object, ok: Callable[[int], bool], need: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not ok(int(value)):
-        raise ConfigError(f"synthetic-faces: {name} must be {need}, got {value!r}")
-    return int(value)
-
 
 @DATASETS.register("synthetic-faces", "procedural CelebAMask-HQ-like faces (15 face-parsing classes), "
                                       "generated on the fly; no download")
-class SyntheticFaces(torch.utils.data.Dataset):
+class SyntheticFaces(ProceduralWorld):
     """Random portraits with their face-parsing label maps; sample ``i`` depends only on (seed, split, i)."""
 
+    NAME, CLASS_NAMES, PALETTE = "synthetic-faces", CLASS_NAMES, PALETTE
     MIN_RESOLUTION, RESOLUTION_STEP = 32, 32
 
     def __init__(self, split: str = "train", *, resolution: int = 64, num_samples: int = 2000,
                  seed: int = 0) -> None:
-        if not isinstance(split, str) or split not in _SPLITS:
-            raise ConfigError(f"synthetic-faces: unknown split {split!r}; valid splits are: "
-                              f"{', '.join(_SPLITS)}")
-        step, low = self.RESOLUTION_STEP, self.MIN_RESOLUTION
-        resolution = _check_int("resolution", resolution, lambda r: r >= low and r % step == 0,
-                                f"a multiple of {step} and >= {low}")
-        num_samples = _check_int("num_samples", num_samples, lambda n: n >= 1, "an integer >= 1")
-        seed = _check_int("seed", seed, lambda n: n >= 0, "an integer >= 0")
-        self.split, self.resolution, self.num_samples, self.seed = split, resolution, num_samples, seed
-        self.info = DatasetInfo(name="synthetic-faces", num_classes=len(CLASS_NAMES),
-                                class_names=list(CLASS_NAMES), dontcare_index=None, has_instance=False,
-                                palette=list(PALETTE), resolution=(resolution, resolution))
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def _index(self, i: int) -> int:
-        i = operator.index(i)
-        if not -self.num_samples <= i < self.num_samples:
-            raise IndexError(f"synthetic-faces index {i} out of range for {self.num_samples} samples")
-        return i % self.num_samples
+        self._setup(split, resolution, num_samples, seed)
 
     def sample_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The uint8 image ``[H, W, 3]`` and label ``[H, W]`` of sample ``i``."""
-        # A fresh generator per sample keeps samples independent of access order and worker count.
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _SPLITS[self.split], self._index(i)]))
-        return render_face(rng, self.resolution)
+        return render_face(self._rng(i), self.resolution)
 
     def __getitem__(self, i: int) -> dict:
         i = self._index(i)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,9 +31,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..errors import ConfigError
 from . import DATASETS
-from .base import DatasetInfo
+from .worlds import ProceduralWorld
 
 CLASS_NAMES = ["sky", "cloud", "mountain", "snow", "rock", "hill", "grass", "tree", "bush", "water", "sand",
                "road", "house", "flowers"]
@@ -49,7 +47,6 @@ TIMES_OF_DAY = ["day", "golden", "sunset", "overcast", "dusk"]
 SEASONS = ["spring", "summer", "autumn", "winter"]
 WATER_KINDS = ["none", "sea", "lake", "river"]
 
-_SPLITS = {"train": 0, "val": 1, "test": 2}
 _FIRST_LOOK = 32  # look ids below this are the plain classes; objects allocate their own colours from here
 _GROUND = np.isin(np.arange(256), [GRASS, SNOW, SAND, ROAD, FLOWERS])
 
@@ -862,47 +859,19 @@ def render_landscape(rng: np.random.Generator, size: int | tuple[int, int],
     return out
 
 
-def _check_int(name: str, value: object, ok: Callable[[int], bool], need: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not ok(int(value)):
-        raise ConfigError(f"synthetic-landscapes: {name} must be {need}, got {value!r}")
-    return int(value)
-
 
 @DATASETS.register("synthetic-landscapes", "procedural outdoor scenes (14 classes: sky, mountains, water, "
                                            "trees, houses, ...), generated on the fly; no download")
-class SyntheticLandscapes(torch.utils.data.Dataset):
+class SyntheticLandscapes(ProceduralWorld):
     """Random landscapes with their label maps; sample ``i`` depends only on (seed, split, i)."""
 
     # Below 64 pixels the far objects, the snow caps and the road are specks that the label cleaning erases.
+    NAME, CLASS_NAMES, PALETTE = "synthetic-landscapes", CLASS_NAMES, PALETTE
     MIN_RESOLUTION, RESOLUTION_STEP = 64, 32
 
     def __init__(self, split: str = "train", *, resolution: int = 128, num_samples: int = 4000,
                  seed: int = 0) -> None:
-        if not isinstance(split, str) or split not in _SPLITS:
-            raise ConfigError(f"synthetic-landscapes: unknown split {split!r}; valid splits are: "
-                              f"{', '.join(_SPLITS)}")
-        step, low = self.RESOLUTION_STEP, self.MIN_RESOLUTION
-        resolution = _check_int("resolution", resolution, lambda r: r >= low and r % step == 0,
-                                f"a multiple of {step} and >= {low}")
-        num_samples = _check_int("num_samples", num_samples, lambda n: n >= 1, "an integer >= 1")
-        seed = _check_int("seed", seed, lambda n: n >= 0, "an integer >= 0")
-        self.split, self.resolution, self.num_samples, self.seed = split, resolution, num_samples, seed
-        self.info = DatasetInfo(name="synthetic-landscapes", num_classes=len(CLASS_NAMES),
-                                class_names=list(CLASS_NAMES), dontcare_index=None, has_instance=False,
-                                palette=list(PALETTE), resolution=(resolution, resolution))
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def _index(self, i: int) -> int:
-        i = operator.index(i)
-        if not -self.num_samples <= i < self.num_samples:
-            raise IndexError(f"synthetic-landscapes index {i} out of range for {self.num_samples} samples")
-        return i % self.num_samples
-
-    def _rng(self, i: int) -> np.random.Generator:
-        # A fresh generator per sample keeps samples independent of access order and worker count.
-        return np.random.default_rng(np.random.SeedSequence([self.seed, _SPLITS[self.split], self._index(i)]))
+        self._setup(split, resolution, num_samples, seed)
 
     def sample_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The uint8 image ``[H, W, 3]`` and label ``[H, W]`` of sample ``i``."""

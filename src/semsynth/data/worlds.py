@@ -10,11 +10,61 @@ back.
 from __future__ import annotations
 
 import inspect
+import operator
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
 
 from ..errors import ConfigError
+from .base import DatasetInfo
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+class ProceduralWorld(torch.utils.data.Dataset):
+    """What every built-in world shares: the checked options, the length and indexing, and one random generator
+    per sample drawn from ``(seed, split, index)``, so that a sample never depends on access order or workers.
+    A world sets ``NAME``, ``CLASS_NAMES``, ``PALETTE``, ``MIN_RESOLUTION``, ``RESOLUTION_STEP``, keeps its own
+    typed constructor (its config, with its defaults) and calls :meth:`_setup` from it."""
+
+    NAME: str
+    CLASS_NAMES: list[str]
+    PALETTE: list[tuple[int, int, int]]
+    MIN_RESOLUTION: int
+    RESOLUTION_STEP: int
+
+    def _check_int(self, name: str, value: object, ok: Callable[[int], bool], need: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not ok(int(value)):
+            raise ConfigError(f"{self.NAME}: {name} must be {need}, got {value!r}")
+        return int(value)
+
+    def _setup(self, split: str, resolution: int, num_samples: int, seed: int) -> None:
+        if not isinstance(split, str) or split not in SPLITS:
+            raise ConfigError(f"{self.NAME}: unknown split {split!r}; valid splits are: {', '.join(SPLITS)}")
+        step, low = self.RESOLUTION_STEP, self.MIN_RESOLUTION
+        resolution = self._check_int("resolution", resolution, lambda r: r >= low and r % step == 0,
+                                     f"a multiple of {step} and >= {low}")
+        num_samples = self._check_int("num_samples", num_samples, lambda n: n >= 1, "an integer >= 1")
+        seed = self._check_int("seed", seed, lambda n: n >= 0, "an integer >= 0")
+        self.split, self.resolution, self.num_samples, self.seed = split, resolution, num_samples, seed
+        self.info = DatasetInfo(name=self.NAME, num_classes=len(self.CLASS_NAMES),
+                                class_names=list(self.CLASS_NAMES), dontcare_index=None, has_instance=False,
+                                palette=list(self.PALETTE), resolution=(resolution, resolution))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _index(self, i: int) -> int:
+        i = operator.index(i)
+        if not -self.num_samples <= i < self.num_samples:
+            raise IndexError(f"{self.NAME} index {i} out of range for {self.num_samples} samples")
+        return i % self.num_samples
+
+    def _rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, SPLITS[self.split], self._index(i)]))
 
 
 def builtin_worlds() -> dict[str, type]:
