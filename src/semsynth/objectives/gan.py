@@ -128,17 +128,7 @@ class GANObjective(Objective):
             terms.append(self.kl * kl_scale * kld)
         out = G(semantic, z, return_aux=True)
         fake = out.image
-        if self.gan > 0 or self.feature_matching > 0:
-            d_out = D(torch.cat([fake, real]), torch.cat([semantic, semantic]))
-            d_fake, d_real = split_batch(d_out, fake.shape[0])
-            if self.gan > 0:
-                adv = g_adversarial_loss(d_fake.logits, self.adversarial)
-                stats["G/adv"] = adv.detach()
-                terms.append(self.gan * adv)
-            if self.feature_matching > 0:
-                fm = feature_matching_loss(d_fake.features, d_real.features)
-                stats["G/fm"] = fm.detach()
-                terms.append(self.feature_matching * fm)
+        self._adversarial_terms(D, fake, real, semantic, stats, terms)
         if self.perceptual > 0:
             vgg = self.vgg(fake, real)
             stats["G/vgg"] = vgg.detach()
@@ -153,6 +143,23 @@ class GANObjective(Objective):
         total = torch.stack([t.float() for t in terms]).sum()
         stats["G/total"] = total.detach()
         return total, stats, fake.detach()
+
+    def _adversarial_terms(self, D: nn.Module, fake: torch.Tensor, real: torch.Tensor, condition: torch.Tensor,
+                           stats: dict[str, torch.Tensor], terms: list[torch.Tensor]) -> None:
+        """G's adversarial and D feature-matching terms (one D pass on ``cat([fake, real])``), appended to
+        ``terms`` with their weights and logged in ``stats``; nothing when both weights are 0."""
+        if self.gan <= 0 and self.feature_matching <= 0:
+            return
+        d_out = D(torch.cat([fake, real]), torch.cat([condition, condition]))
+        d_fake, d_real = split_batch(d_out, fake.shape[0])
+        if self.gan > 0:
+            adv = g_adversarial_loss(d_fake.logits, self.adversarial)
+            stats["G/adv"] = adv.detach()
+            terms.append(self.gan * adv)
+        if self.feature_matching > 0:
+            fm = feature_matching_loss(d_fake.features, d_real.features)
+            stats["G/fm"] = fm.detach()
+            terms.append(self.feature_matching * fm)
 
     @torch.no_grad()
     def generate(self, G: nn.Module, E: nn.Module | None, semantic: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

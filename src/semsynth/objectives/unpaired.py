@@ -26,11 +26,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import feature_matching_loss, g_adversarial_loss
 from ..losses.structure import edge_distance
 from ..registry import check_range
 from . import OBJECTIVES
-from .gan import GANObjective, split_batch
+from .gan import GANObjective
 
 CONTENT_LOSSES = ("vgg", "edges")
 
@@ -114,17 +113,7 @@ class UnpairedObjective(GANObjective):
         terms: list[torch.Tensor] = []
         out = G(source, reference=real, return_aux=True)
         fake = out.image
-        if self.gan > 0 or self.feature_matching > 0:
-            d_out = D(torch.cat([fake, real]), torch.cat([source, source]))
-            d_fake, d_real = split_batch(d_out, fake.shape[0])
-            if self.gan > 0:
-                adv = g_adversarial_loss(d_fake.logits, self.adversarial)
-                stats["G/adv"] = adv.detach()
-                terms.append(self.gan * adv)
-            if self.feature_matching > 0:
-                fm = feature_matching_loss(d_fake.features, d_real.features)
-                stats["G/fm"] = fm.detach()
-                terms.append(self.feature_matching * fm)
+        self._adversarial_terms(D, fake, real, source, stats, terms)
         if self.perceptual > 0:
             c = self.content(fake, source)
             stats["G/content"] = c.detach()
