@@ -1,12 +1,13 @@
 """Peak CPU memory of one SC-GAN training step (G step + D step) at a preset's full size.
 
-    python benchmarks/bench_memory.py [--config scgan-ade20k] [--batch 1] [--precision fp32|bf16]
+    python benchmarks/bench_memory.py [--config scgan-ade20k] [--batch 1] [--precision fp32|bf16] [--recompute]
 
 Builds the preset's G, D (and encoder), a VGG19 of the same size as the perceptual loss (random weights: the
 memory is the same), both Adam optimisers, and runs two training steps on a random layout and image at the
 preset's resolution, in a fresh process each time. Reported: resident memory after building everything, and
 the peak resident memory (``ru_maxrss``) during the first step (which also allocates Adam's state) and during
-the second.
+the second, and the second step's time. ``--recompute``: G's residual blocks recomputed in backward
+(``train.recompute``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +35,7 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(config: str, batch: int, precision: str) -> dict:
+def measure(config: str, batch: int, precision: str, recompute: bool = False) -> dict:
     sys.path.insert(0, str(REPO / "src"))
     import torch
 
@@ -49,6 +51,10 @@ def measure(config: str, batch: int, precision: str) -> dict:
     cfg = load_config(config)
     cfg.optim.resolve()
     G = build_generator(cfg.generator).train()
+    if recompute:
+        from semsynth.layers.recompute import enable_recompute
+
+        enable_recompute(G)
     D = build_discriminator(cfg.discriminator).train()
     E = build_encoder(cfg.encoder).train() if cfg.encoder else None
     params_g = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
@@ -82,9 +88,11 @@ def measure(config: str, batch: int, precision: str) -> dict:
 
     step()
     first = peak_mib()
+    t = time.perf_counter()
     step()
+    seconds = time.perf_counter() - t
     second = peak_mib()
-    return {"config": config, "batch": batch, "resolution": [h, w], "precision": precision,
+    return {"config": config, "batch": batch, "recompute": recompute, "second_step_s": round(seconds, 2), "resolution": [h, w], "precision": precision,
             "G_params": count_parameters(G), "D_params": count_parameters(D),
             "rss_after_import_MiB": round(base), "rss_after_build_MiB": round(built),
             "peak_first_step_MiB": round(first), "peak_second_step_MiB": round(second),
@@ -96,13 +104,15 @@ def main() -> None:
     ap.add_argument("--config", default="scgan-ade20k")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--recompute", action="store_true", help="train.recompute: G's blocks recomputed in backward")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(measure(args.config, args.batch, args.precision)))
+        print(json.dumps(measure(args.config, args.batch, args.precision, args.recompute)))
         return
     r = subprocess.run([sys.executable, __file__, "--child", "--config", args.config, "--batch", str(args.batch),
-                        "--precision", args.precision], capture_output=True, text=True)
+                        "--precision", args.precision] + (["--recompute"] if args.recompute else []),
+                       capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(r.stderr)
     res = json.loads(r.stdout.strip().splitlines()[-1])

@@ -54,7 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 151  # ADE20K: 150 classes + "other" (SC-GAN's label convention), no instance map
 SIDES_TIMED = [("official", "eval"), ("semsynth", "eval"), ("prepared", "eval"), ("official", "train"),
-               ("semsynth", "train"), ("conv", "-")]
+               ("semsynth", "train"), ("recompute", "train"), ("conv", "-")]
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "68719476736",
               "MALLOC_TOP_PAD_": "536870912"}  # = semsynth.utils.runtime.tune_malloc
 
@@ -223,6 +223,10 @@ def build_side(side: str, args, workdir: Path):
         from semsynth.inference_prep import prepare_for_inference
 
         G = prepare_for_inference(G.eval(), copy=False)  # as semsynth generate does: no second copy
+    if side == "recompute":  # train.recompute: the residual blocks recomputed in backward
+        from semsynth.layers.recompute import enable_recompute
+
+        enable_recompute(G)
 
     def run(G, x):
         out = G(x, return_aux=True)
@@ -437,6 +441,8 @@ def main() -> None:
     ap.add_argument("--layout", choices=["coco", "blocky"], default="coco")
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
     ap.add_argument("--no-train", action="store_true", help="time eval forwards only")
+    ap.add_argument("--variants", help="comma-separated subset of " + ",".join(f"{s}/{m}" for s, m in SIDES_TIMED)
+                    + " (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -493,6 +499,10 @@ def main() -> None:
 
     variants = [(s, m) for s, m in SIDES_TIMED if not (args.no_train and m == "train")
                 and not (s == "prepared" and "flops_eval_prepared" not in setup_sem)]
+    if args.variants:
+        wanted = set(args.variants.split(",")) | {"conv/-"}
+        wanted |= {f"official/{k.split('/')[1]}" for k in wanted if k != "conv/-"}  # the reference of each ratio
+        variants = [(s, m) for s, m in variants if f"{s}/{m}" in wanted]
     results: dict[str, list[dict]] = {f"{s}/{m}": [] for s, m in variants}
     for r in range(args.rounds):
         order = variants[r % len(variants):] + variants[: r % len(variants)]
@@ -500,7 +510,7 @@ def main() -> None:
             results[f"{s}/{m}"].append(spawn(args, workdir, "time", s, m))
         print(f"  round {r + 1}/{args.rounds} done [{time.time() - t0:.0f} s], load {os.getloadavg()}")
     breakdown = {s: spawn(args, workdir, "breakdown", s) for s in ("semsynth", "prepared")
-                 if f"{s}/eval" in results}
+                 if f"{s}/eval" in results and not args.variants}
 
     med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
     rss = {k: statistics.median(x["peak_above_base_mib"] for x in v) for k, v in results.items() if k != "conv/-"}

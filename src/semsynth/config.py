@@ -75,6 +75,7 @@ class TrainConfig:
     accumulate: int = 1  # split each batch into this many micro-batches, one optimiser step (saves memory)
     compile: bool = False  # torch.compile the generator and discriminator
     channels_last: bool = False  # NHWC memory format for models and inputs
+    recompute: bool = False  # recompute G's residual blocks in backward: less memory, one more forward of them
     sync_batchnorm: bool = True  # under DDP on CUDA, synchronise the generator's sync-batch norms
     nan_patience: int = 20  # consecutive non-finite steps (each skipped) before the run stops
     tensorboard: bool = True  # also write TensorBoard events (needs the tensorboard package)
@@ -375,6 +376,13 @@ def check_models(cfg: RunConfig, info: Any = None) -> None:
         G = build(GENERATORS, cfg.generator, "generator")
         D = build(DISCRIMINATORS, cfg.discriminator, "discriminator") if cfg.discriminator is not None else None
         E = build(ENCODERS, cfg.encoder, "encoder") if cfg.encoder is not None else None
+    if cfg.train.recompute:
+        from .layers.recompute import enable_recompute
+
+        if not enable_recompute(G):
+            raise ConfigError(f"train.recompute = true: generator {cfg.generator['name']!r} has no residual blocks "
+                              f"to recompute (it applies to scgan, scgan-unpaired, spade, oasis, ccfpse, pix2pixhd and "
+                              f"crn); set train.recompute=false")
     stage = "generator"
     try:
         with torch.no_grad():

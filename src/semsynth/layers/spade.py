@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import ShapeError
 from .norm import param_free_norm
+from .recompute import RecomputeMixin
 from .spectral import spectral_norm
 
 
@@ -42,7 +43,7 @@ class SPADE(nn.Module):
         return torch.addcmul(self.mlp_beta(actv), normed, 1 + self.mlp_gamma(actv))
 
 
-class SPADEResBlock(nn.Module):
+class SPADEResBlock(RecomputeMixin, nn.Module):
     """The SPADE residual block (paper Fig. 4, right): ``forward(x [B, fin, H, W], semantic) -> [B, fout, H, W]``.
 
         dx = conv_1(LReLU(SPADE_1(conv_0(LReLU(SPADE_0(x))))))          (3x3 convs, middle width min(fin, fout))

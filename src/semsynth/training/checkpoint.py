@@ -194,6 +194,7 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
 BOOKKEEPING_KEYS = frozenset({
     "name", "data.root", "train.log_every", "train.sample_every", "train.checkpoint_every",
     "train.keep_checkpoints", "train.tensorboard", "train.num_samples", "train.nan_patience", "train.num_workers",
+    "train.recompute",  # the same gradients and buffers, bit for bit (layers/recompute.py)
     "train.init",  # read only when a run starts: a resume ignores it
 })
 # The run's length: a resume may extend (or shorten) a run; the learning-rate schedule is re-stretched.

@@ -50,6 +50,7 @@ from ...errors import ShapeError
 from ...layers import SPADE, init_weights, spectral_norm
 from ...layers.condconv import ConditionalDepthwiseConv2d
 from ...layers.init import INIT_SCHEMES
+from ...layers.recompute import RecomputeMixin
 from ...layers.norm import SyncableBatchNorm2d
 from ...registry import check_range
 from .. import GENERATORS
@@ -169,7 +170,7 @@ class InertDepthConvNorm(nn.Module):
         self.norm_layer = inert_batchnorm(channels)
 
 
-class CondConvBlock(nn.Module):
+class CondConvBlock(RecomputeMixin, nn.Module):
     """``x + cc_1(cc_0(x))`` (middle width ``min(fin, fout)``), with ``conv_1x1(SPADE(x))`` as the shortcut when
     the width changes. Both convolutions and the shortcut read the same condition map.
 

@@ -33,6 +33,7 @@ from torch import nn
 from ...errors import ShapeError
 from ...layers import init_weights
 from ...layers.init import INIT_SCHEMES
+from ...layers.recompute import RecomputeMixin
 from ...registry import check_range
 from .. import GENERATORS
 from ..outputs import GeneratorOutput
@@ -91,7 +92,7 @@ def layer_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(1, channels)
 
 
-class RefinementModule(nn.Module):
+class RefinementModule(RecomputeMixin, nn.Module):
     """``M_i``: ``LReLU(LN(conv3x3(LReLU(LN(conv3x3(input))))))``, the input being the label map at this
     resolution, concatenated with the up-sampled previous module's output (when there is one)."""
 

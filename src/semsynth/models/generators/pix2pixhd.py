@@ -32,6 +32,7 @@ from torch import nn
 from ...errors import ShapeError
 from ...layers import init_weights, spectral_norm
 from ...layers.init import INIT_SCHEMES
+from ...layers.recompute import RecomputeMixin
 from ...layers.norm import SyncableBatchNorm2d
 from ...registry import check_range
 from .. import GENERATORS
@@ -95,7 +96,7 @@ class ConvNormReLU(nn.Module):
         return F.relu(self.norm(self.conv(self.pad(x))))
 
 
-class ResnetBlock(nn.Module):
+class ResnetBlock(RecomputeMixin, nn.Module):
     """``x + norm(conv(pad(ReLU(norm(conv(pad(x)))))))`` with reflection padding (pix2pixHD's residual block)."""
 
     def __init__(self, channels: int, kernel_size: int = 3, *, norm: str = "instance", norm_bias: bool = False,

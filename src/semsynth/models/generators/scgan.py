@@ -46,6 +46,7 @@ from ...layers import (
     spectral_norm,
 )
 from ...layers.init import INIT_SCHEMES
+from ...layers.recompute import RecomputeMixin
 from ...layers.norm import SyncableBatchNorm2d
 from ...layers.routing import MAPPINGS
 from ...registry import check_range
@@ -196,7 +197,7 @@ class UnconditionalNorm(nn.Module):
 # 3. SC residual block (paper Figure 4)
 
 
-class SCResBlock(nn.Module):
+class SCResBlock(RecomputeMixin, nn.Module):
     """``x + SCC(LReLU(SCN(SCC(LReLU(SCN(x)))))``, with ``conv_s(SPADE(x))`` as the shortcut when the
     width changes. Both convs use the stage's conv routing, both norms its norm routing."""
 

@@ -1,0 +1,89 @@
+"""Recomputation of residual blocks in backward (gradient checkpointing), ``train.recompute``; one concept of ``layers/``.
+
+A training forward keeps every activation that backward needs: in SC-GAN's generator, the SCC stacked outputs
+(``n * Cout * H * W`` per convolution), the normalised maps and the SPADE hidden maps of every block. With
+recomputation on, a block keeps only its inputs; backward runs the block's forward again and differentiates that.
+Less memory, one more forward of the blocks per step (docs/benchmarks.md has both figures).
+
+Exactness. A second forward must compute what the first one did, but a block's forward in training mode changes
+its buffers: batch norm updates its running statistics, spectral norm advances its power iteration (whose ``u``,
+``v`` give sigma, hence the weights). The recomputation therefore runs on a copy of the buffers as they were
+before the first forward (snapshots of a few vectors per layer) and puts the post-forward values back afterwards:
+gradients, running statistics and power-iteration state equal those of a run without recomputation (tested).
+Random operations (dropout, noise) replay the same draws (``preserve_rng_state``).
+
+Blocks opt in with the class attribute ``recompute_unit = True`` (SC-GAN's ``SCResBlock``, SPADE's
+``SPADEResBlock`` used by SPADE and OASIS, CC-FPSE's ``CondConvBlock``, pix2pixHD's ``ResnetBlock``, CRN's
+``RefinementModule``); :func:`enable_recompute` switches every such block of a network on. Nothing changes in
+the state dict, in eval mode or without gradients (sampling, the D step's fakes, the EMA copy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def recompute_units(module: nn.Module) -> list[nn.Module]:
+    """The outermost modules of ``module`` (itself included) whose class sets ``recompute_unit``."""
+    found: list[nn.Module] = []
+
+    def visit(m: nn.Module) -> None:
+        if getattr(type(m), "recompute_unit", False):
+            found.append(m)
+            return  # a unit inside a unit is recomputed with its parent
+        for child in m.children():
+            visit(child)
+
+    visit(module)
+    return found
+
+
+def enable_recompute(module: nn.Module, enabled: bool = True) -> int:
+    """Switch recomputation on (or off) for every recompute unit of ``module``; returns how many there are.
+    A network without any (a discriminator, an encoder) is left as it is and 0 is returned."""
+    units = recompute_units(module)
+    for m in units:
+        m.recompute = enabled
+    return len(units)
+
+
+class _BufferReplay:
+    """Snapshots of a module's buffers before its first forward, swapped in while the forward is recomputed."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.buffers = [b for b in module.buffers() if b is not None]
+        self.before = [b.detach().clone() for b in self.buffers]
+
+    @contextlib.contextmanager
+    def replay(self) -> Iterator[None]:
+        after = [b.detach().clone() for b in self.buffers]
+        with torch.no_grad():
+            for b, v in zip(self.buffers, self.before):
+                b.copy_(v)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for b, v in zip(self.buffers, after):
+                    b.copy_(v)
+
+
+class RecomputeMixin:
+    """Mixed into a block class (before ``nn.Module``): when ``self.recompute`` is on, the block is in training
+    mode and gradients are recorded, its call is checkpointed with exact buffer replay (module docstring)."""
+
+    recompute_unit = True
+    recompute = False
+
+    def __call__(self, *args, **kwargs):
+        if not (self.recompute and self.training and torch.is_grad_enabled()):
+            return super().__call__(*args, **kwargs)
+        replay = _BufferReplay(self)
+        call = super().__call__
+        return checkpoint(call, *args, use_reentrant=False, preserve_rng_state=True,
+                          context_fn=lambda: (contextlib.nullcontext(), replay.replay()), **kwargs)
