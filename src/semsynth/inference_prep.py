@@ -27,6 +27,7 @@ state_dict is not a checkpoint. Training-mode batch norm (batch statistics) is n
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 
 import torch
@@ -196,18 +197,25 @@ def one_hot_ids(seg: torch.Tensor) -> torch.Tensor | None:
     return torch.matmul(torch.arange(L, dtype=seg.dtype, device=seg.device), flat).view(B, 1, H, W)
 
 
-_IDS_CACHE: tuple = (None, -1, None)  # (weakref to the last label map, its version, its ids or None)
+_IDS = threading.local()  # per thread (a server runs several forwards at once): (weakref, version, ids)
+
+
+def _clear_ids_cache(*_: object) -> None:
+    """Forget the cached ids: called before every forward of a prepared generator (a forward pre-hook)."""
+    _IDS.cache = (None, None, None)
 
 
 def _cached_ids(semantic: torch.Tensor) -> torch.Tensor | None:
     """:func:`one_hot_ids` of ``semantic``, computed once for the SPADE layers of one forward (they all read the same
-    full-size map; a layer resizes the ids as it resizes the map). Keyed on the tensor's identity and version."""
-    global _IDS_CACHE
-    ref, version, ids = _IDS_CACHE
-    if ref is not None and ref() is semantic and version == semantic._version:
+    full-size map; a layer resizes the ids as it resizes the map). Keyed on the tensor's identity and, for tensors
+    that track it, its version; the cache is per thread and emptied at the start of each forward of the prepared
+    generator, so a map changed in place between forwards (an inference-mode tensor has no version) is read again."""
+    ref, version, ids = getattr(_IDS, "cache", (None, None, None))
+    current = None if semantic.is_inference() else semantic._version
+    if ref is not None and ref() is semantic and version == current:
         return ids
     ids = one_hot_ids(semantic.detach())
-    _IDS_CACHE = (weakref.ref(semantic), semantic._version, ids)
+    _IDS.cache = (weakref.ref(semantic), current, ids)
     return ids
 
 
@@ -338,5 +346,6 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
         _inplace_activations_scgan(G)
     for p in G.parameters():
         p.requires_grad_(False)
+    G.register_forward_pre_hook(_clear_ids_cache)
     G.prepared_for_inference = True
     return G

@@ -141,6 +141,31 @@ def test_ids_cache_follows_in_place_edits():
         assert (P(x, seg) - s(x, seg)).abs().max() <= TOL
 
 
+def test_prepared_generator_under_inference_mode_and_threads():
+    """`semsynth serve` runs prepared generators under torch.inference_mode (tensors without a version counter),
+    several at once in threads: each forward reads its own map, also one edited in place between two forwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    G = build_generator({"name": "spade", "ngf": 2, "resolution": 64, "use_vae": False}, num_classes=9).eval()
+    P = prepare_for_inference(G)
+    maps = [onehot(rects(9, 64, 64, batch=1, seed=k), 9) for k in range(4)]
+    with torch.no_grad():
+        refs = [G(m) for m in maps]
+    with torch.inference_mode():
+        seg = maps[0].clone()
+        assert (P(seg) - refs[0]).abs().max() <= 1e-4
+        seg.copy_(maps[1])  # the same tensor object, new content, no version to tell
+        assert (P(seg) - refs[1]).abs().max() <= 1e-4
+
+    def one(k):
+        with torch.inference_mode():
+            return max((P(maps[k]) - refs[k]).abs().max().item() for _ in range(3))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert max(pool.map(one, [0, 1, 2, 3] * 2)) <= 1e-4
+
+
 @pytest.mark.slow  # ~4 s of it is the first generator build of a session (warm-up)
 def test_scgan_prepared_uses_piecewise_path_and_is_exact():
     """The whole small ADE20K-layout SC-GAN, prepared, on a coarse layout: its shortcut SPADEs take the piecewise

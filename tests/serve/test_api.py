@@ -71,7 +71,7 @@ def test_models_describe_style_resampling_and_precision(client):
     assert (m["oasis"]["style"], m["oasis"]["resample"], m["oasis"]["z_dim"]) == (False, "local-noise", 3)
     assert (m["det"]["multimodal"], m["det"]["resample"], m["det"]["z_dim"]) == (False, "none", 0)
     assert {d["precision"] for d in m.values()} == {"fp32"}
-    assert all(d["prepared"] == "spectral norm folded" for d in m.values())
+    assert all(d["prepared"] == "prepared for inference (norms folded)" for d in m.values())
     assert "pasted" in m["faces"]["resample_explained"] and "noise" in m["oasis"]["resample_explained"]
 
 

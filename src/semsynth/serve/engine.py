@@ -4,10 +4,11 @@ A :class:`ServedModel` wraps a :class:`semsynth.inference.Synthesizer` (the same
 as ``semsynth generate``) and keeps a fast copy of its generator:
 
 * eval mode, run under ``torch.inference_mode``;
-* spectral norm folded into plain weights and batch norm into a per-channel scale and shift
-  (:func:`semsynth.portable.prepare_generator`, the code the ONNX export uses; the outputs equal the eager model's
-  to ~1e-6). A generator that cannot be prepared that way (SIMS, which reads its memory bank at run time) runs as
-  loaded;
+* prepared for inference as ``semsynth generate`` does (:func:`semsynth.inference_prep.prepare_for_inference`:
+  spectral and batch norm folded, SPADE's modulation by exact algebra on piecewise-constant layouts; the outputs
+  equal the eager model's to ~1e-6). A generator that cannot be prepared that way falls back to the export's
+  preparation (:func:`semsynth.portable.prepare_generator`) or, failing that (SIMS, which reads its memory bank at
+  run time), runs as loaded;
 * bfloat16 autocast where it pays (:func:`choose_precision`): only on a CPU with native bf16
   (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``), only when the bf16 images stay within
   :data:`BF16_MAX_ABS` / :data:`BF16_MEAN_ABS` of the fp32 ones on probe layouts, and only when it is measurably
@@ -104,15 +105,21 @@ def _probe_layouts(num_classes: int, resolution: tuple[int, int], n: int = 2) ->
 
 
 def fast_copy(syn: Synthesizer) -> tuple[torch.nn.Module, torch.nn.Module | None, str]:
-    """The generator (and encoder) with spectral norm folded and norms as affine maps, in eval mode; falls back to
-    the loaded modules (with the reason) where that is not possible."""
+    """The generator (and encoder) prepared for inference, in eval mode: :func:`semsynth.inference_prep.
+    prepare_for_inference` (spectral and batch norm folded, exact piecewise-constant SPADE, what ``semsynth
+    generate`` runs), else spectral norm folded and norms as affine maps (the export preparation), else the loaded
+    modules, with the reason."""
+    from ..inference_prep import PrepareError, prepare_for_inference
     from ..models import build_encoder
     from ..portable import ExportError, fold_spectral_norm, prepare_generator
 
     try:
-        G, note = prepare_generator(syn.G), "spectral norm folded"
-    except ExportError as e:
-        G, note = syn.G.eval(), f"as loaded ({e})"
+        G, note = prepare_for_inference(syn.G, copy=True), "prepared for inference (norms folded)"
+    except PrepareError as e:
+        try:
+            G, note = prepare_generator(syn.G), f"spectral norm folded ({e})"
+        except ExportError as e2:
+            G, note = syn.G.eval(), f"as loaded ({e2})"
     E = syn.E
     if E is not None and isinstance(getattr(E, "config", None), dict):
         E = build_encoder(E.config)
