@@ -53,7 +53,7 @@ def _flat(d, prefix=""):
 
 BASES = {"table3": "scgan-synthetic-faces", "table4": "scgan-synthetic-faces", "table5": "scgan-synthetic-faces",
          "table5-norm": "scgan-synthetic-faces", "table6": "scgan-synthetic-faces", "table8": "scgan-synthetic-faces",
-         "ccfpse-report": "ccfpse-synthetic-faces"}
+         "ccfpse-report": "ccfpse-synthetic-faces", "temperature": "scgan-synthetic-faces"}
 # (cell, {resolved key: value}) checked in the config of the cell's command
 EXPECT = {
     "table3": [("conv=conv_norm=bn", {"generator.conv_type": "conv", "generator.norm_type": "batch"}),
@@ -71,6 +71,7 @@ EXPECT = {
                ("d=oasis", {"discriminator.name": "oasis", "discriminator.channels": 8, "encoder": None,
                             "discriminator.init_gain": 1.0, "loss.name": "oasis", "loss.semantic": 2.0,
                             "loss.feature_matching": 0.0, "train.ema": True})],
+    "temperature": [(f"tau={t}", {"generator.temperature": v}) for t, v in (("0.05", 0.05), ("0.5", 0.5), ("1", 1.0))],
     "ccfpse-report": [("g=ccfpse_d=fp", {"generator.name": "ccfpse", "discriminator.name": "fp"}),
                       ("g=spade_d=fpse", {"generator.name": "spade", "generator.ngf": 8, "generator.z_dim": 64,
                                           "discriminator.name": "fpse", "discriminator.width": 32})],
@@ -81,7 +82,7 @@ def test_the_builtin_grids_are_the_papers_tables():
     assert set(grid_names()) == set(BASES)
     sizes = {name: [len(v) for v in load_grid(name).axes.values()] for name in grid_names()}
     assert sizes == {"table3": [2, 2], "table4": [4], "table5": [4], "table5-norm": [4], "table6": [5], "table8": [2],
-                     "ccfpse-report": [2, 2]}
+                     "ccfpse-report": [2, 2], "temperature": [3]}
     t6 = load_grid("table6")
     assert [p["g"] for p in t6.points()] == ["sigmoid", "tanh", "relu", "none", "softmax"]
     assert t6.paper["miou"]["g=softmax"] == 66.9 and t6.paper["fid"]["g=none"] == 73.9
@@ -211,7 +212,7 @@ def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
 
 def test_errors_of_grids_axes_values_and_seeds(tmp_path):
     with pytest.raises(ConfigError, match="built-in grids: ccfpse-report, table3, table4, table5, table5-norm, "
-                                          "table6, table8"):
+                                          "table6, table8, temperature"):
         load_grid("table7")
     t3 = load_grid("table3")
     with pytest.raises(ConfigError, match="has no axis 'op'; its axes and values: conv: conv, scc; norm: bn, scn"):

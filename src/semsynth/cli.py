@@ -473,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "seed, each evaluated, one results table (docs/sweep.md)")
     sw.add_argument("--config", required=True, help="the base preset name or YAML file the grid's cells modify")
     sw.add_argument("--grid", required=True, help="a built-in grid (table3, table4, table5, table5-norm, table6, "
-                                                  "table8, ccfpse-report) or a grid YAML file")
+                                                  "table8, ccfpse-report, temperature) or a grid YAML file")
     sw.add_argument("--seeds", default="0,1,2", help="training seeds of every cell, e.g. 0,1,2 or 0-4 (default 0,1,2)")
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a value of every run, e.g. --set train.images=4800 (repeatable; applied after the "
