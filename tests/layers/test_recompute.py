@@ -16,11 +16,11 @@ SPECS = {
     # spectral norm (power iteration state) and sync-batch norm (running statistics) inside the blocks
     "scgan": {"name": "scgan", "srg_width": 4, "fc_width": 4, "svg_width": 8, "conv_candidates": 2,
               "norm_candidates": 3, "spade_hidden": 8, "param_free_norm": "batch"},
-    "spade": {"name": "spade", "ngf": 4, "resolution": 64},
-    "oasis": {"name": "oasis", "channels": 4, "resolution": 64},
-    "ccfpse": {"name": "ccfpse", "ngf": 4, "resolution": 64},
-    "pix2pixhd": {"name": "pix2pixhd", "ngf": 4, "n_blocks": 2, "resolution": 64},
-    "crn": {"name": "crn", "widths": [8, 8, 8, 8, 8], "resolution": 64},
+    "spade": {"name": "spade", "ngf": 4, "resolution": 32},
+    "oasis": {"name": "oasis", "channels": 4, "resolution": 32},
+    "ccfpse": {"name": "ccfpse", "ngf": 4, "resolution": 32},
+    "pix2pixhd": {"name": "pix2pixhd", "ngf": 4, "n_blocks": 2, "resolution": 32},
+    "crn": {"name": "crn", "widths": [8, 8, 8, 8], "resolution": 32},
 }
 
 
@@ -33,7 +33,7 @@ def _build(spec):
 
 def _semantic(seed=0):
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, 5, (2, 8, 8), generator=g).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    ids = torch.randint(0, 5, (2, 8, 8), generator=g).repeat_interleave(4, 1).repeat_interleave(4, 2)  # 32x32
     return torch.nn.functional.one_hot(ids, 5).permute(0, 3, 1, 2).float()
 
 
@@ -106,7 +106,8 @@ def test_recompute_is_off_in_eval_and_without_gradients():
 def test_a_training_run_with_recompute_equals_one_without(tmp_path):
     torch.use_deterministic_algorithms(True)
     try:
-        raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 8, "checkpoint_every": 8}}
+        raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 4, "checkpoint_every": 4, "log_every": 4,
+                                     "sample_every": 4}}
         plain = train(resolve_config(raw, name="plain"), outdir=tmp_path)
         raw_r = {**raw, "train": {**raw["train"], "recompute": True}}
         rec = train(resolve_config(raw_r, name="rec"), outdir=tmp_path)
