@@ -153,7 +153,7 @@ def test_bad_inputs_and_options():
         G(sem(1, 64, 64, 4))
     with pytest.raises(ShapeError, match="divisible by 32"):
         G(sem(1, 48, 48))
-    with pytest.raises(ConfigError, match="layout='diagonal' is not valid; choose one of: normal, more"):
+    with pytest.raises(ConfigError, match="layout = 'diagonal' is not valid; choose one of: normal, more"):
         tiny(layout="diagonal")
     with pytest.raises(ConfigError, match="fewer than the number of candidates"):
         build_generator({**TINY, "conv_candidates": 5, "svg_width": 2}, num_classes=3, resolution=64)

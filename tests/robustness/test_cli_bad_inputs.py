@@ -1192,7 +1192,7 @@ CASES: list[Case] = [
          setup=yaml_file({"data": {"name": "synthetic-faces", "resolution": 64}, "generator": {"name": "scgan-unpaired"},
                           "discriminator": {"name": "fp"}, "loss": {"name": "unpaired", "content_loss": "edges"}})),
     Case("unpaired-bad-shortcut-condition", UNPAIRED_DRY + ["generator.shortcut_condition=label"],
-         "shortcut_condition='label' is not valid"),
+         "shortcut_condition = 'label' is not valid"),
     Case("translate-model-missing", ["translate", "--model", "{tmp}/nowhere", "--images", "{tmp}", "--out", "{out}"],
          "does not exist"),
     Case("translate-synthesis-model", ["translate", "--model", "{model}", "--images", "{labels}", "--out", "{out}"],

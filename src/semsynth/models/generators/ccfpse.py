@@ -50,10 +50,11 @@ from ...errors import ShapeError
 from ...layers import SPADE, init_weights, spectral_norm
 from ...layers.condconv import ConditionalDepthwiseConv2d
 from ...layers.init import INIT_SCHEMES
-from ...layers.recompute import RecomputeMixin
 from ...layers.norm import SyncableBatchNorm2d
+from ...layers.recompute import RecomputeMixin
 from ...registry import check_range
 from .. import GENERATORS
+from ..options import height_width as _as_hw
 from ..outputs import GeneratorOutput
 
 LEVELS = {"normal": 6, "more": 7}  # label-pyramid levels = generator scales
@@ -201,18 +202,6 @@ class CondConvBlock(RecomputeMixin, nn.Module):
 
 # --------------------------------------------------------------------------------------------------------
 # 3. The generator
-
-
-def _as_hw(resolution: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(resolution, int) and not isinstance(resolution, bool):
-        hw = (resolution, resolution)
-    elif isinstance(resolution, Sequence) and not isinstance(resolution, str) and len(resolution) == 2:
-        hw = tuple(resolution)
-    else:
-        raise ValueError(f"resolution = {resolution!r} should be an integer or [height, width]")
-    for v in hw:
-        check_range("resolution", v, ge=1, integer=True)
-    return int(hw[0]), int(hw[1])
 
 
 @GENERATORS.register("ccfpse", "CC-FPSE (NeurIPS 2019): label feature pyramid predicting per-pixel depthwise "

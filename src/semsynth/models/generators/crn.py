@@ -36,19 +36,8 @@ from ...layers.init import INIT_SCHEMES
 from ...layers.recompute import RecomputeMixin
 from ...registry import check_range
 from .. import GENERATORS
+from ..options import height_width as _height_width
 from ..outputs import GeneratorOutput
-
-
-def _height_width(resolution: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(resolution, int) and not isinstance(resolution, bool):
-        hw = (resolution, resolution)
-    elif isinstance(resolution, Sequence) and not isinstance(resolution, str) and len(resolution) == 2:
-        hw = tuple(resolution)
-    else:
-        raise ValueError(f"resolution = {resolution!r} should be an integer or [height, width]")
-    for v in hw:
-        check_range("resolution", v, ge=1, integer=True)
-    return int(hw[0]), int(hw[1])
 
 
 def num_modules(resolution: tuple[int, int], start_size: int) -> int:

@@ -35,24 +35,9 @@ from ...layers.init import INIT_SCHEMES
 from ...layers.norm import PARAM_FREE_NORMS
 from ...registry import check_range
 from .. import GENERATORS
+from ..options import check_choice as _choice
+from ..options import height_width as _height_width
 from ..outputs import GeneratorOutput
-
-
-def _choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} = {value!r} is not valid; choose one of: {', '.join(choices)}")
-
-
-def _height_width(resolution: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(resolution, int) and not isinstance(resolution, bool):
-        hw = (resolution, resolution)
-    elif isinstance(resolution, Sequence) and not isinstance(resolution, str) and len(resolution) == 2:
-        hw = tuple(resolution)
-    else:
-        raise ValueError(f"resolution = {resolution!r} should be an integer or [height, width]")
-    for v in hw:
-        check_range("resolution", v, ge=1, integer=True)
-    return int(hw[0]), int(hw[1])
 
 
 def block_widths(num_res_blocks: int) -> list[int]:

@@ -46,11 +46,13 @@ from ...layers import (
     spectral_norm,
 )
 from ...layers.init import INIT_SCHEMES
-from ...layers.recompute import RecomputeMixin
 from ...layers.norm import SyncableBatchNorm2d
+from ...layers.recompute import RecomputeMixin
 from ...layers.routing import MAPPINGS
 from ...registry import check_range
 from .. import GENERATORS
+from ..options import check_choice as _choice
+from ..options import height_width as _as_hw
 from ..outputs import GeneratorOutput
 
 LAYOUTS = {"normal": 6, "more": 7}  # number of SVG stages / label-pyramid levels
@@ -58,23 +60,6 @@ LAYOUTS = {"normal": 6, "more": 7}  # number of SVG stages / label-pyramid level
 
 def _lrelu() -> nn.Module:
     return nn.LeakyReLU(0.2)
-
-
-def _choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(choices)}")
-
-
-def _as_hw(resolution: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(resolution, int) and not isinstance(resolution, bool):
-        hw = (resolution, resolution)
-    elif isinstance(resolution, Sequence) and not isinstance(resolution, str) and len(resolution) == 2:
-        hw = tuple(resolution)
-    else:
-        raise ValueError(f"resolution = {resolution!r} should be an integer or [height, width]")
-    for v in hw:
-        check_range("resolution", v, ge=1, integer=True)
-    return int(hw[0]), int(hw[1])
 
 
 # --------------------------------------------------------------------------------------------------------
