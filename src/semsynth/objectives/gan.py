@@ -11,10 +11,7 @@ the optimiser steps.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..losses import VGGLoss, d_adversarial_loss, feature_matching_loss, g_adversarial_loss, kl_divergence
@@ -23,6 +20,7 @@ from ..models.encoders import reparameterize
 from ..models.outputs import DiscriminatorOutput
 from ..registry import check_range
 from . import OBJECTIVES, Objective
+from .vgg_terms import VGGTerms
 
 
 def split_batch(out: DiscriminatorOutput, n_fake: int) -> tuple[DiscriminatorOutput, DiscriminatorOutput]:
@@ -42,7 +40,7 @@ def encode(E: nn.Module | None, real: torch.Tensor, with_kl: bool):
 
 
 @OBJECTIVES.register("gan", "hinge/LSGAN + feature matching + VGG + L_s + KL (SC-GAN, SPADE, CC-FPSE, pix2pixHD)")
-class GANObjective(Objective):
+class GANObjective(VGGTerms, Objective):
     """Loss weights (0 switches a term off) and choices. Defaults: SC-GAN paper Eq. 6 / official code.
 
     Args:
@@ -77,38 +75,10 @@ class GANObjective(Objective):
         # without L_s the SVG's RGB head gets no gradient: DDP must not wait for it
         self.find_unused_parameters = self.semantic == 0
 
-    @property
-    def needs_vgg(self) -> bool:
-        return self.perceptual > 0 or (self.semantic > 0 and self.semantic_loss == "vgg")
-
-    def vgg_weights_path(self) -> Path:
-        """The VGG19 weights file these settings need; when it is missing, the error names the terms that need it
-        and the settings that remove the need (each fix fixes this error)."""
-        from ..losses.perceptual import find_vgg19_weights
-
-        users, skips = [], []
+    def vgg_terms(self) -> list[tuple[str, str]]:
         if self.perceptual > 0:
-            users.append(f"the perceptual loss (loss.perceptual={self.perceptual:g})")
-            skips.append("--set loss.perceptual=0")
-        if self.semantic > 0 and self.semantic_loss == "vgg":
-            users.append("the VGG variant of L_s (loss.semantic_loss=vgg)")
-            skips.append("--set loss.semantic_loss=l1")
-        skip = ("switch " + ("it" if len(users) == 1 else "both") + " off with " + " ".join(skips)) if skips else ""
-        return find_vgg19_weights(self.vgg_weights, " and ".join(users) or "the perceptual loss", skip)
-
-    def prepare(self, device: torch.device | str = "cpu", pretrained: bool = True) -> GANObjective:
-        """Load VGG19 when a term needs it (``pretrained=False``: random weights, for tests and benchmarks)."""
-        if self.needs_vgg and self.vgg is None:
-            weights = self.vgg_weights_path() if pretrained else None
-            self.vgg = VGGLoss(weights, pretrained=pretrained, imagenet_normalize=self.vgg_imagenet_normalize)
-        return self.to(device)
-
-    def _semantic_loss(self, coarse: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        if self.semantic_loss == "l1":
-            return F.l1_loss(coarse.float(), real.float())
-        if self.semantic_loss == "l2":
-            return F.mse_loss(coarse.float(), real.float())
-        return self.vgg(coarse, real)
+            return [(f"the perceptual loss (loss.perceptual={self.perceptual:g})", "--set loss.perceptual=0")]
+        return []
 
     def generator_loss(self, G: nn.Module, D: nn.Module | None, E: nn.Module | None, semantic: torch.Tensor,
                        real: torch.Tensor, kl_scale: float = 1.0

@@ -26,8 +26,6 @@ its power iteration once per call, and the label maps are not copied. No VAE enc
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +34,7 @@ from ..losses import VGGLoss, feature_matching_loss
 from ..models.outputs import DiscriminatorOutput
 from ..registry import check_range
 from . import OBJECTIVES, Objective
+from .vgg_terms import VGGTerms
 
 # ------------------------------------------------------------------------------------------------------------
 # The loss terms, as plain functions of one-hot labels [B, N, H, W] and logits [B, N + 1, H, W]
@@ -95,7 +94,7 @@ def labelmix_loss(mask: torch.Tensor, d_mixed: torch.Tensor, d_fake: torch.Tenso
 
 @OBJECTIVES.register("oasis", "OASIS: class-balanced (N+1)-class cross-entropy with a segmentation D + LabelMix "
                               "(+ optional VGG, L_s)")
-class OASISObjective(Objective):
+class OASISObjective(VGGTerms, Objective):
     """Loss weights and choices. Defaults: the official ADE20K / COCO-Stuff settings (Cityscapes: labelmix 5).
 
     Args:
@@ -136,30 +135,10 @@ class OASISObjective(Objective):
         # without L_s, SC-GAN's coarse-RGB head gets no gradient: DDP must not wait for it
         self.find_unused_parameters = self.semantic == 0
 
-    @property
-    def needs_vgg(self) -> bool:
-        return self.lambda_vgg > 0 or (self.semantic > 0 and self.semantic_loss == "vgg")
-
-    def vgg_weights_path(self) -> Path:
-        """The VGG19 weights file these settings need (a missing file names the settings that remove the need)."""
-        from ..losses.perceptual import find_vgg19_weights
-
-        users, skips = [], []
+    def vgg_terms(self) -> list[tuple[str, str]]:
         if self.lambda_vgg > 0:
-            users.append(f"the VGG term (loss.lambda_vgg={self.lambda_vgg:g})")
-            skips.append("--set loss.lambda_vgg=0")
-        if self.semantic > 0 and self.semantic_loss == "vgg":
-            users.append("the VGG variant of L_s (loss.semantic_loss=vgg)")
-            skips.append("--set loss.semantic_loss=l1")
-        skip = ("switch " + ("it" if len(users) == 1 else "both") + " off with " + " ".join(skips)) if skips else ""
-        return find_vgg19_weights(self.vgg_weights, " and ".join(users) or "the VGG term", skip)
-
-    def prepare(self, device: torch.device | str = "cpu", pretrained: bool = True) -> OASISObjective:
-        """Load VGG19 when a term needs it (``pretrained=False``: random weights, for tests)."""
-        if self.needs_vgg and self.vgg is None:
-            weights = self.vgg_weights_path() if pretrained else None
-            self.vgg = VGGLoss(weights, pretrained=pretrained, imagenet_normalize=self.vgg_imagenet_normalize)
-        return self.to(device)
+            return [(f"the VGG term (loss.lambda_vgg={self.lambda_vgg:g})", "--set loss.lambda_vgg=0")]
+        return []
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -181,13 +160,6 @@ class OASISObjective(Objective):
 
     def _real_term(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         return n1_cross_entropy(logits, label, True, self.class_balancing, self.dontcare_channel)
-
-    def _semantic_loss(self, coarse: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        if self.semantic_loss == "l1":
-            return F.l1_loss(coarse.float(), real.float())
-        if self.semantic_loss == "l2":
-            return F.mse_loss(coarse.float(), real.float())
-        return self.vgg(coarse, real)
 
     # -- the interface -------------------------------------------------------------------------------------------
 

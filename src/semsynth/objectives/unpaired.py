@@ -71,23 +71,11 @@ class UnpairedObjective(GANObjective):
                          vgg_imagenet_normalize=vgg_imagenet_normalize)
         self.content_loss, self.content_scales = content_loss, int(content_scales)
 
-    @property
-    def needs_vgg(self) -> bool:
-        return (self.perceptual > 0 and self.content_loss == "vgg") or (
-            self.semantic > 0 and self.semantic_loss == "vgg")
-
-    def vgg_weights_path(self):
-        from ..losses.perceptual import find_vgg19_weights
-
-        users, skips = [], []
+    def vgg_terms(self) -> list[tuple[str, str]]:
         if self.perceptual > 0 and self.content_loss == "vgg":
-            users.append(f"the content loss to the source (loss.content_loss=vgg, loss.perceptual={self.perceptual:g})")
-            skips.append("--set loss.content_loss=edges (offline)")
-        if self.semantic > 0 and self.semantic_loss == "vgg":
-            users.append("the VGG variant of L_s (loss.semantic_loss=vgg)")
-            skips.append("--set loss.semantic_loss=l1")
-        skip = ("switch " + ("it" if len(users) == 1 else "both") + " off with " + " ".join(skips)) if skips else ""
-        return find_vgg19_weights(self.vgg_weights, " and ".join(users), skip)
+            return [(f"the content loss to the source (loss.content_loss=vgg, loss.perceptual={self.perceptual:g})",
+                     "--set loss.content_loss=edges (offline)")]
+        return []
 
     @staticmethod
     def check_discriminator(D_cls: type, name: str) -> None:
