@@ -18,7 +18,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from . import DATASETS
@@ -335,13 +334,6 @@ class SyntheticFaces(ProceduralWorld):
         """The uint8 image ``[H, W, 3]`` and label ``[H, W]`` of sample ``i``."""
         return render_face(self._rng(i), self.resolution)
 
-    def __getitem__(self, i: int) -> dict:
-        i = self._index(i)
-        image, label = self.sample_arrays(i)
-        # Converted in numpy: torch's intra-op threads cost ~10x more than the work on a busy small CPU.
-        chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1
-        return {"image": torch.from_numpy(chw), "label": torch.from_numpy(label.astype(np.int64)),
-                "name": f"{self.split}_{i:06d}"}
 
 
 def write_synthetic_faces(out_dir: str | Path, num: int, size: int = 64, seed: int = 0,

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from . import DATASETS
@@ -882,12 +881,6 @@ class SyntheticLandscapes(ProceduralWorld):
         s = _layout(self._rng(i), self.resolution, self.resolution)  # the choices are made before painting
         return {**s.p, "horizon_row": s.yh}
 
-    def __getitem__(self, i: int) -> dict:
-        i = self._index(i)
-        image, label = self.sample_arrays(i)
-        chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1
-        return {"image": torch.from_numpy(chw), "label": torch.from_numpy(label.astype(np.int64)),
-                "name": f"{self.split}_{i:06d}"}
 
 
 def write_synthetic_landscapes(out_dir: str | Path, num: int, size: int = 128, seed: int = 0,

@@ -39,6 +39,7 @@ import torch
 from ..errors import ConfigError, DataError
 from . import DATASETS
 from .base import DatasetInfo
+from .worlds import image_tensor
 
 SERVE = ("pairs", "domains")
 IMAGE_CHANNEL_NAMES = ["red", "green", "blue"]
@@ -249,9 +250,7 @@ class SyntheticUnpaired(UnpairedDataset):
         return self.worlds[d].sample_arrays(self.world_index(d, k))
 
     def domain_image(self, d: int, k: int) -> torch.Tensor:
-        image, _ = self.domain_arrays(d, k)
-        chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1
-        return torch.from_numpy(chw)
+        return image_tensor(self.domain_arrays(d, k)[0])
 
     def domain_label(self, d: int, k: int) -> torch.Tensor:
         return torch.from_numpy(self.domain_arrays(d, k)[1].astype(np.int64))

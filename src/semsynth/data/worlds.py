@@ -66,6 +66,22 @@ class ProceduralWorld(torch.utils.data.Dataset):
     def _rng(self, i: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, SPLITS[self.split], self._index(i)]))
 
+    def sample_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The uint8 image ``[H, W, 3]`` and label ``[H, W]`` of sample ``i`` (each world renders its own)."""
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict:
+        i = self._index(i)
+        image, label = self.sample_arrays(i)
+        return {"image": image_tensor(image), "label": torch.from_numpy(label.astype(np.int64)),
+                "name": f"{self.split}_{i:06d}"}
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """A uint8 ``[H, W, 3]`` image as ``[3, H, W]`` float32 in [-1, 1]. Converted in numpy: torch's intra-op
+    threads cost ~10x more than the work on a busy small CPU."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1)
+
 
 def builtin_worlds() -> dict[str, type]:
     """Registered name -> dataset class of every built-in procedural world."""
