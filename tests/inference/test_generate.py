@@ -168,3 +168,21 @@ def test_truncated_weights_file_is_named(tmp_path, model_dir, labels_dir, capsys
     (broken / "model.safetensors").unlink()
     assert main(["generate", "--model", str(broken), "--labels", str(labels_dir), "--out", str(tmp_path / "o")]) == 2
     assert "model.safetensors is missing" in capsys.readouterr().err
+
+
+def test_from_pretrained_tunes_the_allocator_and_threads_like_the_cli(model_dir, monkeypatch):
+    import semsynth.utils.runtime as runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "tune_malloc", lambda: calls.append(1) or True)
+    before = torch.get_num_threads()
+    try:
+        Synthesizer.from_pretrained(model_dir, "cpu", threads=1)
+        assert calls == [1] and torch.get_num_threads() == 1
+        Synthesizer.from_pretrained(model_dir, "cpu", tune_allocator=False)
+        assert calls == [1]
+        for bad in (0, -2, 1.5, True):
+            with pytest.raises(SemsynthError, match="positive number of CPU threads"):
+                Synthesizer.from_pretrained(model_dir, "cpu", threads=bad)
+    finally:
+        torch.set_num_threads(before)
