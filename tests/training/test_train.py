@@ -129,3 +129,24 @@ def test_train_init_starts_a_new_run_from_exactly_the_models_weights(tmp_path):
     with pytest.raises(ConfigError, match=r"channel 1 is .* another order"):
         train(resolve_config(tuned, name="p"), outdir=tmp_path / "d")
     assert not (tmp_path / "d").exists()
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_and_trains_in_fp32(tmp_path, monkeypatch):
+    import semsynth.training.loop as loop
+
+    monkeypatch.setattr(loop, "cpu_bf16_supported", lambda: False)
+    raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 4, "precision": "bf16", "log_every": 4,
+                                 "sample_every": 4, "checkpoint_every": 4}}
+    seen = []
+    orig = torch.autocast
+
+    def spy(*a, **k):
+        seen.append(k.get("dtype"))
+        return orig(*a, **k)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    run = train(resolve_config(raw, name="bf16"), outdir=tmp_path)
+    log = (run / "log.txt").read_text()
+    assert "no native bfloat16" in log and "400x" in log and "precision fp32" in log
+    assert torch.bfloat16 not in seen  # no bf16 autocast anywhere in the step
+    assert "precision: bf16" in (run / "config.yaml").read_text()  # the setting is kept for a bf16 machine

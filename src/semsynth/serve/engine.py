@@ -41,6 +41,7 @@ from PIL import Image
 
 from ..errors import SemsynthError
 from ..inference import MAX_SEED, Synthesizer, seed_noise
+from ..utils.runtime import cpu_bf16_supported
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -144,10 +145,8 @@ def _fastest_times(a, b, runs: int) -> tuple[float, float]:
 
 
 def bf16_supported() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """:func:`semsynth.utils.runtime.cpu_bf16_supported` (a module-level name, replaceable in tests)."""
+    return cpu_bf16_supported()
 
 
 def choose_precision(G: torch.nn.Module, sem: torch.Tensor, z: torch.Tensor | None, requested: str = "auto",

@@ -26,7 +26,7 @@ from ..layers import convert_sync_batchnorm, semantic_input
 from ..layers.spectral import power_iteration_frozen
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
-from ..utils.runtime import new_run_dir, select_device
+from ..utils.runtime import BF16_FALLBACK, cpu_bf16_supported, new_run_dir, select_device
 from ..utils.files import atomic_write_text
 from ..objectives import build_objective
 from .checkpoint import (
@@ -354,7 +354,11 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     G_plain, E_plain = unwrap(G), unwrap(E) if E is not None else None
     D_plain = unwrap(D) if D is not None else None
     G_out = G_ema if G_ema is not None else G_plain  # what samples and the exported model use
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+    precision = tc.precision
+    if precision == "bf16" and device.type == "cpu" and not cpu_bf16_supported():
+        precision = "fp32"  # the run's settings keep bf16 (a resume on a bf16 CPU uses it again); logged below
+        log.info(BF16_FALLBACK)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     use_scaler = tc.precision == "fp16"
     scaler_G = torch.amp.GradScaler(device.type, enabled=use_scaler)
@@ -398,7 +402,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     log.info(f"G {cfg.generator['name']}: {count_parameters(G_plain):,} parameters; "
              + (f"D {cfg.discriminator['name']}: {count_parameters(D_plain):,}" if D_plain is not None else "no D")
              + (f"; E: {count_parameters(E_plain):,}" if E is not None else "") + f"; objective {cfg.loss['name']}"
-             + f"; device {device}; precision {tc.precision}")
+             + f"; device {device}; precision {precision}")
     log.info(f"data {info.name}: {len(dataset)} samples, {info.num_classes} classes, {info.resolution[0]}x"
              f"{info.resolution[1]}; batch {tc.batch_size} per process x {world} process(es) = {global_batch} "
              f"global" + (f" in {tc.accumulate} micro-batches" if tc.accumulate > 1 else "")
