@@ -8,6 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -363,9 +364,15 @@ def run_sweep(plan: SweepPlan, say: Callable[[str], None] = print) -> SweepResul
     total = len(plan.runs)
     counter = itertools.count(1)
 
+    lock = threading.Lock()  # runs in threads: one whole line at a time
+
+    def say_line(msg: str) -> None:
+        with lock:
+            say(msg)
+
     def job(run: Run) -> str | None:
         k = next(counter)
-        return _do_run(plan, run, in_process, lambda msg: say(f"[{k}/{total}] {msg}"))
+        return _do_run(plan, run, in_process, lambda msg: say_line(f"[{k}/{total}] {msg}"))
 
     if in_process:
         failures = [f for f in map(job, plan.runs) if f]
