@@ -354,8 +354,8 @@ def check_models(cfg: RunConfig, info: Any = None) -> None:
     # one micro-batch as training sees it (batch norm needs more than one value per channel)
     b = min(2, max(1, cfg.train.batch_size // max(1, cfg.train.accumulate)))
     try:
-        key = json.dumps([cfg.generator, cfg.discriminator, cfg.encoder, h, w, channels, b], sort_keys=True,
-                         default=repr)
+        key = json.dumps([cfg.generator, cfg.discriminator, cfg.encoder, h, w, channels, b, cfg.train.recompute],
+                         sort_keys=True, default=repr)
     except (TypeError, ValueError, RecursionError):  # a value JSON cannot write: check without the memo
         key = None
     if key in _CHECKED_MODELS:  # the same networks at the same input passed before (in this process)
