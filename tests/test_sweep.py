@@ -407,3 +407,29 @@ def test_a_failed_run_is_reported_and_the_others_make_the_table(tmp_path, monkey
     assert "g=tanh seed 1: training failed: 20 consecutive non-finite steps" in text and "Traceback" not in text
     row = (tmp_path / "s" / "table6-tiny" / "results.csv").read_text().splitlines()[1].split(",")
     assert row[:3] == ["g=tanh", "tanh", "1"]  # one seed done
+
+
+def test_a_run_finished_in_another_sweep_with_the_same_settings_is_reused(tmp_path):
+    """The base preset's cell is in every grid (table3 scc+scn, table4 l1, table6 softmax, temperature 0.05): a
+    sweep reuses such a run finished by another sweep under the same --outdir instead of training it again."""
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump(TINY_RAW))
+    out = tmp_path / "sweeps"
+    first = plan_sweep(str(tiny), "table6", only=["g=softmax"], seeds=[0, 1], threads=1, outdir=out,
+                       check_tools=False)
+    for r in first.runs:  # as a finished run leaves it: config.yaml, model/, DONE
+        d = r.out / "00000-tiny"
+        (d / "model").mkdir(parents=True)
+        images = 16 if r.seed == 0 else 32  # seed 1 was made longer: not the same run
+        (d / "config.yaml").write_text(load_config(str(tiny), r.sets + [f"train.images={images}"]).to_yaml())
+        (d / "DONE").write_text("")
+    plan = plan_sweep(str(tiny), "temperature", only=["tau=0.05,0.5"], seeds=[0, 1], threads=1, outdir=out,
+                      check_tools=False)
+    got = {(r.cell.id, r.seed): (r.status, r.reused, r.run_dir) for r in plan.runs}
+    assert got[("tau=0.05", 0)] == ("done", True, out / "table6-tiny" / "g=softmax" / "seed-0" / "00000-tiny")
+    assert got[("tau=0.05", 1)][:2] == ("new", False)  # another length
+    assert got[("tau=0.5", 0)][:2] == ("new", False) and got[("tau=0.5", 1)][:2] == ("new", False)
+    assert "# done in another sweep, reused: " + str(out / "table6-tiny") in plan.describe()
+    reused = next(r for r in plan.runs if r.reused)
+    assert plan.eval_argv(reused)[2] == str(reused.run_dir / "model")  # evaluated here, from the twin's model
+    assert reused.eval_dir == out / "temperature-tiny" / "tau=0.05" / "seed-0" / "eval"

@@ -33,6 +33,7 @@ class Run:
     threads: int | None
     status: str = "new"  # new | partial (checkpoints: resumed) | done (DONE: skipped)
     run_dir: Path | None = None
+    reused: bool = False  # done: a finished run of another sweep with the same settings (not in ``out``)
 
     @property
     def eval_dir(self) -> Path:
@@ -99,8 +100,9 @@ class SweepPlan:
         for cell in self.cells:
             lines.append(f"\ncell {cell.id}" + (f"  [{'; '.join(cell.notes)}]" if cell.notes else ""))
             for run in (r for r in self.runs if r.cell is cell):
-                status = {"new": "", "partial": "  # resumes " + str(run.run_dir), "done": "  # done: " +
-                          str(run.run_dir)}[run.status]
+                status = {"new": "", "partial": "  # resumes " + str(run.run_dir),
+                          "done": ("  # done in another sweep, reused: " if run.reused else "  # done: ")
+                          + str(run.run_dir)}[run.status]
                 lines.append(f"  {self.train_command(run, resume=run.status == 'partial')}{status}")
         return "\n".join(lines)
 
@@ -114,6 +116,25 @@ def _latest_run(out: Path, name: str) -> Path | None:
         return None
     runs = sorted(p for p in out.glob(f"*-{name}") if p.is_dir() and p.name.split("-", 1)[0].isdigit())
     return runs[-1] if runs else None
+
+
+def _finished_twin(outdir: Path, directory: Path, name: str, seed: int, mine: dict[str, Any]) -> Path | None:
+    """A finished run of another sweep under ``outdir`` (``<sweep>/<cell>/seed-<seed>/NNNNN-<name>``) whose
+    settings equal ``mine`` in everything that changes what a run computes, its length included; else None."""
+    from ..training.checkpoint import LENGTH_KEYS, numerics_changes
+
+    if not outdir.is_dir():
+        return None
+    flat_new = _flat(mine)
+    for sweep in sorted(p for p in outdir.iterdir() if p.is_dir() and p.resolve() != directory.resolve()):
+        for run_dir in sorted(sweep.glob(f"*/seed-{seed}/*-{name}")):
+            if _run_state(run_dir) != "done" or not (run_dir / "config.yaml").is_file():
+                continue
+            stored = read_yaml(run_dir / "config.yaml")
+            flat_old = _flat(stored)
+            if not numerics_changes(stored, mine) and all(flat_old.get(k) == flat_new.get(k) for k in LENGTH_KEYS):
+                return run_dir
+    return None
 
 
 def _run_state(run_dir: Path | None) -> str:
@@ -240,6 +261,10 @@ def plan_sweep(config: str, grid: str | Grid, *, seeds: Sequence[int] = (0, 1, 2
                 run_threads = (stored.get("train") or {}).get("threads")
             sets = cell.sets + [f"train.seed={seed}"] + ([f"train.threads={run_threads}"] if run_threads else [])
             run = Run(cell, seed, out, sets, run_threads, status, run_dir if status != "new" else None)
+            if status == "new":  # the same run finished in another sweep (e.g. the base preset's cell of every grid)
+                twin = _finished_twin(Path(outdir), directory, cfg.name, seed, load_config(config, sets).to_dict())
+                if twin is not None:
+                    run.status, run.run_dir, run.reused = "done", twin, True
             if status != "new":
                 mine = load_config(config, sets).to_dict()
                 changes = numerics_changes(stored, mine)
@@ -293,7 +318,8 @@ def _do_run(plan: SweepPlan, run: Run, in_process: bool, say: Callable[[str], No
     """Train (new / resume) or skip a run, then evaluate it; returns an error text, or None."""
     name = f"{run.cell.id} seed {run.seed}"
     if run.status == "done":
-        say(f"{name}: finished before ({run.run_dir}), not trained again")
+        say(f"{name}: finished before ({run.run_dir}{', another sweep with the same settings' if run.reused else ''})"
+            f", not trained again")
     else:
         resume = run.status == "partial"
         say(f"{name}: {'resuming ' + str(run.run_dir) if resume else 'training'}")
@@ -392,5 +418,6 @@ def _write_plan(plan: SweepPlan) -> None:
            "seeds": plan.seeds, "set": plan.user_sets, "protocol": plan.protocol, "jobs": plan.jobs,
            "torchrun": plan.torchrun,
            "cells": [{"id": c.id, "values": c.point, "notes": c.notes, "set": c.sets} for c in plan.cells],
-           "runs": [{"cell": r.cell.id, "seed": r.seed, "train": plan.train_command(r)} for r in plan.runs]}
+           "runs": [{"cell": r.cell.id, "seed": r.seed, "train": plan.train_command(r),
+                    **({"reused": str(r.run_dir)} if r.reused else {})} for r in plan.runs]}
     atomic_write_text(json.dumps(doc, indent=2), plan.directory / "sweep.json")
