@@ -1,4 +1,4 @@
-"""Recomputation of residual blocks in backward (gradient checkpointing), ``train.recompute``; one concept of ``layers/``.
+"""Recomputation of residual blocks in backward (gradient checkpointing), ``train.recompute``.
 
 A training forward keeps every activation that backward needs: in SC-GAN's generator, the SCC stacked outputs
 (``n * Cout * H * W`` per convolution), the normalised maps and the SPADE hidden maps of every block. With

@@ -118,21 +118,24 @@ def _latest_run(out: Path, name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def _finished_twin(outdir: Path, directory: Path, name: str, seed: int, mine: dict[str, Any]) -> Path | None:
-    """A finished run of another sweep under ``outdir`` (``<sweep>/<cell>/seed-<seed>/NNNNN-<name>``) whose
-    settings equal ``mine`` in everything that changes what a run computes, its length included; else None."""
+def _settings_changes(stored: dict[str, Any], mine: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(key, stored, mine)`` for every setting that changes what a run computes, its length included."""
     from ..training.checkpoint import LENGTH_KEYS, numerics_changes
 
+    flat_old, flat_new = _flat(stored), _flat(mine)
+    return numerics_changes(stored, mine) + [(k, flat_old.get(k), flat_new.get(k)) for k in sorted(LENGTH_KEYS)
+                                             if flat_old.get(k) != flat_new.get(k)]
+
+
+def _finished_twin(outdir: Path, directory: Path, name: str, seed: int, mine: dict[str, Any]) -> Path | None:
+    """A finished run of another sweep under ``outdir`` (``<sweep>/<cell>/seed-<seed>/NNNNN-<name>``) with no
+    :func:`_settings_changes` against ``mine``; else None."""
     if not outdir.is_dir():
         return None
-    flat_new = _flat(mine)
     for sweep in sorted(p for p in outdir.iterdir() if p.is_dir() and p.resolve() != directory.resolve()):
         for run_dir in sorted(sweep.glob(f"*/seed-{seed}/*-{name}")):
-            if _run_state(run_dir) != "done" or not (run_dir / "config.yaml").is_file():
-                continue
-            stored = read_yaml(run_dir / "config.yaml")
-            flat_old = _flat(stored)
-            if not numerics_changes(stored, mine) and all(flat_old.get(k) == flat_new.get(k) for k in LENGTH_KEYS):
+            if _run_state(run_dir) == "done" and (run_dir / "config.yaml").is_file() \
+                    and not _settings_changes(read_yaml(run_dir / "config.yaml"), mine):
                 return run_dir
     return None
 
@@ -203,7 +206,6 @@ def plan_sweep(config: str, grid: str | Grid, *, seeds: Sequence[int] = (0, 1, 2
     built on the meta device (as ``semsynth train --dry-run``), weights the runs or the evaluation need are
     looked up, and runs already in the sweep directory are found (and refused when made with other settings)."""
     from ..objectives import build_objective
-    from ..training.checkpoint import LENGTH_KEYS, numerics_changes
 
     g = grid if isinstance(grid, Grid) else load_grid(grid)
     for name, v, lo in (("--jobs", jobs, 1), ("--threads", threads, 1), ("--torchrun", torchrun, 1)):
@@ -266,11 +268,7 @@ def plan_sweep(config: str, grid: str | Grid, *, seeds: Sequence[int] = (0, 1, 2
                 if twin is not None:
                     run.status, run.run_dir, run.reused = "done", twin, True
             if status != "new":
-                mine = load_config(config, sets).to_dict()
-                changes = numerics_changes(stored, mine)
-                flat_old, flat_new = _flat(stored), _flat(mine)
-                changes += [(k, flat_old.get(k), flat_new.get(k)) for k in sorted(LENGTH_KEYS)
-                            if flat_old.get(k) != flat_new.get(k)]
+                changes = _settings_changes(stored, load_config(config, sets).to_dict())
                 if changes:
                     listing = "; ".join(f"{k}: {short_repr(a)} -> {short_repr(b)}" for k, a, b in changes)
                     raise ConfigError(f"grid {g.name}, cell {cell.id}, seed {seed}: the run {run_dir} was made with "

@@ -26,7 +26,7 @@ from ..layers import convert_sync_batchnorm, semantic_input
 from ..layers.spectral import power_iteration_frozen
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
-from ..utils.runtime import BF16_FALLBACK, cpu_bf16_supported, new_run_dir, select_device
+from ..utils.runtime import cpu_bf16_supported, new_run_dir, select_device
 from ..utils.files import atomic_write_text
 from ..objectives import build_objective
 from .checkpoint import (
@@ -357,7 +357,9 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     precision = tc.precision
     if precision == "bf16" and device.type == "cpu" and not cpu_bf16_supported():
         precision = "fp32"  # the run's settings keep bf16 (a resume on a bf16 CPU uses it again); logged below
-        log.info(BF16_FALLBACK)
+        log.info("warning: train.precision=bf16, but this CPU has no native bfloat16 (torch.ops.mkldnn."
+                 "_is_mkldnn_bf16_supported() is False: bf16 convolutions would run about 400x slower than fp32); "
+                 "this run computes in fp32 on this machine")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     use_scaler = tc.precision == "fp16"

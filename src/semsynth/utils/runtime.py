@@ -45,11 +45,6 @@ def cpu_bf16_supported() -> bool:
         return False
 
 
-BF16_FALLBACK = ("warning: train.precision=bf16, but this CPU has no native bfloat16 "
-                 "(torch.ops.mkldnn._is_mkldnn_bf16_supported() is False: bf16 convolutions would run about 400x "
-                 "slower than fp32); this run computes in fp32 on this machine")
-
-
 def select_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; under DDP ``cuda`` means the process's
     ``local_rank`` GPU. A CUDA device where there is none is a :class:`ConfigError`."""
