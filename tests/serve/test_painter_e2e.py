@@ -196,6 +196,9 @@ def test_load_style_new_style_and_downloads(browser, live_server, tmp_path):
     ids = face_layout()
     Image.fromarray(ids).save(tmp_path / "face.png")
     page.set_input_files("#label-file", str(tmp_path / "face.png"))
+    # the page decodes the file asynchronously (createImageBitmap): wait for its message, then check it
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('loaded')",
+                           timeout=30_000)
     assert "loaded face.png (64x64, resized)" in page.locator("#status").inner_text()
     palette = np.array(page.evaluate("() => S.classes.classes.map((c) => c.colour)"))
     shown = down(pixels(page, "#layout")[..., :3])
