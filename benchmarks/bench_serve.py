@@ -4,8 +4,8 @@
         [--requests 200] [--clients 16 --per-client 60] [--precision auto] [--json out.json]
 
 Starts ``semsynth serve --model DIR --port 0`` in a subprocess (one worker of ``--threads`` torch threads, a queue
-of 32), posts one 256x256 synthetic-faces layout (class ids, PNG; the server resizes it to the model's resolution)
-as a client of the painter would, and measures on the client side:
+of 32), posts one 256x256 layout of the model's built-in world (class ids, PNG; the server resizes it to the
+model's resolution) as a client of the painter would, and measures on the client side:
 
 1. sequential requests, one at a time (the painter's case): median, p90 and p99 latency, images per second, and
    the server's own ``X-Generation-Time`` (the generator) and ``X-Processing-Time`` (decode + generate + PNG);
@@ -56,12 +56,20 @@ def start_server(args: list[str]) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"semsynth serve did not start (exit {proc.wait()})")
 
 
-def layout_png(size: int) -> bytes:
-    from semsynth.data.synthetic_faces import render_face
+def layout_png(size: int, model: Path) -> bytes:
+    """One layout of the model's own built-in world (synthetic-faces or synthetic-landscapes, from its config),
+    drawn at ``size`` x ``size`` as a PNG of class ids; faces for any other model."""
+    import json
 
-    _, label = render_face(np.random.default_rng(0), size)
+    from semsynth.data.worlds import builtin_worlds
+
+    world = json.loads((model / "config.json").read_text()).get("data", {}).get("name", "synthetic-faces")
+    if world not in builtin_worlds():
+        world = "synthetic-faces"
+    ds = builtin_worlds()[world](split="val", resolution=size, num_samples=1)
+    _, label = ds.sample_arrays(0)
     buf = io.BytesIO()
-    Image.fromarray(label).save(buf, format="PNG")
+    Image.fromarray(label.astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -84,7 +92,7 @@ def main() -> None:
 
     proc, url = start_server(["--model", str(args.model), "--threads", str(args.threads), "--queue", "32",
                               "--precision", args.precision])
-    label = layout_png(args.size)
+    label = layout_png(args.size, args.model)
     results: dict = {"cpu": cpu_model(), "model": str(args.model), "threads": args.threads, "size": args.size}
     try:
         with httpx.Client(base_url=url, timeout=120) as c:
