@@ -26,7 +26,10 @@ mmap-ed file), reset the peak-RSS counter (``/proc/self/clear_refs``), one untim
   time a forward would take if all its FLOPs ran at that speed.
 
 "Peak RSS" is ``VmHWM`` minus ``VmRSS`` of the same process after its imports and the input (before the model):
-weights plus activations. Both sides run with the same environment (glibc malloc tuned as the CLI does it, unless
+weights plus activations. It depends on the allocator (two identical processes can differ by 100 MiB), so each
+variant also runs once more under ``semsynth.utils.memory.TensorPeak``: the exact peak of the bytes of tensors the
+call creates and holds at once (weights and input excluded; operator-internal scratch memory not seen), with the
+largest tensors alive at that peak. Both sides run with the same environment (glibc malloc tuned as the CLI does it, unless
 ``--malloc default``) and ``--threads`` intra-op threads. Finally one more semsynth process times each component of
 the eval forward with forward hooks (and the top operators with ``torch.profiler``).
 
@@ -354,6 +357,43 @@ def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
             "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset}
 
 
+def worker_tensors(args, workdir: Path, side: str, mode: str) -> dict:
+    """The peak of the tensor bytes one call of ``mode`` creates (``semsynth.utils.memory.TensorPeak``: exact and
+    allocator-independent, unlike peak RSS), after one untimed call; the largest tensors alive at that peak."""
+    import torch
+
+    x = torch.load(workdir / "input.pt", weights_only=True)
+    if side == "official":
+        install_shims()
+        sys.path.insert(0, str(args.official))
+    sys.path.insert(0, str(REPO / "src"))
+    from semsynth.utils.memory import TensorPeak
+
+    G, run = build_side(side, args, workdir)
+    if mode == "eval":
+        G.eval()
+
+        def step():
+            with torch.no_grad():
+                run(G, x)
+    else:
+        G.train()
+
+        def step():
+            for p in G.parameters():
+                p.grad = None
+            image, rgb = run(G, x)
+            (image.mean() + rgb.mean()).backward()
+
+    step()
+    for p in G.parameters():
+        p.grad = None
+    with TensorPeak(modules=G) as tp:
+        step()
+    return {"peak_tensors_mib": tp.peak_mib, "at": tp.peak_op,
+            "largest": [[round(t.nbytes / 2**20, 1), t.op, list(t.shape), t.module] for t in tp.peak_tensors[:8]]}
+
+
 def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -462,6 +502,8 @@ def main() -> None:
             res = worker_setup_semsynth(args, args.workdir, args.worker[1])
         elif kind == "time":
             res = worker_time(args, args.workdir, args.worker[1], args.worker[2])
+        elif kind == "tensors":
+            res = worker_tensors(args, args.workdir, args.worker[1], args.worker[2])
         else:
             res = worker_breakdown(args, args.workdir, args.worker[1])
         print(json.dumps(res))
@@ -509,6 +551,7 @@ def main() -> None:
         for s, m in order:
             results[f"{s}/{m}"].append(spawn(args, workdir, "time", s, m))
         print(f"  round {r + 1}/{args.rounds} done [{time.time() - t0:.0f} s], load {os.getloadavg()}")
+    tensors = {f"{s}/{m}": spawn(args, workdir, "tensors", s, m) for s, m in variants if s != "conv"}
     breakdown = {s: spawn(args, workdir, "breakdown", s) for s in ("semsynth", "prepared")
                  if f"{s}/eval" in results and not args.variants}
 
@@ -519,8 +562,9 @@ def main() -> None:
     print(f"\nconv throughput {gflops:.1f} GFLOP/s -> floor of the official eval forward "
           f"({setup_off['flops_eval'] / 1e9:.1f} GFLOP): {floor_eval:.3f} s; train fwd+bwd "
           f"({setup_off['flops_train'] / 1e9:.1f} GFLOP): {setup_off['flops_train'] / (gflops * 1e9):.3f} s")
-    print("| variant | time s (median of per-process best) | / official | / floor | peak RSS above base MiB | / official |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | time s (median of per-process best) | / official | / floor | peak RSS above base MiB | / official "
+          "| peak tensors MiB | / official |")
+    print("|---|---|---|---|---|---|---|---|")
     ratios = {}
     for k in med:
         if k == "conv/-":
@@ -530,9 +574,14 @@ def main() -> None:
         floor = floor_eval if mode == "eval" else setup_off["flops_train"] / (gflops * 1e9)
         per_round = [a["seconds"] / b["seconds"] for a, b in zip(results[k], results[ref])]
         ratios[k] = {"time": med[k] / med[ref], "time_median_of_rounds": statistics.median(per_round),
-                     "time_per_round": per_round, "rss": rss[k] / rss[ref], "time_per_floor": med[k] / floor}
+                     "time_per_round": per_round, "rss": rss[k] / rss[ref], "time_per_floor": med[k] / floor,
+                     "tensors": tensors[k]["peak_tensors_mib"] / tensors[ref]["peak_tensors_mib"]}
         print(f"| {k} | {med[k]:.3f} | {ratios[k]['time']:.2f} (rounds: {', '.join(f'{r:.2f}' for r in per_round)})"
-              f" | {ratios[k]['time_per_floor']:.2f} | {rss[k]:.0f} | {ratios[k]['rss']:.2f} |")
+              f" | {ratios[k]['time_per_floor']:.2f} | {rss[k]:.0f} | {ratios[k]['rss']:.2f} "
+              f"| {tensors[k]['peak_tensors_mib']:.1f} | {ratios[k]['tensors']:.2f} |")
+    for k, t in tensors.items():
+        print(f"  {k}: peak of live tensors {t['peak_tensors_mib']:.1f} MiB at {t['at']}; largest then: "
+              + ", ".join(f"{mib} MiB {op} {shape} ({mod})" for mib, op, shape, mod in t["largest"][:4]))
     for s, b in breakdown.items():
         print(f"\n{s} eval forward, {b['total_s']:.3f} s (forward hooks, fastest of {args.iters}):")
         for name, sec in sorted(b["parts_s"].items(), key=lambda kv: -kv[1]):
@@ -545,6 +594,7 @@ def main() -> None:
                                          "setup": {"official": setup_off, "semsynth": setup_sem},
                                          "conv_gflops_per_s": gflops, "floor_eval_s": floor_eval,
                                          "median_s": med, "peak_rss_above_base_mib": rss, "ratios": ratios,
+                                         "peak_tensors": tensors,
                                          "raw": results, "breakdown": breakdown}, indent=2))
     print(f"\nload average at the end {info['loadavg_end']}; total {time.time() - t0:.0f} s")
 

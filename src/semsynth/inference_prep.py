@@ -161,11 +161,17 @@ class PreparedSPADE(nn.Module):
             actv = torch.cat([actv, actv.new_zeros(1, actv.shape[1])])  # row nq: zero (outside the image)
             rows = torch.full((B * hp * wp,), nq, dtype=torch.long, device=seg.device)
             rows[qp] = torch.arange(nq, device=seg.device)
-            cols = actv[rows[padded(bidx).unsqueeze(1) + off]].view(nb, -1)  # [nb, 9 hidden]
-            mod[:, bidx] = torch.addmm(self.bias, cols, self.pw_w2).t()
+            # the 3x3 neighbourhoods [nb, 9 hidden] in chunks of about band_chunk_bytes: at 256x256 all at once
+            # they were the largest tensor of the whole forward (46 MiB for 128 hidden, 17 % band)
+            step = max(1, self.band_chunk_bytes // (actv.shape[1] * 9 * actv.element_size()))
+            for s in range(0, nb, step):
+                bi = bidx[s : s + step]
+                cols = actv[rows[padded(bi).unsqueeze(1) + off]].view(bi.numel(), -1)
+                mod[:, bi] = torch.addmm(self.bias, cols, self.pw_w2).t()
         return mod.view(c2, B, H, W).transpose(0, 1)
 
     max_band = 0.7  # above this fraction of band pixels the dense convs are used (measured break-even ~0.7-0.8)
+    band_chunk_bytes = 8 << 20  # the band's neighbourhood matrix is built and multiplied in chunks of this size
 
     def forward(self, x: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         normed = x if self.norm is None else self.norm(x)
