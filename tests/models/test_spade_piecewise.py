@@ -52,10 +52,12 @@ def spade(c: int = 6, classes: int = 9, hidden: int = 7, norm: str = "syncbatch"
     return s.eval()
 
 
-def run(s: SPADE, x: torch.Tensor, seg: torch.Tensor, max_band: float = 1.0):
+def run(s: SPADE, x: torch.Tensor, seg: torch.Tensor, max_band: float = 1.0, chunk_bytes: int | None = None):
     """(reference, prepared output, whether the piecewise path produced it)."""
     P = PreparedSPADE(s).eval()
     P.max_band = max_band
+    if chunk_bytes is not None:
+        P.band_chunk_bytes = chunk_bytes
     with torch.no_grad():
         ref = s(x, seg)
         ids = one_hot_ids(F.interpolate(seg, size=x.shape[2:], mode="nearest"))
@@ -75,6 +77,20 @@ def test_piecewise_equals_spade_on_blocky_layouts(h, w, label_size, norm):
     ref, out, took = run(s, x, seg)
     assert took and ref.abs().max() > 1
     assert (out - ref).abs().max().item() <= TOL
+
+
+def test_band_in_chunks_equals_band_at_once():
+    """The band's neighbourhood matrix is built in chunks (memory): any chunk size gives the same output, down to
+    one band pixel per chunk."""
+    s = spade()
+    seg = onehot(rects(9, 24, 24), 9)
+    x = torch.randn(2, 6, 24, 24)
+    ref, whole, took = run(s, x, seg, chunk_bytes=1 << 40)
+    assert took
+    for chunk in (1, 7 * 9 * 4 * 5, 7 * 9 * 4 * 64):  # 1 row (the minimum), 5 rows, 64 rows of 9 x hidden floats
+        _, out, _ = run(s, x, seg, chunk_bytes=chunk)
+        assert (out - whole).abs().max().item() <= 2e-6 * whole.abs().max().item()  # GEMM blocking only
+        assert (out - ref).abs().max().item() <= TOL
 
 
 def test_piecewise_uniform_map_and_float64():
