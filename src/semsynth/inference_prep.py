@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import SemsynthError
+from .layers.spade import resize_nearest
 
 
 class PrepareError(SemsynthError):
@@ -56,18 +57,6 @@ def norm_affine(norm: nn.Module, channels: int, like: torch.Tensor) -> tuple[tor
             b = b + norm.bias.double()
         return a.to(like.dtype), b.to(like.dtype)
     return None
-
-
-def resize_nearest(semantic: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """``F.interpolate(semantic, size, mode="nearest")`` without the work where it is a view: the map itself at the
-    same size, a strided view when both size ratios are integers (nearest takes source pixel ``i * ratio`` then)."""
-    h, w = semantic.shape[2:]
-    th, tw = int(size[0]), int(size[1])
-    if (h, w) == (th, tw):
-        return semantic
-    if h % th == 0 and w % tw == 0:
-        return semantic[:, :, :: h // th, :: w // tw]
-    return F.interpolate(semantic, size=(th, tw), mode="nearest")
 
 
 class PreparedSPADE(nn.Module):

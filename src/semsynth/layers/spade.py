@@ -2,7 +2,7 @@
 
     y = norm(x) * (1 + gamma(S)) + beta(S),   gamma, beta = convs over a shared conv+ReLU of the label map S
 
-The label map is resized to the feature map with nearest neighbour. Used by SC-GAN's learned shortcuts
+The label map is resized to the feature map with nearest neighbour (:func:`resize_nearest`: a view where it can be). Used by SC-GAN's learned shortcuts
 (official code: 3x3 convs, 128 hidden channels, sync-batch parameter-free norm) and, inside
 :class:`SPADEResBlock`, by the SPADE generator (paper Fig. 4).
 """
@@ -17,6 +17,23 @@ from ..errors import ShapeError
 from .norm import param_free_norm
 from .recompute import RecomputeMixin
 from .spectral import spectral_norm
+
+
+def resize_nearest(semantic: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """``F.interpolate(semantic, size, mode="nearest")`` without the work where it is a view: the map itself at the
+    same size, a strided view when both size ratios are integers (nearest takes source pixel ``i * ratio`` then).
+    In training the view is what autograd keeps for the conv that reads it: at the label map's own size no copy of
+    it exists at all (37.8 MiB at 256x256 with 151 classes). While tracing (ONNX, TorchScript) it is the plain
+    resize: a traced graph must not keep a view chosen for the size it was traced at."""
+    if torch.jit.is_tracing():  # an exported graph takes any size: the plain resize, not a choice made at one size
+        return F.interpolate(semantic, size=size, mode="nearest")
+    h, w = semantic.shape[2:]
+    th, tw = int(size[0]), int(size[1])
+    if (h, w) == (th, tw):
+        return semantic
+    if h % th == 0 and w % tw == 0:
+        return semantic[:, :, :: h // th, :: w // tw]
+    return F.interpolate(semantic, size=(th, tw), mode="nearest")
 
 
 class SPADE(nn.Module):
@@ -38,7 +55,7 @@ class SPADE(nn.Module):
                 f"SPADE: label map has shape {tuple(semantic.shape)}, expected [B, {self.label_channels}, H, W]"
             )
         normed = self.param_free_norm(x)
-        seg = F.interpolate(semantic.to(normed.dtype), size=x.shape[2:], mode="nearest")
+        seg = resize_nearest(semantic.to(normed.dtype), x.shape[2:])
         actv = self.mlp_shared(seg)
         return torch.addcmul(self.mlp_beta(actv), normed, 1 + self.mlp_gamma(actv))
 
