@@ -6,7 +6,9 @@ Builds the preset's G, D (and encoder), a VGG19 of the same size as the perceptu
 memory is the same), both Adam optimisers, and runs two training steps on a random layout and image at the
 preset's resolution, in a fresh process each time. Reported: resident memory after building everything, and
 the peak resident memory (``ru_maxrss``) during the first step (which also allocates Adam's state) and during
-the second, and the second step's time. ``--recompute``: G's residual blocks recomputed in backward
+the second, and the second step's time; then a third step under ``semsynth.utils.memory.TensorPeak``: the exact
+peak of the tensors the step creates and holds at once (allocator-independent, unlike the resident peak; weights
+and Adam's state from the earlier steps are not counted, the gradients are). ``--recompute``: G's residual blocks recomputed in backward
 (``train.recompute``).
 """
 
@@ -92,11 +94,16 @@ def measure(config: str, batch: int, precision: str, recompute: bool = False) ->
     step()
     seconds = time.perf_counter() - t
     second = peak_mib()
+    from semsynth.utils.memory import TensorPeak
+
+    with TensorPeak() as tp:  # a third step, its tensors counted exactly (slow: every operator goes through Python)
+        step()
     return {"config": config, "batch": batch, "recompute": recompute, "second_step_s": round(seconds, 2), "resolution": [h, w], "precision": precision,
             "G_params": count_parameters(G), "D_params": count_parameters(D),
             "rss_after_import_MiB": round(base), "rss_after_build_MiB": round(built),
             "peak_first_step_MiB": round(first), "peak_second_step_MiB": round(second),
-            "step_peak_above_build_MiB": round(second - built)}
+            "step_peak_above_build_MiB": round(second - built), "step_peak_tensors_MiB": round(tp.peak_mib),
+            "step_peak_tensors_at": tp.peak_op}
 
 
 def main() -> None:
