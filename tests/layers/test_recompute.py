@@ -73,6 +73,21 @@ def test_recomputed_blocks_give_the_same_output_gradients_and_buffers(name):
     assert saved_h < {"pix2pixhd": 0.8}.get(name, 0.6) * saved_g, (name, saved_h, saved_g)
 
 
+def test_scgan_units_are_its_residual_blocks_and_svg_stages():
+    """SC-GAN recomputes its SC residual blocks and the refining stages of its SVG (every stage but the first,
+    which reads only the coarsest label map): their full-resolution concatenation is the largest activation."""
+    from semsynth.models.generators.scgan import SCResBlock, SVGStage
+
+    G = _build(SPECS["scgan"])
+    units = recompute_units(G)
+    stages = [u for u in units if isinstance(u, SVGStage)]
+    assert len(stages) == G.svg.num_stages - 1 and all(s is G.svg.stages[k + 1] for k, s in enumerate(stages))
+    assert len(units) - len(stages) == sum(isinstance(m, SCResBlock) for m in G.modules())
+    # the stage keeps a plain Sequential's state-dict keys (official checkpoints convert onto them)
+    assert {"svg.stages.1.1.bias", "svg.stages.1.3.bias", "svg.stages.1.1.parametrizations.weight.original"} \
+        <= set(G.state_dict())
+
+
 def test_recompute_is_off_in_eval_and_without_gradients():
     torch.manual_seed(0)
     G = _build(SPECS["scgan"])

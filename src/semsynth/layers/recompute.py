@@ -12,7 +12,8 @@ before the first forward (snapshots of a few vectors per layer) and puts the pos
 gradients, running statistics and power-iteration state equal those of a run without recomputation (tested).
 Random operations (dropout, noise) replay the same draws (``preserve_rng_state``).
 
-Blocks opt in with the class attribute ``recompute_unit = True`` (SC-GAN's ``SCResBlock``, SPADE's
+Blocks opt in with the class attribute ``recompute_unit = True`` (SC-GAN's ``SCResBlock`` and the refining
+stages of its SVG, ``SVGStage``, whose full-resolution concatenation is the largest activation of a step; SPADE's
 ``SPADEResBlock`` used by SPADE and OASIS, CC-FPSE's ``CondConvBlock``, pix2pixHD's ``ResnetBlock``, CRN's
 ``RefinementModule``); :func:`enable_recompute` switches every such block of a network on. Nothing changes in
 the state dict, in eval mode or without gradients (sampling, the D step's fakes, the EMA copy).
