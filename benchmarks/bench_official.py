@@ -19,6 +19,8 @@ mmap-ed file), reset the peak-RSS counter (``/proc/self/clear_refs``), one untim
 
 * ``official`` / ``semsynth``: eval forward (``no_grad``) and train forward+backward (loss: mean of the image plus
   mean of the coarse SVG image) at batch 1;
+* ``dense``: semsynth with SPADE's exact piecewise path (``layers/spade_piecewise.py``) switched off, its convs
+  run densely over the label map (the A/B of that path);
 * ``prepared``: semsynth's eval forward after ``semsynth.inference_prep.prepare_for_inference`` (exact: checked
   against the unprepared model within 1e-5);
 * ``conv``: the machine's 3x3-conv throughput in the same run (256 -> 256 channels on 1x256x64x64, fp32,
@@ -56,8 +58,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 151  # ADE20K: 150 classes + "other" (SC-GAN's label convention), no instance map
-SIDES_TIMED = [("official", "eval"), ("semsynth", "eval"), ("prepared", "eval"), ("official", "train"),
-               ("semsynth", "train"), ("recompute", "train"), ("conv", "-")]
+SIDES_TIMED = [("official", "eval"), ("semsynth", "eval"), ("dense", "eval"), ("prepared", "eval"),
+               ("official", "train"), ("semsynth", "train"), ("dense", "train"), ("recompute", "train"),
+               ("conv", "-")]
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "68719476736",
               "MALLOC_TOP_PAD_": "536870912"}  # = semsynth.utils.runtime.tune_malloc
 
@@ -226,6 +229,10 @@ def build_side(side: str, args, workdir: Path):
         from semsynth.inference_prep import prepare_for_inference
 
         G = prepare_for_inference(G.eval(), copy=False)  # as semsynth generate does: no second copy
+    if side == "dense":  # SPADE's exact piecewise path off: its convs run densely over the label map
+        from semsynth.layers import SPADE
+
+        SPADE.piecewise_max_band = 0.0
     if side == "recompute":  # train.recompute: the residual blocks recomputed in backward
         from semsynth.layers.recompute import enable_recompute
 

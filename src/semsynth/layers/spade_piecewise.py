@@ -1,0 +1,194 @@
+"""SPADE's modulation on a one-hot layout by exact algebra, with its exact backward (issue 13).
+
+SPADE computes ``mod = conv2(relu(conv1(S)))`` (``conv1``: the shared 3x3 conv of the label map ``S``, ``conv2``:
+the gamma and beta 3x3 convs side by side). On a one-hot ``S`` with class ids ``c(p)``:
+
+* ``conv1`` is a sum of 9 look-ups: ``A(q) = b1 + sum_t W1[:, c(q + t), t]`` (no term where ``q + t`` is outside
+  the image: zero padding);
+* where the 3x3 window of ``q`` is one class ``c`` and inside the image, ``A(q) = a_c`` and ``H(q) = relu(a_c) =
+  h_c`` are per-class vectors; where the 5x5 window of ``p`` is, ``mod(p) = b2 + sum_t W2_t h_c = T_c``.
+
+Forward: ``T[c(p)]`` for the interior pixels, and for the band (5x5 window not one class, or within 2 pixels of the
+border) the hidden activation of the band and its neighbours by look-ups, then ``conv2`` as one matrix product over
+the 3x3 neighbourhoods (in chunks, to bound memory).
+
+Backward, with ``G = dL/dmod``:
+
+* ``dW2_t = sum_p G(p) H(p + t)^T``: the interior gives ``sum_c S_c h_c^T`` for every tap (``S_c``: ``G`` summed
+  over the interior pixels of class ``c``, one ``index_add``), the band its neighbourhood matrix times ``G``;
+* ``dA(q) = relu'(A(q)) * sum_t W2_t^T G(q - t)``. On the hidden interior (3x3 window one class ``c``, inside the
+  image) only its per-class sum is needed, ``relu'(a_c) * sum_t W2_t^T R_{t,c}`` with ``R_{t,c} = sum_{q of class c}
+  G(q - t)`` (nine ``index_add`` of ``G`` by shifted class maps); the hidden band (inside the band) is computed
+  pixel by pixel;
+* ``dW1[:, c, t] = sum_q dA(q) [c(q + t) = c]``: the interior's per-class sums for every tap, plus the hidden band
+  by ``index_add`` with the shifted class ids; ``db1``, ``db2`` are sums.
+
+No dense convolution over the image remains, in forward or backward. Equal to the dense SPADE within float
+rounding (``tests/layers/test_spade_piecewise_train.py``: forward and every gradient, float32 and float64).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # tap t = (dy + 1) * 3 + (dx + 1)
+
+
+def one_hot_ids(seg: torch.Tensor) -> torch.Tensor | None:
+    """``[B, 1, H, W]`` class ids (floats, exact integers) of a one-hot float map ``seg [B, L, H, W]``, or None when
+    ``seg`` is not one-hot (exactly one non-zero per pixel, equal to 1). Cheaper than ``argmax`` (a strided
+    reduction): ``sum_k k * seg_k`` is one matrix product and exact for one-hot pixels; one-hot holds iff every
+    pixel sums to 1 and the map has exactly B*H*W non-zeros (each pixel then has exactly one, equal to its sum)."""
+    B, L, H, W = seg.shape
+    if seg.dtype not in (torch.float32, torch.float64) or L > 2048 or B * H * W == 0:  # ids exact even in TF32
+        return None
+    flat = seg.reshape(B, L, H * W)
+    if int(torch.count_nonzero(flat)) != B * H * W or not bool((flat.sum(1) == 1).all()):
+        return None
+    return torch.matmul(torch.arange(L, dtype=seg.dtype, device=seg.device), flat).view(B, 1, H, W)
+
+
+def pool_same(idf: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, 1, H - size + 1, W - size + 1]``: whether the ``size`` x ``size`` window of ``idf [B, 1, H, W]`` holds
+    one value (max == min, as two 1-D pools each, no padding)."""
+    hi = F.max_pool2d(F.max_pool2d(idf, (size, 1), 1), (1, size), 1)
+    lo = -F.max_pool2d(F.max_pool2d(-idf, (size, 1), 1), (1, size), 1)
+    return hi == lo
+
+
+def interior(ids: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, H, W]`` bool: the ``size`` x ``size`` window (odd) is one class and inside the image."""
+    B, _, H, W = ids.shape
+    r = size // 2
+    out = torch.zeros(B, H, W, dtype=torch.bool, device=ids.device)
+    if H > 2 * r and W > 2 * r:
+        out[:, r:-r, r:-r] = pool_same(ids, size)[:, 0]
+    return out
+
+
+class _Geometry:
+    """Index arithmetic shared by forward and backward: flat pixel indices in ``[B, H, W]`` and in the padded
+    ``[B, H + 2, W + 2]`` grid, the nine tap offsets there."""
+
+    def __init__(self, B: int, H: int, W: int, device: torch.device) -> None:
+        self.B, self.H, self.W = B, H, W
+        self.hp, self.wp = H + 2, W + 2
+        self.off = torch.tensor([dy * self.wp + dx for dy, dx in OFFSETS], device=device)
+
+    def padded(self, flat: torch.Tensor) -> torch.Tensor:
+        H, W = self.H, self.W
+        b, r = flat.div(H * W, rounding_mode="floor"), flat.remainder(H * W)
+        return b * (self.hp * self.wp) + (r.div(W, rounding_mode="floor") + 1) * self.wp + r.remainder(W) + 1
+
+
+class PiecewiseModulation(torch.autograd.Function):
+    """``mod [B, C2, H, W] = conv2(relu(conv1(onehot(ids))))`` (3x3, padding 1) and its gradients with respect to
+    ``w1 [h, L, 3, 3], b1 [h], w2 [C2, h, 3, 3], b2 [C2]``; ``ids [B, 1, H, W]`` float class ids (no gradient)."""
+
+    chunk_bytes = 8 << 20  # the band's neighbourhood matrices are built in chunks of about this size
+
+    @staticmethod
+    def forward(ctx, ids: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                b2: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = ids.shape
+        hidden, L = w1.shape[:2]
+        c2 = w2.shape[0]
+        geo = _Geometry(B, H, W, ids.device)
+        idl = ids.view(-1).long()
+        # look-up tables: emb[t * (L + 1) + c] = w1[:, c, t] (row L of each tap: the zero padding)
+        emb = torch.cat([w1.permute(2, 3, 1, 0).reshape(9, L, hidden), w1.new_zeros(9, 1, hidden)], 1)
+        emb = emb.reshape(9 * (L + 1), hidden)
+        a_cls = w1.sum((2, 3)).t() + b1  # [L, h]: the hidden pre-activation of a class interior
+        h_cls = a_cls.relu()
+        w2m = w2.permute(2, 3, 1, 0).reshape(9 * hidden, c2)  # rows (tap, hidden)
+        table = torch.addmm(b2, h_cls, w2m.view(9, hidden, c2).sum(0))  # [L, C2]
+        mod = table.t().index_select(1, idl)  # [C2, B*H*W]
+        band = ~interior(ids, 5).view(-1)
+        bidx = band.nonzero().squeeze(1)
+        near = F.max_pool2d(band.view(B, 1, H, W).to(w1.dtype), 3, 1, padding=1).view(-1) > 0
+        qidx = near.nonzero().squeeze(1)
+        idsp = F.pad(idl.view(B, H, W), (1, 1, 1, 1), value=L).view(-1)
+        taps = idsp[geo.padded(qidx).unsqueeze(1) + geo.off] + torch.arange(9, device=ids.device) * (L + 1)
+        a_near = F.embedding_bag(taps, emb, mode="sum").add_(b1)  # [nq, h]
+        h_near = torch.cat([a_near.relu(), a_near.new_zeros(1, hidden)])  # row nq: zero (outside the image)
+        rows = torch.full((B * geo.hp * geo.wp,), qidx.numel(), dtype=torch.long, device=ids.device)
+        rows[geo.padded(qidx)] = torch.arange(qidx.numel(), device=ids.device)
+        step = max(1, PiecewiseModulation.chunk_bytes // (9 * hidden * w1.element_size()))
+        for s in range(0, bidx.numel(), step):
+            bi = bidx[s : s + step]
+            cols = h_near[rows[geo.padded(bi).unsqueeze(1) + geo.off]].view(bi.numel(), 9 * hidden)
+            mod[:, bi] = torch.addmm(b2, cols, w2m).t()
+        ctx.save_for_backward(ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx)
+        ctx.geo = geo
+        return mod.view(c2, B, H, W).transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx = ctx.saved_tensors
+        geo = ctx.geo
+        B, H, W = geo.B, geo.H, geo.W
+        L, hidden = h_cls.shape
+        c2 = w2.shape[0]
+        n = B * H * W
+        g = grad.permute(0, 2, 3, 1).reshape(n, c2)  # rows: pixels
+        idl = ids.view(-1).long()
+        dummy = torch.full_like(idl, L)
+        need_w1 = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        d_w1 = d_b1 = d_w2 = d_b2 = None
+        if ctx.needs_input_grad[4]:
+            d_b2 = g.sum(0)
+        if ctx.needs_input_grad[3]:
+            # dW2 (rows (tap, hidden)): interior pixels see h_c at every tap; the band its neighbourhood matrix
+            inner5 = interior(ids, 5).view(-1)
+            s_cls = g.new_zeros(L + 1, c2).index_add_(0, torch.where(inner5, idl, dummy), g)[:L]
+            d_w2m = (h_cls.t() @ s_cls).repeat(9, 1)  # [9h, C2]
+            step = max(1, PiecewiseModulation.chunk_bytes // (9 * hidden * h_near.element_size()))
+            for s in range(0, bidx.numel(), step):
+                bi = bidx[s : s + step]
+                cols = h_near[rows[geo.padded(bi).unsqueeze(1) + geo.off]].view(bi.numel(), 9 * hidden)
+                d_w2m.addmm_(cols.t(), g[bi])
+            d_w2 = d_w2m.view(3, 3, hidden, c2).permute(3, 2, 0, 1).contiguous()
+        if need_w1:
+            w2t = w2.permute(2, 3, 0, 1).reshape(9, c2, hidden)  # [t, C2, h]
+            inner3 = interior(ids, 3).view(-1)
+            # the hidden interior: per class, sum_t W2_t^T R_{t,c}, R_{t,c} = sum over its pixels q of G(q - t)
+            keys = F.pad(torch.where(inner3, idl, dummy).view(B, H, W), (1, 1, 1, 1), value=L)
+            v_cls = g.new_zeros(L, hidden)
+            for t, (dy, dx) in enumerate(OFFSETS):
+                # G(p) counts for class c at tap t when q = p + t is an interior pixel of class c
+                k = keys[:, 1 + dy : 1 + dy + H, 1 + dx : 1 + dx + W].reshape(-1)
+                r = g.new_zeros(L + 1, c2).index_add_(0, k, g)[:L]
+                v_cls.addmm_(r, w2t[t])
+            da_cls = v_cls * (a_cls > 0)  # [L, h]: dA summed over each class's hidden interior
+            # the hidden band: G gathered at q - t (zero outside the image), times W2_t^T, masked by relu'
+            hb = (~inner3).nonzero().squeeze(1)
+            gp = torch.cat([g, g.new_zeros(1, c2)])  # row n: zero (outside the image)
+            prow = torch.full((B * geo.hp * geo.wp,), n, dtype=torch.long, device=g.device)
+            prow[geo.padded(torch.arange(n, device=g.device))] = torch.arange(n, device=g.device)
+            hbp = geo.padded(hb)
+            a_hb = a_near[rows[hbp]]  # the hidden band lies inside the band's neighbourhood
+            w2cat = w2t.reshape(9 * c2, hidden)
+            step = max(1, PiecewiseModulation.chunk_bytes // (9 * c2 * g.element_size()))
+            da_hb = torch.empty(hb.numel(), hidden, dtype=g.dtype, device=g.device)
+            for s in range(0, hb.numel(), step):
+                gath = gp[prow[hbp[s : s + step].unsqueeze(1) - geo.off]].view(-1, 9 * c2)
+                da_hb[s : s + step] = gath @ w2cat
+            da_hb.mul_(a_hb > 0)
+            # dW1 [h, L, 3, 3]: interiors at every tap, the hidden band by the class at q + t
+            idsp = F.pad(idl.view(B, H, W), (1, 1, 1, 1), value=L).view(-1)
+            d_w1t = da_cls.t().unsqueeze(0).repeat(9, 1, 1)  # [t, h, L]
+            for t in range(9):
+                cls_t = idsp[hbp + geo.off[t]]
+                d_w1t[t] += g.new_zeros(L + 1, hidden).index_add_(0, cls_t, da_hb)[:L].t()
+            d_w1 = d_w1t.view(3, 3, hidden, L).permute(2, 3, 0, 1).contiguous()
+            d_b1 = da_cls.sum(0) + da_hb.sum(0)
+        return None, d_w1, d_b1, d_w2, d_b2
+
+
+def piecewise_modulation(ids: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                         b2: torch.Tensor) -> torch.Tensor:
+    """``conv2d(relu(conv2d(onehot(ids), w1, b1, padding=1)), w2, b2, padding=1)`` for float class ids
+    ``[B, 1, H, W]`` (H, W >= 5), by the exact piecewise algebra of the module docstring, differentiable in the
+    weights."""
+    return PiecewiseModulation.apply(ids, w1, b1, w2, b2)

@@ -1,0 +1,124 @@
+"""The exact piecewise SPADE modulation with its hand-written backward (layers/spade_piecewise.py): forward and
+every weight gradient equal the dense ``conv2(relu(conv1(onehot)))`` on piecewise-constant layouts, in float64 to
+1e-10 and in float32 to float rounding; SPADE uses it in training where it applies and the dense convs elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from semsynth.layers import SPADE
+from semsynth.layers.spade_piecewise import PiecewiseModulation, piecewise_modulation
+
+
+def rect_ids(classes: int, h: int, w: int, batch: int = 2, seed: int = 0, count: int = 10) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, classes, (batch, 1, 1), generator=g).expand(batch, h, w).clone()
+    for b in range(batch):
+        for _ in range(count):
+            y0, y1 = sorted(int(v) for v in torch.randint(0, h + 1, (2,), generator=g))
+            x0, x1 = sorted(int(v) for v in torch.randint(0, w + 1, (2,), generator=g))
+            ids[b, y0:y1, x0:x1] = int(torch.randint(0, classes, (1,), generator=g))
+    return ids
+
+
+def dense(onehot, w1, b1, w2, b2):
+    return F.conv2d(F.conv2d(onehot, w1, b1, padding=1).relu(), w2, b2, padding=1)
+
+
+def weights(classes, hidden, c2, dtype, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    # biases around zero so that some hidden units are negative (relu' matters) in interiors and bands
+    return [(torch.randn(*s, generator=g, dtype=dtype) * k).requires_grad_()
+            for s, k in (((hidden, classes, 3, 3), 0.5), ((hidden,), 0.5), ((c2, hidden, 3, 3), 0.3), ((c2,), 1.0))]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("h,w,batch", [(24, 24, 2), (17, 29, 2), (5, 5, 1), (9, 6, 3)])
+def test_forward_and_gradients_equal_the_dense_convs(dtype, tol, h, w, batch):
+    classes, hidden, c2 = 7, 6, 8
+    ids = rect_ids(classes, h, w, batch)
+    onehot = F.one_hot(ids, classes).permute(0, 3, 1, 2).to(dtype)
+    ws = weights(classes, hidden, c2, dtype)
+    out_dense = dense(onehot, *ws)
+    probe = torch.randn(out_dense.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    grads_dense = torch.autograd.grad((out_dense * probe).sum(), ws)
+    out = piecewise_modulation(ids.unsqueeze(1).to(dtype), *ws)
+    grads = torch.autograd.grad((out * probe).sum(), ws)
+    scale = out_dense.abs().max().item()
+    assert (out - out_dense).abs().max().item() <= tol * scale
+    for name, a, b in zip(("w1", "b1", "w2", "b2"), grads, grads_dense):
+        assert (a - b).abs().max().item() <= tol * b.abs().max().item(), name
+
+
+def test_small_chunks_give_the_same_gradients(monkeypatch):
+    ids = rect_ids(5, 20, 20)
+    onehot = F.one_hot(ids, 5).permute(0, 3, 1, 2).double()
+    ws = weights(5, 4, 6, torch.float64)
+    out_dense = dense(onehot, *ws)
+    grads_dense = torch.autograd.grad(out_dense.square().sum(), ws)
+    monkeypatch.setattr(PiecewiseModulation, "chunk_bytes", 1)  # one pixel per chunk
+    out = piecewise_modulation(ids.unsqueeze(1).double(), *ws)
+    grads = torch.autograd.grad(out.square().sum(), ws)
+    torch.testing.assert_close(out, out_dense, rtol=0, atol=1e-10)
+    for a, b in zip(grads, grads_dense):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_one_class_everywhere_and_gradcheck():
+    ids = torch.full((1, 1, 7, 8), 2.0, dtype=torch.float64)
+    ws = [w.detach().requires_grad_() for w in weights(4, 3, 5, torch.float64)]
+    assert torch.autograd.gradcheck(lambda *a: piecewise_modulation(ids, *a), ws)
+    ids = rect_ids(4, 9, 9, batch=1).unsqueeze(1).double()
+    assert torch.autograd.gradcheck(lambda *a: piecewise_modulation(ids, *a), ws)
+
+
+def spade_pair(norm="syncbatch"):
+    torch.manual_seed(0)
+    a = SPADE(6, 9, 7, 3, norm)
+    b = SPADE(6, 9, 7, 3, norm)
+    b.load_state_dict(a.state_dict())
+    b.piecewise_max_band = 0.0  # dense convs always
+    return a, b
+
+
+def test_spade_in_training_uses_it_and_matches_the_dense_layer():
+    a, b = spade_pair()
+    ids = rect_ids(9, 64, 64, count=4)
+    seg = F.one_hot(ids, 9).permute(0, 3, 1, 2).float()
+    x = torch.randn(2, 6, 32, 32)  # the map resized to 32x32 (a strided view), 4 rectangles: mostly interior
+    calls = []
+    orig = PiecewiseModulation.forward
+    PiecewiseModulation.forward = staticmethod(lambda *args: (calls.append(1), orig(*args))[1])
+    try:
+        ya = a.train()(x, seg)
+    finally:
+        PiecewiseModulation.forward = staticmethod(orig)
+    yb = b.train()(x, seg)
+    assert calls, "the piecewise path was not taken"
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+    probe = torch.randn_like(ya)
+    (ya * probe).sum().backward()
+    (yb * probe).sum().backward()
+    for (k, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=k)
+    # running statistics advanced the same way (the norm of x is computed as before)
+    torch.testing.assert_close(a.param_free_norm.running_mean, b.param_free_norm.running_mean)
+
+
+def test_spade_takes_the_dense_convs_where_the_algebra_does_not_apply():
+    a, _ = spade_pair()
+    x = torch.randn(2, 6, 16, 16)
+    soft = torch.softmax(torch.randn(2, 9, 16, 16), 1)  # not one-hot
+    noisy = F.one_hot(torch.randint(0, 9, (2, 16, 16)), 9).permute(0, 3, 1, 2).float()  # all band
+    seg_grad = F.one_hot(rect_ids(9, 16, 16), 9).permute(0, 3, 1, 2).float().requires_grad_()  # needs d/dseg
+    calls = []
+    orig = PiecewiseModulation.forward
+    PiecewiseModulation.forward = staticmethod(lambda *args: (calls.append(1), orig(*args))[1])
+    try:
+        for seg in (soft, noisy, seg_grad):
+            a(x, seg)
+    finally:
+        PiecewiseModulation.forward = staticmethod(orig)
+    assert not calls
