@@ -36,6 +36,7 @@ from torch import nn
 
 from .errors import SemsynthError
 from .layers.spade import resize_nearest
+from .layers.spade_piecewise import one_hot_ids, pool_same
 
 
 class PrepareError(SemsynthError):
@@ -122,7 +123,7 @@ class PreparedSPADE(nn.Module):
         if idf is None:
             return None
         n = B * H * W
-        same = _pool5(idf, max) == _pool5(idf, min)  # [B, 1, H-4, W-4]: the 5x5 window is one class
+        same = pool_same(idf, 5)  # [B, 1, H-4, W-4]: the 5x5 window is one class
         band = torch.ones(B, H, W, dtype=torch.bool, device=seg.device)
         band[:, 2:-2, 2:-2] = ~same[:, 0]
         bidx = band.view(-1).nonzero().squeeze(1)
@@ -178,20 +179,6 @@ class PreparedSPADE(nn.Module):
         return torch.addcmul(mod[:, c:], normed, mod[:, :c])
 
 
-def one_hot_ids(seg: torch.Tensor) -> torch.Tensor | None:
-    """``[B, 1, H, W]`` class ids (floats, exact integers) of a one-hot float map ``seg [B, L, H, W]``, or None when
-    ``seg`` is not one-hot (exactly one non-zero per pixel, equal to 1). Cheaper than ``argmax`` (a strided
-    reduction): ``sum_k k * seg_k`` is one matrix product and exact for one-hot pixels; one-hot holds iff every
-    pixel sums to 1 and the map has exactly B*H*W non-zeros (each pixel then has exactly one, equal to its sum)."""
-    B, L, H, W = seg.shape
-    if seg.dtype not in (torch.float32, torch.float64) or L > 2048 or B * H * W == 0:  # ids exact even in TF32
-        return None
-    flat = seg.reshape(B, L, H * W)
-    if int(torch.count_nonzero(flat)) != B * H * W or not bool((flat.sum(1) == 1).all()):
-        return None
-    return torch.matmul(torch.arange(L, dtype=seg.dtype, device=seg.device), flat).view(B, 1, H, W)
-
-
 _IDS = threading.local()  # per thread (a server runs several forwards at once): (weakref, version, ids)
 
 
@@ -212,12 +199,6 @@ def _cached_ids(semantic: torch.Tensor) -> torch.Tensor | None:
     ids = one_hot_ids(semantic.detach())
     _IDS.cache = (weakref.ref(semantic), current, ids)
     return ids
-
-
-def _pool5(idf: torch.Tensor, op) -> torch.Tensor:
-    """5x5 max (``op=max``) or min (``op=min``) of ``idf [B, 1, H, W]`` without padding, as two 1-D pools."""
-    sign = 1 if op is max else -1
-    return sign * F.max_pool2d(F.max_pool2d(sign * idf, (5, 1), 1), (1, 5), 1)
 
 
 def _piecewise_ok(*convs: nn.Module) -> bool:
