@@ -433,3 +433,17 @@ def test_a_run_finished_in_another_sweep_with_the_same_settings_is_reused(tmp_pa
     reused = next(r for r in plan.runs if r.reused)
     assert plan.eval_argv(reused)[2] == str(reused.run_dir / "model")  # evaluated here, from the twin's model
     assert reused.eval_dir == out / "temperature-tiny" / "tau=0.05" / "seed-0" / "eval"
+
+
+def test_each_built_in_world_is_scored_by_its_own_bundled_segmenter(tmp_path):
+    from semsynth.demo import BUNDLED_SEGMENTERS, bundled_segmenter
+    from semsynth.sweep.plan import _eval_protocol
+
+    for world in ("synthetic-faces", "synthetic-landscapes"):
+        assert bundled_segmenter(world) == BUNDLED_SEGMENTERS[world]
+        proto = _eval_protocol(world, ["miou", "fid"], None, None, None, 100)
+        assert proto["segmenter"] == str(BUNDLED_SEGMENTERS[world]) and proto["feature_extractor"] == "segmenter"
+    assert bundled_segmenter("cityscapes") is None
+    with pytest.raises(ConfigError, match=r"need --segmenter for cityscapes \(bundled evaluators exist for "
+                                          r"synthetic-faces and synthetic-landscapes only\)"):
+        _eval_protocol("cityscapes", ["miou"], None, None, None, 100)

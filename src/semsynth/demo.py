@@ -29,6 +29,15 @@ DEMO_PRESET = "scgan-synthetic-faces"
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED_MODEL = ASSETS / "scgan-synthetic-faces"
 BUNDLED_SEGMENTER = ASSETS / "segmenter-synthetic-faces"
+# the evaluator segmenter bundled for each built-in world (docs/segmenters.md)
+BUNDLED_SEGMENTERS = {"synthetic-faces": BUNDLED_SEGMENTER,
+                      "synthetic-landscapes": ASSETS / "segmenter-synthetic-landscapes"}
+
+
+def bundled_segmenter(dataset: str) -> Path | None:
+    """The bundled evaluator segmenter of built-in world ``dataset``, or None (another dataset, or not there)."""
+    path = BUNDLED_SEGMENTERS.get(dataset)
+    return path if path is not None and (path / "config.json").is_file() else None
 # how much the report computes: layouts scored for mIoU / FID / KID, layouts and t-SNE points of Fig. 3
 SIZES = {"eval_layouts": 200, "vector_layouts": 100, "tsne_points": 600}
 
@@ -152,8 +161,7 @@ def run_demo(outdir: str | os.PathLike = "demo", train_first: bool = False, over
     print(f"demo: semantic vectors analysed ({time.time() - t0:.0f} s)")
 
     # 3. metrics with the bundled evaluator ----------------------------------------------------------------------
-    seg = Path(segmenter) if segmenter else (BUNDLED_SEGMENTER if (BUNDLED_SEGMENTER / "config.json").is_file()
-                                             else None)
+    seg = Path(segmenter) if segmenter else bundled_segmenter(syn.info.name)  # the evaluator of the model's world
     metrics = ["miou", "fid", "kid"] if seg is not None else []
     if syn.multimodal and _lpips_ok():  # sample diversity needs LPIPS's ImageNet backbone, absent offline
         metrics.append("diversity")

@@ -161,19 +161,19 @@ def _eval_protocol(dataset: str, metrics: Sequence[str], segmenter: str | None, 
                           f"{', '.join(METRIC_NAMES)}")
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ConfigError(f"--num {num}: the number of validation layouts scored per run must be >= 1")
-    if segmenter is None and dataset == "synthetic-faces":
-        from ..demo import BUNDLED_SEGMENTER
+    from ..demo import BUNDLED_SEGMENTERS, bundled_segmenter
 
-        segmenter = str(BUNDLED_SEGMENTER)  # the bundled evaluator, as `semsynth demo` and compare_faces.py
+    if segmenter is None and bundled_segmenter(dataset) is not None:
+        segmenter = str(bundled_segmenter(dataset))  # a built-in world's bundled evaluator, as `semsynth demo`
     feats = any(m in metrics for m in ("fid", "kid"))
-    if feature_extractor is None and feats:
-        feature_extractor = "segmenter" if segmenter is not None and dataset == "synthetic-faces" else "inception"
+    if feature_extractor is None and feats:  # a built-in world: its segmenter's features (no Inception offline)
+        feature_extractor = "segmenter" if segmenter is not None and dataset in BUNDLED_SEGMENTERS else "inception"
     if feature_extractor not in (None, "inception", "segmenter"):
         raise ConfigError(f"--feature-extractor {feature_extractor!r}: choose inception or segmenter")
     needs_seg = "miou" in metrics or (feats and feature_extractor == "segmenter")
     if needs_seg and segmenter is None:
         raise ConfigError(f"--metrics {','.join(metrics)}: miou (and --feature-extractor segmenter) need --segmenter "
-                          f"for {dataset} (a bundled evaluator exists for synthetic-faces only): a directory written "
+                          f"for {dataset} (bundled evaluators exist for {' and '.join(BUNDLED_SEGMENTERS)} only): a directory written "
                           f"by 'semsynth segmenter train', or NAME,weights=FILE (docs/evaluation.md); or leave miou "
                           f"out of --metrics")
     return {"metrics": metrics, "segmenter": segmenter if needs_seg else None,
