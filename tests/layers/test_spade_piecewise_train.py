@@ -79,6 +79,8 @@ def spade_pair(norm="syncbatch"):
     a = SPADE(6, 9, 7, 3, norm)
     b = SPADE(6, 9, 7, 3, norm)
     b.load_state_dict(a.state_dict())
+    a.piecewise_min_work = 0  # a small layer: its dense convs are cheap, the piecewise path is forced for the test
+    a.piecewise_max_band_train = 0.7
     b.piecewise_max_band = 0.0  # dense convs always
     return a, b
 
@@ -122,3 +124,31 @@ def test_spade_takes_the_dense_convs_where_the_algebra_does_not_apply():
     finally:
         PiecewiseModulation.forward = staticmethod(orig)
     assert not calls
+
+
+def test_the_policy_small_layers_and_training_band_limit():
+    """Dense convs for small layers (label channels x hidden < piecewise_min_work) and, in training, above the
+    training band limit; the piecewise path where the dense convs are costly and the map is mostly interior."""
+    ids = rect_ids(9, 64, 64, count=4)
+    seg = F.one_hot(ids, 9).permute(0, 3, 1, 2).float()
+    x = torch.randn(2, 6, 32, 32)
+    calls = []
+    orig = PiecewiseModulation.forward
+    PiecewiseModulation.forward = staticmethod(lambda *args: (calls.append(1), orig(*args))[1])
+    try:
+        s = SPADE(6, 9, 7, 3, "syncbatch")
+        s(x, seg)
+        assert not calls  # 9 x 7 < 4096: dense
+        s.piecewise_min_work = 63
+        s.piecewise_max_band_train = 0.7  # this map at 32x32: 57 % band
+        s(x, seg)
+        assert calls  # training, band below the limit
+        calls.clear()
+        s.piecewise_max_band_train = 0.01
+        s(x, seg)
+        assert not calls  # training, band above the training limit
+        with torch.no_grad():
+            s.eval()(x, seg)
+        assert calls  # eval: the eval limit (0.7) applies
+    finally:
+        PiecewiseModulation.forward = staticmethod(orig)

@@ -71,9 +71,13 @@ class SPADE(nn.Module):
         actv = self.mlp_shared(seg)
         return torch.addcmul(self.mlp_beta(actv), normed, 1 + self.mlp_gamma(actv))
 
-    # above this fraction of band pixels (within 2 pixels of a class boundary or the border) the dense convs run
-    # (measured break-even of the eval path: 0.7-0.8); 0 switches the piecewise path off
+    # Above this fraction of band pixels (within 2 pixels of a class boundary or the border) the dense convs run:
+    # measured break-even 0.7-0.8 in eval (forward only), 0.3-0.45 in training (docs/benchmarks.md); 0 switches
+    # the piecewise path off. Below piecewise_min_work (label channels x hidden channels) the dense convs are
+    # cheap and always run: at 15 x 32 (the faces preset) the piecewise training step took twice their time.
     piecewise_max_band = 0.7
+    piecewise_max_band_train = 0.35
+    piecewise_min_work = 4096
 
     def _piecewise(self, seg: torch.Tensor) -> torch.Tensor | None:
         """``[gamma | beta]`` by :mod:`.spade_piecewise` (exact, with its own backward) when ``seg`` is a one-hot
@@ -83,8 +87,13 @@ class SPADE(nn.Module):
                 or min(seg.shape[2:]) < 5 or seg.is_meta or torch.jit.is_tracing() or torch.compiler.is_compiling() \
                 or not all(_plain_3x3(m) for m in (shared, gamma, beta)):
             return None
+        if self.label_channels * shared.out_channels < self.piecewise_min_work:
+            return None
+        limit = self.piecewise_max_band
+        if torch.is_grad_enabled() and any(p.requires_grad for p in (shared.weight, gamma.weight, beta.weight)):
+            limit = min(limit, self.piecewise_max_band_train)
         ids = one_hot_ids(seg)
-        if ids is None or (~interior(ids, 5)).sum().item() > self.piecewise_max_band * ids.numel():
+        if ids is None or (~interior(ids, 5)).sum().item() > limit * ids.numel():
             return None
         w2 = torch.cat([gamma.weight, beta.weight])
         b2 = torch.cat([gamma.bias, beta.bias])
