@@ -314,6 +314,29 @@ def worker_setup_semsynth(args, workdir: Path, opt_txt: str) -> dict:
     return res
 
 
+def make_step(G, run, x, mode: str):
+    """One call of ``mode`` on ``G``: an eval forward (``no_grad``), or a train forward+backward (loss: mean of the
+    image plus mean of the coarse SVG image) with the gradients reset first."""
+    import torch
+
+    if mode == "eval":
+        G.eval()
+
+        def step():
+            with torch.no_grad():
+                run(G, x)
+    else:
+        G.train()
+
+        def step():
+            for p in G.parameters():
+                p.grad = None
+            image, rgb = run(G, x)
+            (image.mean() + rgb.mean()).backward()
+
+    return step
+
+
 def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
     """Time ``mode`` of ``side`` in this fresh process; peak RSS above the process before the model."""
     import torch
@@ -342,20 +365,7 @@ def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
     gc.collect()
     peak_reset = reset_peak()
     after_build = status_kib("VmRSS")
-    if mode == "eval":
-        G.eval()
-
-        def step():
-            with torch.no_grad():
-                run(G, x)
-    else:
-        G.train()
-
-        def step():
-            for p in G.parameters():
-                p.grad = None
-            image, rgb = run(G, x)
-            (image.mean() + rgb.mean()).backward()
+    step = make_step(G, run, x, mode)
 
     step()
     best = min(_timed(step) for _ in range(args.iters))
@@ -377,20 +387,7 @@ def worker_tensors(args, workdir: Path, side: str, mode: str) -> dict:
     from semsynth.utils.memory import TensorPeak
 
     G, run = build_side(side, args, workdir)
-    if mode == "eval":
-        G.eval()
-
-        def step():
-            with torch.no_grad():
-                run(G, x)
-    else:
-        G.train()
-
-        def step():
-            for p in G.parameters():
-                p.grad = None
-            image, rgb = run(G, x)
-            (image.mean() + rgb.mean()).backward()
+    step = make_step(G, run, x, mode)
 
     step()
     for p in G.parameters():

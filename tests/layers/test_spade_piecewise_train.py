@@ -10,17 +10,11 @@ import torch.nn.functional as F
 
 from semsynth.layers import SPADE
 from semsynth.layers.spade_piecewise import PiecewiseModulation, piecewise_modulation
+from tests.models.test_spade_piecewise import rects  # random rectangles: piecewise-constant class ids
 
 
 def rect_ids(classes: int, h: int, w: int, batch: int = 2, seed: int = 0, count: int = 10) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, classes, (batch, 1, 1), generator=g).expand(batch, h, w).clone()
-    for b in range(batch):
-        for _ in range(count):
-            y0, y1 = sorted(int(v) for v in torch.randint(0, h + 1, (2,), generator=g))
-            x0, x1 = sorted(int(v) for v in torch.randint(0, w + 1, (2,), generator=g))
-            ids[b, y0:y1, x0:x1] = int(torch.randint(0, classes, (1,), generator=g))
-    return ids
+    return rects(classes, h, w, batch, seed, count)
 
 
 def dense(onehot, w1, b1, w2, b2):
