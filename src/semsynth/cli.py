@@ -645,8 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sims_commands(sm)
 
-    dm = sub.add_parser("demo", help="the bundled SC-GAN on synthetic faces: gallery, interpolation, mIoU, "
-                                     "semantic vectors, in one HTML report")
+    dm = sub.add_parser("demo", help="the bundled SC-GANs (synthetic faces and landscapes) side by side: gallery, "
+                                     "interpolation, mIoU, semantic vectors, in HTML reports")
     dm.add_argument("--outdir", default="demo", help="where the demo writes (default: demo)")
     dm.add_argument("--train", action="store_true", help="train the demo preset from scratch first (about five "
                                                          "minutes on 2 CPU cores) and report on that model")
@@ -654,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --train: override a value of the demo preset, e.g. --set train.images=2000")
     dm.add_argument("--model", help="report on this exported model (a run's model/ directory) instead of the "
                                     "bundled one")
-    dm.add_argument("--segmenter", help="score with this segmenter directory instead of the bundled evaluator")
+    dm.add_argument("--segmenter", help="with --model or --train: score with this segmenter directory instead of "
+                                        "the bundled evaluator of the model's world")
     add_threads_option(dm)
 
     srv = sub.add_parser("serve", help="an HTTP API and a painter in the browser (docs/serve.md)")
