@@ -87,9 +87,34 @@ def test_classes_give_names_colours_and_the_eraser_class(client):
     refused(client.get("/classes", params={"model": "nope"}), 404, "'nope'", "faces, oasis, det")
 
 
+def test_example_layouts_of_a_built_in_world(client):
+    from semsynth.data.synthetic_faces import SyntheticFaces
+    from semsynth.serve.engine import EXAMPLES
+
+    m = {d["name"]: d for d in client.get("/models").json()["models"]}
+    assert (m["faces"]["examples"], m["det"]["examples"], m["oasis"]["examples"]) == (EXAMPLES, EXAMPLES, 0)
+    r = client.get("/example", params={"index": 3})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert (r.headers["x-model"], r.headers["x-example"]) == ("faces", "3")
+    ids = np.asarray(Image.open(io.BytesIO(r.content)))
+    # validation face 3 of the model's world (its data seed), rendered at the painter's canvas size (64 x 4)
+    _, want = SyntheticFaces("val", resolution=256, num_samples=EXAMPLES, seed=0).sample_arrays(3)
+    assert ids.shape == (256, 256) and np.array_equal(ids, want)
+    assert client.get("/example", params={"index": 3}).content == r.content  # the same layout every time
+    assert client.get("/example", params={"index": 4}).content != r.content
+    # the layout it gives is one /generate takes as it is
+    assert gen(client, ids).status_code == 200
+    refused(client.get("/example", params={"model": "oasis"}), 404, "'custom'", "no built-in example layouts",
+            "load a label PNG")
+    refused(client.get("/example", params={"index": EXAMPLES}), 400, f"index {EXAMPLES}", f"0 to {EXAMPLES - 1}")
+    refused(client.get("/example", params={"index": -1}), 400, "index -1")
+    refused(client.get("/example", params={"index": "x"}), 400, "index")
+    refused(client.get("/example", params={"model": "nope"}), 404, "'nope'")
+
+
 def test_openapi_and_docs(client):
     spec = client.get("/openapi.json").json()
-    assert {"/generate", "/models", "/classes", "/health"} <= set(spec["paths"])
+    assert {"/generate", "/example", "/models", "/classes", "/health"} <= set(spec["paths"])
     body = spec["paths"]["/generate"]["post"]["requestBody"]["content"]
     assert set(body) == {"multipart/form-data", "application/json"}
     assert body["multipart/form-data"]["schema"]["required"] == ["label"]

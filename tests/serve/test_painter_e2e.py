@@ -57,6 +57,14 @@ SETTLED_JS = """() => {
 }"""
 
 
+def live_example(url: str, index: int) -> bytes:
+    """``GET /example?index=`` of the live server (its default model): a PNG of class ids."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/example?index={index}", timeout=30) as r:
+        return r.read()
+
+
 def pixels(page, selector: str) -> np.ndarray:
     url = page.evaluate(PIXELS_JS, selector)
     png = base64.b64decode(url.split(",", 1)[1])
@@ -110,9 +118,24 @@ def test_paint_undo_and_resample_in_the_browser(browser, live_server):
     settle(page)
     assert page.locator("#model option").all_inner_texts() == ["faces (64x64)", "oasis (64x64)"]
     assert page.locator("#style-box").is_visible()  # the default model has a style encoder
+    # a model of a built-in world starts from its validation layout 0 (GET /example), in its own colours
+    assert page.locator("#status").inner_text() == "loaded example layout 0 (256x256)"
+    palette = np.array(page.evaluate("() => S.classes.classes.map((c) => c.colour)"))
+    example0 = np.asarray(Image.open(io.BytesIO(live_example(live_server.url, 0))), np.int64)
+    start = pixels(page, "#layout")
+    assert np.array_equal(start[..., :3], palette[example0]) and len(np.unique(example0)) > 5
+    page.click("#example")  # the next example, an undo step
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('loaded example "
+                           "layout 1')", timeout=30_000)
+    assert not np.array_equal(pixels(page, "#layout"), start)
+    page.click("#undo")
+    assert np.array_equal(pixels(page, "#layout"), start)
+    settle(page)
 
     page.select_option("#model", "oasis")
     page.wait_for_function("() => document.getElementById('model-info').textContent.startsWith('oasis')")
+    settle(page)
+    page.click("#clear")  # paint on the background class from here on
     before = settle(page)
     layout0 = pixels(page, "#layout")
     assert layout0.shape[:2] == (256, 256)  # the 64x64 model on a canvas 4 times as large
@@ -191,6 +214,8 @@ def test_load_style_new_style_and_downloads(browser, live_server, tmp_path):
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(live_server.url + "/")
+    settle(page)
+    page.click("#clear")
     blank = settle(page)
 
     ids = face_layout()

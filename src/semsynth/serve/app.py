@@ -19,7 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .engine import RequestError, ServedModel
+from .engine import EXAMPLES, RequestError, ServedModel
 from .pool import Busy, Disconnected, Timeout, WorkerPool
 from .uploads import FIELDS, Limits, decode, parse_request
 
@@ -128,7 +128,7 @@ def create_app(models: Sequence[ServedModel], *, workers: int = 1, queue: int = 
     async def _http_error(_request: Request, e: StarletteHTTPException):
         message = e.detail if isinstance(e.detail, str) else str(e.detail)
         if e.status_code == 404:
-            message = f"{message}: the routes are / (the painter), /generate, /models, /classes, /health, /docs"
+            message = f"{message}: the routes are / (the painter), /generate, /example, /models, /classes, /health, /docs"
         elif e.status_code == 405:
             message = f"{message}: see /docs for the methods of each route"
         return error_response(e.status_code, message, getattr(e, "headers", None))
@@ -149,6 +149,20 @@ def create_app(models: Sequence[ServedModel], *, workers: int = 1, queue: int = 
             raise RequestError(404, f"no model named {name!r}; the served models are {', '.join(by_name)} "
                                     f"(GET /models)")
         return by_name[name]
+
+    async def pooled(fn, request: Request):
+        """``(fn's result, seconds queued)`` from a worker of the pool, or the error response when the pool
+        refuses (503), the timeout passes (504) or the client went away (499, nothing sent)."""
+        try:
+            return await pool.run(fn, request.is_disconnected)
+        except Busy as e:
+            return error_response(503, f"the server is busy: {e}", {"Retry-After": str(e.retry_after)})
+        except Timeout:
+            return error_response(504, f"no answer within the timeout of {pool.timeout:g} s (queue and computation; "
+                                       f"the server is overloaded or the model slow): retry, or start the server "
+                                       f"with a larger --timeout", {"Retry-After": str(pool.retry_after())})
+        except Disconnected:
+            return Response(status_code=499)
 
     def page_route(content: bytes, media: str):
         def page() -> Response:
@@ -182,6 +196,23 @@ def create_app(models: Sequence[ServedModel], *, workers: int = 1, queue: int = 
         class the eraser paints (`background`) and the don't-care channel."""
         return model_of(model).classes()
 
+    @app.get("/example", summary="An example layout of a model's built-in world", response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "the layout, a PNG of class ids"},
+                        400: ERRORS[400], 404: ERRORS[404], 503: ERRORS[503]})
+    async def example(request: Request,
+                      model: str | None = Query(None, description="a model name (default: the first)"),
+                      index: int = Query(0, description=f"which validation layout, 0 to {EXAMPLES - 1}")) -> Response:
+        """Validation layout `index` of the procedural world the model was trained on (synthetic faces or
+        landscapes: layouts it never saw), as a PNG of class ids at the painter's canvas size; `GET /models`
+        says how many a model has (`examples`: 0 for a model of another dataset, which answers 404). The
+        painter starts from example 0."""
+        m = model_of(model)
+        done = await pooled(lambda: m.example(index), request)
+        if isinstance(done, Response):
+            return done
+        return Response(done[0], media_type="image/png", headers={"Cache-Control": "no-cache", "X-Model": m.name,
+                                                              "X-Example": str(index)})
+
     @app.post("/generate", summary="Synthesise a photo from a layout", description=GENERATE_DOC,
               openapi_extra=OPENAPI_BODY, response_class=Response,
               responses={200: {"content": {"image/png": {}}, "description": "the photo (PNG)"}, **ERRORS})
@@ -196,16 +227,10 @@ def create_app(models: Sequence[ServedModel], *, workers: int = 1, queue: int = 
             out = model.render(job)
             return out, time.perf_counter() - t
 
-        try:
-            (out, processing), waited = await pool.run(work, request.is_disconnected)
-        except Busy as e:
-            return error_response(503, f"the server is busy: {e}", {"Retry-After": str(e.retry_after)})
-        except Timeout:
-            return error_response(504, f"no answer within the timeout of {pool.timeout:g} s (queue and computation; "
-                                       f"the server is overloaded or the model slow): retry, or start the server "
-                                       f"with a larger --timeout", {"Retry-After": str(pool.retry_after())})
-        except Disconnected:
-            return Response(status_code=499)  # the client went away; nothing is sent
+        done = await pooled(work, request)
+        if isinstance(done, Response):
+            return done
+        (out, processing), waited = done
         total = time.perf_counter() - t0
         headers = {
             "X-Seed": str(raw.seed), "X-Model": model.name, "X-Mode": out.mode, "X-Precision": model.precision,

@@ -66,6 +66,10 @@ RESAMPLE_EXPLAINED = {
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
+# example layouts of a built-in world: its validation layouts 0 .. EXAMPLES - 1 (the model never trained on them)
+EXAMPLES = 1000
+
+
 class RequestError(SemsynthError):
     """A request the server refuses: ``status`` (4xx) and a message for the client."""
 
@@ -235,6 +239,7 @@ class ServedModel:
             "precision": self.precision,
             "precision_note": self.precision_note,
             "prepared": self.prepared,
+            "examples": EXAMPLES if self._world_class() is not None else 0,
         }
 
     def classes(self) -> dict:
@@ -251,6 +256,38 @@ class ServedModel:
         return {"model": self.name, "resolution": [h, w], "num_classes": self.info.num_classes,
                 "dontcare": self.info.dontcare_index, "background": self.background,
                 "colours_unique": colours_unique, "classes": rows}
+
+    # -- example layouts ------------------------------------------------------------------------------------
+
+    def _world_class(self):
+        """The built-in procedural world the model was trained on (its dataset class), or None."""
+        from ..data.worlds import builtin_worlds
+
+        return builtin_worlds().get(self.info.name)
+
+    def example(self, index: int) -> bytes:
+        """Validation layout ``index`` of the model's built-in world as a PNG of class ids, at the painter's
+        canvas size (the model's resolution times the largest integer that keeps it within 256 px, rounded to
+        the world's resolution step). A model of another dataset has none: 404."""
+        cls = self._world_class()
+        if cls is None:
+            raise RequestError(404, f"model {self.name!r} was trained on {self.info.name!r}, which has no built-in "
+                                    f"example layouts (only the procedural worlds do); load a label PNG instead")
+        if not 0 <= index < EXAMPLES:
+            raise RequestError(400, f"example index {index} is out of range: give 0 to {EXAMPLES - 1}")
+        h, w = self.resolution
+        step = cls.RESOLUTION_STEP
+        size = max(h, w) * max(1, 256 // max(h, w))
+        size = max(cls.MIN_RESOLUTION, (size // step) * step)
+        with self._lock:
+            world = getattr(self, "_world", None)
+            if world is None or world.resolution != size:
+                seed = int((self.syn.config.get("data") or {}).get("seed", 0) or 0)
+                world = self._world = cls(split="val", resolution=size, num_samples=EXAMPLES, seed=seed)
+        _, label = world.sample_arrays(index)
+        buf = io.BytesIO()
+        Image.fromarray(label.astype("uint8")).save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
 
     # -- synthesis --------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ const S = {
   version: 0,                // edits to the layout/region/seed/style
   controller: null, timer: null, firstChange: 0, photoUrl: null, photoBlob: null,
   rawToId: new Map(), colourToId: new Map(),
+  example: 0,                // the last example layout loaded (models of a built-in world have some)
   last: null,                // last painted point of the stroke
 };
 const DEBOUNCE_MS = 40;     // a request leaves once the layout has been still this long...
@@ -124,10 +125,30 @@ async function selectModel(name) {
       ? `Re-sampling with this model: ${model.resample_explained}.`
       : `No re-sampling: ${model.resample_explained}.`;
   if (!regionOk && S.tool === "region") setTool("brush");
+  $("example").disabled = !model.examples;
   updateSeedLabel();
   setStatus("");
+  // a model of a built-in world starts from one of its validation layouts (not an undo step), others blank
+  S.example = 0;
+  if (model.examples && (await loadExample(0, false))) return;
   redraw();
   changed();
+}
+
+async function loadExample(index, undoable = true) {
+  const model = S.model;
+  let blob;
+  try {
+    const r = await fetch(`/example?model=${encodeURIComponent(model.name)}&index=${index}`);
+    if (!r.ok) throw new Error((await r.json()).error || r.statusText);
+    blob = await r.blob();
+  } catch (e) {
+    setStatus(`cannot load example ${index}: ${e.message}`, true);
+    return false;
+  }
+  if (S.model !== model) return true; // another model was chosen meanwhile: its own start stands
+  S.example = index;
+  return loadLabel(new File([blob], `example layout ${index}`, { type: "image/png" }), undoable);
 }
 
 function buildPalette() {
@@ -194,6 +215,7 @@ function bindTools() {
     changed();
   });
   $("new-style").addEventListener("click", newStyle);
+  $("example").addEventListener("click", nextExample);
   $("resample").addEventListener("click", resample);
   $("region-clear").addEventListener("click", () => {
     pushUndo();
@@ -267,6 +289,7 @@ function bindTools() {
     const tools = { b: "brush", f: "fill", e: "eraser", r: "region" };
     if (tools[k] && !(k === "r" && $("region-tool").disabled)) setTool(tools[k]);
     else if (k === "n" && !$("new-style").disabled) newStyle();
+    else if (k === "x" && !$("example").disabled) nextExample();
     else if (k === "s" && !$("resample").disabled) resample();
     else if (k === "[" || k === "]") {
       const i = SIZES.indexOf(S.size) + (k === "]" ? 1 : -1);
@@ -382,13 +405,17 @@ function redraw() {
 
 // -- loading and saving ----------------------------------------------------------------------------------------
 
-async function loadLabel(file) {
+function nextExample() {
+  loadExample((S.example + 1) % S.model.examples);
+}
+
+async function loadLabel(file, undoable = true) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(file, { premultiplyAlpha: "none", colorSpaceConversion: "none" });
   } catch (e) {
     setStatus(`${file.name}: cannot decode this image (${e.message})`, true);
-    return;
+    return false;
   }
   const c = document.createElement("canvas");
   c.width = bitmap.width;
@@ -413,9 +440,9 @@ async function loadLabel(file) {
       .map((k) => (grey ? String(k) : "#" + k.toString(16).padStart(6, "0"))).join(", ");
     setStatus(`${file.name}: ${grey ? "label values" : "colours"} ${shown} are not classes of ${S.model.name}; ` +
               "nothing loaded", true);
-    return;
+    return false;
   }
-  pushUndo();
+  if (undoable) pushUndo();
   for (let y = 0; y < S.H; y++) {
     const sy = Math.min(c.height - 1, Math.floor(((y + 0.5) * c.height) / S.H));
     for (let x = 0; x < S.W; x++) {
@@ -426,6 +453,7 @@ async function loadLabel(file) {
   setStatus(`loaded ${file.name} (${c.width}x${c.height}${c.width !== S.W || c.height !== S.H ? ", resized" : ""})`);
   redraw();
   changed();
+  return true;
 }
 
 function download(blob, name) {
