@@ -16,6 +16,7 @@ from semsynth.config import load_config
 from semsynth.inference_prep import (
     PreparedSCN,
     PreparedSPADE,
+    PreparedSVGStage,
     PrepareError,
     fold_conv_batchnorm,
     prepare_for_inference,
@@ -141,6 +142,49 @@ def test_scgan_exact_in_float64_with_aux_and_other_size():
     assert (out.coarse_rgb - ref.coarse_rgb).abs().max() <= 1e-10
     for a, b in zip(out.conv_routing, ref.conv_routing):
         assert (a - b).abs().max() <= 1e-10
+
+
+def test_svg_finest_stage_by_lookups_is_exact_and_falls_back():
+    """The finest SVG stage's label conv by look-ups (PreparedSVGStage): equal to the dense stage in float64 to 1e-10
+    on piecewise-constant layouts (batch of 2, borders, single-pixel specks) and on random pixels, without calling the
+    dense stage; the dense stage where the map is not one-hot (soft labels) or has more band than ``max_band``."""
+    G, _, _ = case(scgan_ade_small(), 64)
+    G = G.double()
+    P = prepare_for_inference(G)
+    stage = P.svg.stages[-1]
+    assert isinstance(stage, PreparedSVGStage) and not any(isinstance(s, PreparedSVGStage) for s in P.svg.stages[:-1])
+    dense_calls = []
+    stage.stage.register_forward_hook(lambda *_: dense_calls.append(1))
+
+    def compare(ids_or_sem, expect_dense):
+        sem = ids_or_sem if ids_or_sem.dim() == 4 else semantic_input(ids_or_sem, 151, None).double()
+        dense_calls.clear()
+        with torch.no_grad():
+            ref_feats, ref_rgb = G.svg(sem)
+            feats, rgb = P.svg(sem)
+        assert bool(dense_calls) == expect_dense
+        assert (rgb - ref_rgb).abs().max() <= 1e-10
+        for a, b in zip(feats, ref_feats):
+            assert a.shape == b.shape and (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max().item())
+
+    compare(blocky(151, 64, batch=2, seed=5), expect_dense=False)
+    two = torch.zeros(1, 64, 64, dtype=torch.long)
+    two[:, :, 40:] = 150  # the last class, at the right border
+    compare(two, expect_dense=False)
+    noise = torch.randint(0, 151, (1, 64, 64), generator=torch.Generator().manual_seed(0))
+    compare(noise, expect_dense=False)
+    stage.max_band = 0.5
+    compare(noise, expect_dense=True)
+    compare(two, expect_dense=False)
+    soft = semantic_input(blocky(151, 64, batch=1, seed=6), 151, None).double()
+    soft = 0.5 * soft + 0.5 * soft.roll(1, dims=1)  # two classes half each: not one-hot
+    compare(soft, expect_dense=True)
+    # in float32 the look-ups agree with the dense stage to rounding
+    G32 = G.float()
+    P32 = prepare_for_inference(G32)
+    sem = semantic_input(blocky(151, 64, batch=2, seed=7), 151, None)
+    with torch.no_grad():
+        assert (P32.svg(sem)[1] - G32.svg(sem)[1]).abs().max() <= TOL
 
 
 def test_in_place_preparation_and_errors():
