@@ -207,72 +207,6 @@ def _piecewise_ok(*convs: nn.Module) -> bool:
                and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros" for m in convs)
 
 
-class PreparedSVGStage(nn.Module):
-    """Eval-mode finest :class:`~semsynth.models.generators.scgan.SVGStage`, ``conv2(act(conv1(act(cat(up2(prev),
-    S)))))``, whose label map ``S`` is the generator's full-size one-hot map: ``act`` (a leaky ReLU) leaves ``S >= 0``
-    as it is, so ``conv1`` splits into a dense conv of the up-sampled previous stage (its ``Cp`` channels) plus the
-    conv of ``S`` (``L`` channels), and on a one-hot ``S`` that is a look-up: the class's kernel summed over the taps
-    where the 3x3 window is one class inside the image, 9 embedding look-ups per pixel on the 1-pixel band along
-    class boundaries and the border. The concatenation ``[Cp + L, H, W]`` (46 MiB at 256x256 with 151 classes) and
-    its activation are never built. Falls back to the dense stage on a map that is not one-hot (a position-encoded
-    or instance-edge channel, soft labels) and in other dtypes. The look-ups win at any band fraction (ADE20K
-    preset at 256x256, one thread: 0.34-0.39x the dense stage's time on real and blocky layouts, 0.54x on random
-    pixels, 97 % band), so ``max_band`` (the fraction of band pixels above which the dense stage runs) is 1.
-    """
-
-    max_band = 1.0
-
-    def __init__(self, stage: nn.Module, label_channels: int) -> None:
-        super().__init__()
-        self.stage = stage  # the dense path (shares the weights)
-        conv1 = stage[1]
-        w = conv1.weight.detach()
-        L = label_channels
-        cp = w.shape[1] - L
-        self.register_buffer("w_prev", w[:, :cp].contiguous(), persistent=False)
-        b = conv1.bias.detach() if conv1.bias is not None else w.new_zeros(w.shape[0])
-        self.register_buffer("b1", b.contiguous(), persistent=False)
-        wl = w[:, cp:].double()  # [C, L, 3, 3]
-        emb = torch.cat([wl.permute(2, 3, 1, 0).reshape(9, L, -1), wl.new_zeros(9, 1, wl.shape[0])], 1)
-        self.register_buffer("emb", emb.reshape(9 * (L + 1), -1).to(w.dtype), persistent=False)  # per tap, class
-        self.register_buffer("table", wl.sum((2, 3)).to(w.dtype).contiguous(), persistent=False)  # [C, L]
-        self.label_channels = L
-        self.ok = _piecewise_ok(conv1) and isinstance(stage[0], (nn.LeakyReLU, nn.ReLU))
-
-    def forward(self, previous: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        B, L, H, W = labels.shape
-        ids = None
-        if self.ok and L == self.label_channels and H >= 3 and W >= 3 and labels.dtype == previous.dtype \
-                and labels.dtype in (torch.float32, torch.float64) and B * max(L, 9) * H * W < 2 ** 31:
-            ids = _cached_ids(labels)
-        if ids is None:
-            return self.stage(previous, labels)
-        band = torch.ones(B, H, W, dtype=torch.bool, device=labels.device)
-        band[:, 1:-1, 1:-1] = ~pool_same(ids, 3)[:, 0]
-        bidx = band.view(-1).nonzero().squeeze(1)
-        if bidx.numel() > self.max_band * B * H * W:
-            return self.stage(previous, labels)
-        st = self.stage
-        up = F.interpolate(previous, scale_factor=2.0, mode=st.upsample,
-                           **({} if st.upsample == "nearest" else {"align_corners": False}))
-        x = F.conv2d(st[0](up), self.w_prev, self.b1, padding=1)  # [B, C, H, W]
-        c = x.shape[1]
-        idl = ids.view(-1).long()
-        lab = self.table.index_select(1, idl)  # [C, B*H*W]: the label conv of a region interior
-        if bidx.numel():
-            hp, wp = H + 2, W + 2
-            off = torch.tensor([dy * wp + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=labels.device)
-            b, r = bidx.div(H * W, rounding_mode="floor"), bidx.remainder(H * W)
-            bp = b * (hp * wp) + (r.div(W, rounding_mode="floor") + 1) * wp + r.remainder(W) + 1
-            idsp = F.pad(idl.view(B, H, W), (1, 1, 1, 1), value=L).view(-1)
-            taps = idsp[bp.unsqueeze(1) + off] + torch.arange(9, device=labels.device) * (L + 1)
-            lab.index_copy_(1, bidx, F.embedding_bag(taps, self.emb, mode="sum").t())
-        x.view(B, c, H * W).add_(lab.view(c, B, H * W).transpose(0, 1))
-        for layer in list(st)[2:]:
-            x = layer(x)
-        return x
-
-
 class PreparedSCN(nn.Module):
     """Eval-mode :class:`~semsynth.layers.SpatiallyConditionalNorm2d`: ``x * s' + m'`` with ``[s' | m']`` one 1x1
     convolution (with a bias) of the routing map, the batch norm folded in."""
@@ -385,9 +319,6 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
     _replace(G, SPADE, PreparedSPADE)
     _replace(G, SpatiallyConditionalNorm2d, PreparedSCN)
     if isinstance(G, SCGANGenerator):
-        svg = G.svg
-        if len(svg.stages) > 1 and not svg.position_encoding:  # the finest stage reads the one-hot map itself
-            svg.stages[-1] = PreparedSVGStage(svg.stages[-1], svg.stages[0][0].in_channels)
         _inplace_activations_scgan(G)
     for p in G.parameters():
         p.requires_grad_(False)

@@ -16,7 +16,6 @@ from semsynth.config import load_config
 from semsynth.inference_prep import (
     PreparedSCN,
     PreparedSPADE,
-    PreparedSVGStage,
     PrepareError,
     fold_conv_batchnorm,
     prepare_for_inference,
@@ -144,47 +143,44 @@ def test_scgan_exact_in_float64_with_aux_and_other_size():
         assert (a - b).abs().max() <= 1e-10
 
 
-def test_svg_finest_stage_by_lookups_is_exact_and_falls_back():
-    """The finest SVG stage's label conv by look-ups (PreparedSVGStage): equal to the dense stage in float64 to 1e-10
-    on piecewise-constant layouts (batch of 2, borders, single-pixel specks) and on random pixels, without calling the
-    dense stage; the dense stage where the map is not one-hot (soft labels) or has more band than ``max_band``."""
-    G, _, _ = case(scgan_ade_small(), 64)
-    G = G.double()
-    P = prepare_for_inference(G)
-    stage = P.svg.stages[-1]
-    assert isinstance(stage, PreparedSVGStage) and not any(isinstance(s, PreparedSVGStage) for s in P.svg.stages[:-1])
-    dense_calls = []
-    stage.stage.register_forward_hook(lambda *_: dense_calls.append(1))
+def test_svg_finest_stage_by_lookups_in_the_prepared_model(monkeypatch):
+    """The finest SVG stage's label conv by look-ups (SVGStage, layers/onehot_conv.py) in the prepared model, whose
+    activations are in place: equal to the dense stage in float64 to 1e-10 on piecewise-constant layouts, random
+    pixels, and with an instance-edge channel (left unchanged in the caller's map); the dense stage on soft labels."""
+    from semsynth.layers import onehot_conv
+    from semsynth.models.generators.scgan import SVGStage
 
-    def compare(ids_or_sem, expect_dense):
-        sem = ids_or_sem if ids_or_sem.dim() == 4 else semantic_input(ids_or_sem, 151, None).double()
-        dense_calls.clear()
-        with torch.no_grad():
-            ref_feats, ref_rgb = G.svg(sem)
-            feats, rgb = P.svg(sem)
-        assert bool(dense_calls) == expect_dense
-        assert (rgb - ref_rgb).abs().max() <= 1e-10
-        for a, b in zip(feats, ref_feats):
-            assert a.shape == b.shape and (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max().item())
-
-    compare(blocky(151, 64, batch=2, seed=5), expect_dense=False)
-    two = torch.zeros(1, 64, 64, dtype=torch.long)
-    two[:, :, 40:] = 150  # the last class, at the right border
-    compare(two, expect_dense=False)
-    noise = torch.randint(0, 151, (1, 64, 64), generator=torch.Generator().manual_seed(0))
-    compare(noise, expect_dense=False)
-    stage.max_band = 0.5
-    compare(noise, expect_dense=True)
-    compare(two, expect_dense=False)
+    monkeypatch.setattr(SVGStage, "onehot_min_work", 0)  # 151 x 8 here: the look-ups at any size
+    calls = []
+    real = onehot_conv.OneHotConv3x3.apply
+    monkeypatch.setattr(onehot_conv.OneHotConv3x3, "apply", lambda *a: calls.append(1) or real(*a))
+    for instance in (False, True):
+        G, _, _ = case({**scgan_ade_small(), "use_instance": instance}, 64)
+        G = G.double()
+        P = prepare_for_inference(G)
+        layouts = [blocky(151, 64, batch=2, seed=5),
+                   torch.randint(0, 151, (1, 64, 64), generator=torch.Generator().manual_seed(0))]
+        for ids in layouts:
+            sem = semantic_input(ids, 151, None).double()
+            if instance:
+                sem = torch.cat([sem, (torch.rand_like(sem[:, :1]) < 0.1).double()], 1)
+            before = sem.clone()
+            calls.clear()
+            with torch.no_grad():
+                ref_feats, ref_rgb = G.svg(sem)
+                feats, rgb = P.svg(sem)
+            assert calls == [1, 1]  # G and P both took the look-up path at the finest stage
+            assert torch.equal(sem, before)
+            assert (rgb - ref_rgb).abs().max() <= 1e-10
+            for a, b in zip(feats, ref_feats):
+                assert (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max().item())
     soft = semantic_input(blocky(151, 64, batch=1, seed=6), 151, None).double()
     soft = 0.5 * soft + 0.5 * soft.roll(1, dims=1)  # two classes half each: not one-hot
-    compare(soft, expect_dense=True)
-    # in float32 the look-ups agree with the dense stage to rounding
-    G32 = G.float()
-    P32 = prepare_for_inference(G32)
-    sem = semantic_input(blocky(151, 64, batch=2, seed=7), 151, None)
+    soft = torch.cat([soft, torch.zeros_like(soft[:, :1])], 1)  # (the last model reads an instance-edge channel)
+    calls.clear()
     with torch.no_grad():
-        assert (P32.svg(sem)[1] - G32.svg(sem)[1]).abs().max() <= TOL
+        assert (P.svg(soft)[1] - G.svg(soft)[1]).abs().max() <= 1e-10
+    assert not calls
 
 
 def test_in_place_preparation_and_errors():

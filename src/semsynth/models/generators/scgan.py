@@ -47,8 +47,10 @@ from ...layers import (
 )
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
+from ...layers.onehot_conv import onehot_conv3x3
 from ...layers.recompute import RecomputeMixin
 from ...layers.routing import MAPPINGS
+from ...layers.spade_piecewise import one_hot_ids
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -70,19 +72,58 @@ class SVGStage(RecomputeMixin, nn.Sequential):
     """A refining SVG stage: ``forward(previous, labels) = layers(cat(up2(previous), labels))`` with the layers
     ``LReLU, conv, LReLU, conv`` (state-dict keys ``0`` to ``3``, as a plain ``nn.Sequential``). A recompute unit
     (``train.recompute``): the up-sampled concatenation at the stage's full resolution and its activation are not
-    kept for backward (at 256x256 with 151 classes, 46 MiB each in the finest stage)."""
+    kept for backward (at 256x256 with 151 classes, 46 MiB each in the finest stage).
 
-    def __init__(self, *layers: nn.Module, upsample: str = "nearest") -> None:
+    The finest stage (``onehot_labels``) reads the generator's one-hot map itself. There the LReLU leaves the labels
+    as they are (they are >= 0), so the first conv splits into a conv of the up-sampled previous stage plus a conv
+    of the labels, and the latter is computed by look-ups (:mod:`semsynth.layers.onehot_conv`, exact, with its
+    weight gradient); an instance-edge channel after the classes keeps a dense 1-channel conv. The concatenation is
+    then never built. Where the map is not one-hot, or the label conv is small (classes x out channels below
+    ``onehot_min_work``), the stage runs as written above."""
+
+    onehot_min_work = 4096  # as SPADE's piecewise_min_work: below it the dense conv is as cheap as the look-ups
+
+    def __init__(self, *layers: nn.Module, upsample: str = "nearest", label_channels: int = 0,
+                 onehot_labels: bool = False) -> None:
         super().__init__(*layers)
         self.upsample = upsample
+        self.label_channels, self.onehot_labels = label_channels, onehot_labels
 
     def forward(self, previous: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(previous, scale_factor=2.0, mode=self.upsample,
                            **({} if self.upsample == "nearest" else {"align_corners": False}))
-        x = torch.cat([up, labels], dim=1)
-        for layer in self:
+        ids = self._onehot_ids(labels)
+        if ids is None:
+            x = torch.cat([up, labels], dim=1)
+            for layer in self:
+                x = layer(x)
+            return x
+        act, conv1 = self[0], self[1]
+        w = conv1.weight  # read once: one power iteration of its spectral norm, as conv1(x) would
+        cp, L = up.shape[1], self.label_channels
+        x = F.conv2d(act(up), w[:, :cp], conv1.bias, padding=1) + onehot_conv3x3(ids, w[:, cp : cp + L])
+        if labels.shape[1] > L:  # the instance-edge channel (copied: an in-place activation must not touch the input)
+            x = x + F.conv2d(act(labels[:, L:].clone()), w[:, cp + L :], padding=1)
+        for layer in list(self)[2:]:
             x = layer(x)
         return x
+
+    def _onehot_ids(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """Class ids ``[B, 1, H, W]`` of the one-hot labels of the finest stage when the look-up path applies."""
+        conv1, L = self[1], self.label_channels
+        if not self.onehot_labels or L * conv1.out_channels < self.onehot_min_work or labels.requires_grad \
+                or labels.shape[1] not in (L, L + 1) or labels.dtype not in (torch.float32, torch.float64) \
+                or labels.is_meta or torch.jit.is_tracing() or torch.compiler.is_compiling() \
+                or not isinstance(self[0], (nn.LeakyReLU, nn.ReLU)) or not _conv3x3_pad1(conv1):
+            return None
+        return one_hot_ids(labels[:, :L])
+
+
+def _conv3x3_pad1(m: nn.Module) -> bool:
+    """A 3x3 conv, stride 1, zero padding 1, no dilation or groups (spectral norm allowed): what
+    :func:`~semsynth.layers.onehot_conv.onehot_conv3x3` computes."""
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros")
 
 
 class SemanticVectorGenerator(nn.Module):
@@ -110,8 +151,10 @@ class SemanticVectorGenerator(nn.Module):
 
         stages = [nn.Sequential(conv(in_channels, widths[0]), _lrelu(), conv(widths[0], widths[0]))]
         for k in range(1, num_stages):
+            # the finest stage reads the one-hot map itself (without position encoding; see SVGStage)
             stages.append(SVGStage(_lrelu(), conv(widths[k - 1] + in_channels, widths[k]), _lrelu(),
-                                   conv(widths[k], widths[k]), upsample=upsample))
+                                   conv(widths[k], widths[k]), upsample=upsample, label_channels=label_channels,
+                                   onehot_labels=k == num_stages - 1 and not position_encoding))
         self.stages = nn.ModuleList(stages)
         self.to_rgb = nn.Sequential(nn.Conv2d(width, width // 2, 3, padding=1), _lrelu(),
                                     nn.Conv2d(width // 2, 3, 3, padding=1), nn.Hardtanh())
