@@ -19,8 +19,9 @@ mmap-ed file), reset the peak-RSS counter (``/proc/self/clear_refs``), one untim
 
 * ``official`` / ``semsynth``: eval forward (``no_grad``) and train forward+backward (loss: mean of the image plus
   mean of the coarse SVG image) at batch 1;
-* ``dense``: semsynth with SPADE's exact piecewise path (``layers/spade_piecewise.py``) switched off, its convs
-  run densely over the label map (the A/B of that path);
+* ``dense``: semsynth with its exact algebra on one-hot maps switched off (SPADE's piecewise path,
+  ``layers/spade_piecewise.py``, and the SVG finest stage's look-ups, ``layers/onehot_conv.py``): their convs run
+  densely over the label map (the A/B of those paths);
 * ``prepared``: semsynth's eval forward after ``semsynth.inference_prep.prepare_for_inference`` (exact: checked
   against the unprepared model within 1e-5);
 * ``conv``: the machine's 3x3-conv throughput in the same run (256 -> 256 channels on 1x256x64x64, fp32,
@@ -229,10 +230,12 @@ def build_side(side: str, args, workdir: Path):
         from semsynth.inference_prep import prepare_for_inference
 
         G = prepare_for_inference(G.eval(), copy=False)  # as semsynth generate does: no second copy
-    if side == "dense":  # SPADE's exact piecewise path off: its convs run densely over the label map
+    if side == "dense":  # the exact algebra on one-hot maps off: SPADE's and the SVG's convs run densely over it
         from semsynth.layers import SPADE
+        from semsynth.models.generators.scgan import SVGStage
 
         SPADE.piecewise_max_band = 0.0
+        SVGStage.onehot_min_work = 10**12
     if side == "recompute":  # train.recompute: the residual blocks recomputed in backward
         from semsynth.layers.recompute import enable_recompute
 
