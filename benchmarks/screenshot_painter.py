@@ -48,12 +48,13 @@ def _landscapes():
     return render_landscape
 
 
-# world: (its renderer, the class painted, the stroke and the re-sampled region in fractions of the canvas)
+# world: (its renderer, the class painted, the stroke and the re-sampled region in fractions of the canvas, the
+# default layout: one whose region is sky and whose stroke lands on grass)
 SCENES = {
     "synthetic-faces": (_faces, "hair", [(0.3, 0.35), (0.27, 0.55), (0.25, 0.75)],  # longer hair on the left
-                        [(0.62, 0.62), (0.8, 0.62), (0.8, 0.75), (0.62, 0.75)]),
+                        [(0.62, 0.62), (0.8, 0.62), (0.8, 0.75), (0.62, 0.75)], 4),
     "synthetic-landscapes": (_landscapes, "tree", [(0.15, 0.45), (0.15, 0.6), (0.2, 0.6), (0.2, 0.45)],  # a tree
-                             [(0.6, 0.15), (0.85, 0.15), (0.85, 0.3), (0.6, 0.3)]),  # new clouds up in the sky
+                             [(0.6, 0.15), (0.85, 0.15), (0.85, 0.3), (0.6, 0.3)], 22),  # new clouds in the sky
 }
 
 
@@ -62,7 +63,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=REPO / "src/semsynth/assets/scgan-synthetic-faces")
     ap.add_argument("--out", type=Path, default=REPO / "docs/img/painter.png")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
-    ap.add_argument("--seed", type=int, default=4, help="which synthetic face or landscape to load")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="which synthetic face or landscape to load (default: face 4, landscape 22)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -70,7 +72,8 @@ def main() -> None:
     if world not in SCENES:
         raise SystemExit(f"--model {args.model}: a model of {world!r}; this script paints on "
                          f"{' or '.join(SCENES)} layouts")
-    render, stroke_class, stroke, region = SCENES[world]
+    render, stroke_class, stroke, region, seed = SCENES[world]
+    seed = args.seed if args.seed is not None else seed
 
     proc = subprocess.Popen([sys.executable, "-m", "semsynth", "serve", "--model", str(args.model), "--port", "0",
                              "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -85,7 +88,7 @@ def main() -> None:
             raise SystemExit("semsynth serve did not start")
         threading.Thread(target=proc.stdout.read, daemon=True).start()
         with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-            _, label = render()(np.random.default_rng(args.seed), 256)
+            _, label = render()(np.random.default_rng(seed), 256)
             layout = Path(tmp) / "layout.png"
             Image.fromarray(label).save(layout)
             browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=["--no-sandbox"])

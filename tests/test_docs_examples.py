@@ -110,7 +110,8 @@ def classify(cmd: str) -> str:
 # narrower networks for the presets the docs train (SC-GAN's preset, and my_run.yaml: a copy of it)
 _SCGAN_TINY = ["generator.srg_width=4", "generator.fc_width=4", "generator.svg_width=4", "discriminator.width=4",
                "encoder.width=4"]
-TINY_WIDTHS = {"scgan-synthetic-faces": _SCGAN_TINY, "my_run": _SCGAN_TINY,
+TINY_WIDTHS = {"scgan-synthetic-faces": _SCGAN_TINY, "scgan-synthetic-landscapes": _SCGAN_TINY,
+               "my_run": _SCGAN_TINY,
                "scgan-unpaired-synthetic": [w for w in _SCGAN_TINY if not w.startswith("encoder.")]}
 
 
