@@ -18,7 +18,10 @@ eval-mode model's up to float rounding (tests/models/test_inference_prepare.py: 
   (:meth:`PreparedSPADE._piecewise_mod`; the dense convs when more than ``max_band`` of the pixels are band, or
   the map is not one-hot);
 * SCN (:class:`PreparedSCN`): the same folding, the scale and shift tables one 1x1 convolution with a bias;
-* in-place activations where the activated tensor is not used again (SC-GAN's blocks, SVG and RGB heads).
+* in-place activations where the activated tensor is not used again (SC-GAN's blocks, SVG and RGB heads);
+* plain 3x3 convolutions (stride 1, padding 1) become :class:`~semsynth.layers.winograd.WinogradConv2d`: on the
+  CPU, Winograd's F(2x2, 3x3) where :class:`~semsynth.layers.winograd.WinogradPolicy` measured it faster (many
+  channels on small maps), the same result within float rounding.
 
 The prepared model is for inference only: eval mode, no gradients (its parameters do not require them), and its
 state_dict is not a checkpoint. Training-mode batch norm (batch statistics) is never folded.
@@ -36,6 +39,7 @@ from torch import nn
 
 from .errors import SemsynthError
 from .layers.spade import resize_nearest
+from .layers.winograd import use_winograd
 from .layers.spade_piecewise import one_hot_ids, pool_same
 
 
@@ -318,6 +322,7 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
     fold_conv_batchnorm(G)
     _replace(G, SPADE, PreparedSPADE)
     _replace(G, SpatiallyConditionalNorm2d, PreparedSCN)
+    use_winograd(G)
     if isinstance(G, SCGANGenerator):
         _inplace_activations_scgan(G)
     for p in G.parameters():

@@ -222,3 +222,23 @@ def test_fold_conv_batchnorm():
         out = seq(x)
     assert isinstance(seq[1], nn.Identity) and isinstance(seq[4], nn.Identity)
     assert (out - ref).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("name", ["scgan-ade20k-small", "spade"])
+def test_prepared_output_with_winograd_everywhere(name, monkeypatch):
+    """With the policy lowered to every size, every SCC and every plain 3x3 conv of the prepared model runs F(2x2,
+    3x3): the output still equals the unprepared eval output, and the plain convs became WinogradConv2d."""
+    from semsynth.layers.winograd import WinogradConv2d, WinogradPolicy
+
+    make, size = CASES[name]
+    torch.manual_seed(0)
+    G, sem, z = case(make(), size)
+    with torch.no_grad():
+        ref = G(sem, z)
+        for k, v in dict(min_in_channels=1, min_out_channels=1, min_pixels=1, max_pixels=10**9).items():
+            monkeypatch.setattr(WinogradPolicy, k, v)
+        P = prepare_for_inference(G)
+        out = P(sem, z)
+    assert sum(isinstance(m, WinogradConv2d) for m in P.modules()) >= 3
+    assert not any(isinstance(m, WinogradConv2d) for m in G.modules())  # the copy, not G
+    assert (out - ref).abs().max().item() <= TOL

@@ -52,6 +52,7 @@ from ...layers.condconv import ConditionalDepthwiseConv2d
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
 from ...layers.recompute import RecomputeMixin
+from ...layers.spade import resize_nearest
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import height_width as _as_hw
@@ -313,7 +314,7 @@ class CondConvGenerator(nn.Module):
             if z is not None:
                 raise ValueError("this generator takes no z (use_vae=false); build it with use_vae=true for "
                                  "multi-modal synthesis")
-            return self.fc(F.interpolate(semantic, size=(h, w), mode="nearest"))
+            return self.fc(resize_nearest(semantic, (h, w)))
         if z is None:
             z = torch.randn(b, self.z_dim, device=semantic.device, dtype=semantic.dtype)
         if z.shape != (b, self.z_dim):
@@ -328,7 +329,7 @@ class CondConvGenerator(nn.Module):
         for name, level, upsample in self.schedule:
             if upsample:
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            labels = F.interpolate(semantic, size=x.shape[2:], mode="nearest")
+            labels = resize_nearest(semantic, x.shape[2:])
             x = getattr(self, name)(x, torch.cat([labels, features[level]], dim=1))
         image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
         return GeneratorOutput(image) if return_aux else image

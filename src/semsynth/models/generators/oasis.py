@@ -33,6 +33,7 @@ from ...errors import ShapeError
 from ...layers import SPADEResBlock, init_weights
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import PARAM_FREE_NORMS
+from ...layers.spade import resize_nearest
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -151,7 +152,7 @@ class OASISGenerator(nn.Module):
         else:
             cond = semantic
         h, w = semantic.shape[2] // self.factor, semantic.shape[3] // self.factor
-        x = self.fc(F.interpolate(cond, size=(h, w), mode="nearest"))
+        x = self.fc(resize_nearest(cond, (h, w)))
         for i, block in enumerate(self.body):
             x = block(x, cond)
             if i < len(self.body) - 1:

@@ -50,6 +50,7 @@ from ...layers.norm import SyncableBatchNorm2d
 from ...layers.onehot_conv import onehot_conv3x3
 from ...layers.recompute import RecomputeMixin
 from ...layers.routing import MAPPINGS
+from ...layers.spade import resize_nearest
 from ...layers.spade_piecewise import one_hot_ids
 from ...registry import check_range
 from .. import GENERATORS
@@ -171,7 +172,7 @@ class SemanticVectorGenerator(nn.Module):
             # official CelebA path: nearest down-sampling from the top, IG on the finest few levels
             n = self.num_stages
             for i in range(n - 2, -1, -1):
-                x = F.interpolate(levels[0], scale_factor=0.5, mode="nearest")
+                x = resize_nearest(levels[0], (levels[0].shape[2] // 2, levels[0].shape[3] // 2))
                 if n - i < self.position_levels:
                     x = self._encode_position(x)
                 levels.insert(0, x)
@@ -448,7 +449,7 @@ class SCGANGenerator(nn.Module):
             if z is not None:
                 raise ValueError("this generator takes no z (input_mode='label'); build it with "
                                  "input_mode='noise' for multi-modal synthesis")
-            return self.fc(F.interpolate(semantic, size=(h, w), mode="nearest"))
+            return self.fc(resize_nearest(semantic, (h, w)))
         if z is None:
             z = torch.randn(b, self.z_dim, device=semantic.device, dtype=semantic.dtype)
         if z.shape != (b, self.z_dim):

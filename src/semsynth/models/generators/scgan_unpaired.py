@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ShapeError
+from ...layers.spade import resize_nearest
 from .. import GENERATORS
 from ..outputs import GeneratorOutput
 from .scgan import SCGANGenerator, _choice
@@ -111,7 +112,7 @@ class SCGANUnpairedGenerator(SCGANGenerator):
         conv_r, norm_r = self.routing(features)
         # SRG from the down-sampled source image (supplement B.2: instead of the noise input)
         h, w = source.shape[2] // self.factor, source.shape[3] // self.factor
-        small = F.interpolate(source, size=(h, w), mode="nearest") if self.source_downsample == "nearest" \
+        small = resize_nearest(source, (h, w)) if self.source_downsample == "nearest" \
             else F.adaptive_avg_pool2d(source, (h, w))
         x = self.fc(small)
         cond = reference if self.shortcut_condition == "reference" else source

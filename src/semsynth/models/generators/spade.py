@@ -30,6 +30,7 @@ from ...errors import ShapeError
 from ...layers import SPADEResBlock, init_weights
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import PARAM_FREE_NORMS
+from ...layers.spade import resize_nearest
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -148,7 +149,7 @@ class SPADEGenerator(nn.Module):
             if z is not None:
                 raise ValueError("this SPADE generator takes no z (use_vae=false); build it with use_vae=true for "
                                  "multi-modal synthesis")
-            return self.fc(F.interpolate(semantic, size=(h, w), mode="nearest"))
+            return self.fc(resize_nearest(semantic, (h, w)))
         if z is None:
             z = torch.randn(b, self.z_dim, device=semantic.device, dtype=semantic.dtype)
         if z.shape != (b, self.z_dim):

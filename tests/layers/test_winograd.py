@@ -1,0 +1,148 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from semsynth.layers import SpatiallyConditionalConv2d
+from semsynth.layers.winograd import (
+    WinogradConv3x3,
+    WinogradPolicy,
+    conv3x3,
+    winograd_conv3x3,
+    winograd_pays,
+    winograd_weight,
+)
+
+
+@pytest.fixture
+def everywhere(monkeypatch):
+    """The policy lowered so that F(2x2, 3x3) runs at test sizes."""
+    for k, v in dict(min_in_channels=1, min_out_channels=1, min_pixels=1, max_pixels=10**9).items():
+        monkeypatch.setattr(WinogradPolicy, k, v)
+
+
+@pytest.mark.parametrize("b,cin,cout,h,w", [(1, 3, 4, 5, 7), (2, 5, 6, 6, 6), (1, 2, 3, 2, 3), (3, 4, 2, 9, 4),
+                                            (1, 3, 2, 1, 1), (2, 1, 1, 1, 6)])
+def test_forward_and_gradients_equal_the_direct_conv_in_float64(b, cin, cout, h, w):
+    torch.manual_seed(b * 100 + h * 10 + w)
+    x = torch.randn(b, cin, h, w, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(cout, cin, 3, 3, dtype=torch.float64, requires_grad=True)
+    y, ref = WinogradConv3x3.apply(x, k), F.conv2d(x, k, padding=1)
+    assert y.shape == ref.shape == (b, cout, h, w)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    for a, r in zip(torch.autograd.grad(y, (x, k), g), torch.autograd.grad(ref, (x, k), g)):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(winograd_conv3x3(x.detach(), winograd_weight(k.detach())), ref.detach(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck():
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(WinogradConv3x3.apply, (x, k))
+
+
+def test_float32_rounding_at_a_deep_layer_shape():
+    """512 -> 768 channels on 32x32 (the ADE20K generator's first up-sampling block): the error of F(2x2, 3x3) in
+    float32 is float rounding, a few 1e-6 of outputs of magnitude ~5, as the direct conv's own error."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 512, 32, 32)
+    k = torch.randn(768, 512, 3, 3) / (9 * 512) ** 0.5
+    exact = F.conv2d(x.double(), k.double(), padding=1)
+    err_w = (winograd_conv3x3(x, winograd_weight(k)).double() - exact).abs().max().item()
+    err_d = (F.conv2d(x, k, padding=1).double() - exact).abs().max().item()
+    assert err_w < 2e-5 and err_w < 20 * err_d, (err_w, err_d)
+
+
+def test_policy():
+    big = torch.zeros(1, 512, 32, 32)
+    assert winograd_pays(big, 512, 768)
+    assert not winograd_pays(big, 64, 768)  # too few input channels
+    assert not winograd_pays(big, 512, 128)  # too few output channels
+    assert not winograd_pays(torch.zeros(1, 512, 16, 16), 512, 1536)  # kernel transform too large beside it
+    assert winograd_pays(torch.zeros(4, 512, 16, 16), 512, 1536)  # ... unless the batch fills it
+    assert not winograd_pays(torch.zeros(1, 128, 128, 128), 128, 384)  # large map: the transforms cost more
+    assert not winograd_pays(big.bfloat16(), 512, 768)  # float32 and float64 only
+    WinogradPolicy.enabled = False
+    try:
+        assert not winograd_pays(big, 512, 768)
+    finally:
+        WinogradPolicy.enabled = True
+
+
+def test_conv3x3_takes_the_policy(everywhere):
+    x = torch.randn(1, 3, 6, 6, requires_grad=True)
+    k = torch.randn(4, 3, 3, 3, requires_grad=True)
+    y = conv3x3(x, k)
+    assert type(y.grad_fn).__name__ == "WinogradConv3x3Backward"
+    torch.testing.assert_close(y, F.conv2d(x, k, padding=1), rtol=1e-5, atol=1e-5)
+    WinogradPolicy.enabled = False
+    try:
+        assert "Convolution" in type(conv3x3(x, k).grad_fn).__name__
+    finally:
+        WinogradPolicy.enabled = True
+
+
+@pytest.mark.parametrize("spectral", [False, True])
+def test_scc_by_winograd_equals_the_direct_scc(everywhere, spectral):
+    torch.manual_seed(1)
+    layer = SpatiallyConditionalConv2d(6, 5, 3, 3, spectral=spectral).eval()
+    x = torch.randn(2, 6, 9, 7, requires_grad=True)
+    routing = torch.softmax(torch.randn(2, 3, 9, 7), 1).requires_grad_(True)
+    y = layer(x, routing)
+    view = y.grad_fn.next_functions[0][0]  # the mix reads a view of the stacked conv
+    assert type(view.next_functions[0][0]).__name__ == "WinogradConv3x3Backward"
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, routing, layer.weight], g)
+    WinogradPolicy.enabled = False
+    try:
+        ref = layer(x, routing)
+        grads_ref = torch.autograd.grad(ref, [x, routing, layer.weight], g)
+    finally:
+        WinogradPolicy.enabled = True
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x, routing), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_tracing_keeps_the_direct_conv(everywhere):
+    layer = SpatiallyConditionalConv2d(4, 4, 2, 3).eval()
+    x, r = torch.randn(1, 4, 6, 6), torch.softmax(torch.randn(1, 2, 6, 6), 1)
+    traced = torch.jit.trace(layer, (x, r))
+    assert "conv" in str(traced.graph).lower() and "bmm" not in str(traced.graph)
+    torch.testing.assert_close(traced(x, r), layer(x, r), rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_conv2d_and_use_winograd(everywhere):
+    from torch import nn
+    from torch.nn.utils import parametrizations
+
+    from semsynth.layers.winograd import WinogradConv2d, use_winograd
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 3, padding=1, bias=False),
+                        nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, padding=2,
+                        dilation=2), nn.Conv2d(4, 4, 3, padding=1, groups=2),
+                        parametrizations.spectral_norm(nn.Conv2d(4, 4, 3, padding=1)))
+    net.eval()
+    x = torch.randn(2, 3, 10, 9, requires_grad=True)
+    ref = net(x)
+    keys = list(net.state_dict())
+    assert use_winograd(net) == 2  # only the first two: the others are strided, 1x1, dilated, grouped, parametrized
+    assert [type(m) is WinogradConv2d for m in net] == [True, False, True] + [False] * 5
+    assert list(net.state_dict()) == keys
+    out = net(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(out)
+    ga = torch.autograd.grad(out, [x, net[0].weight, net[0].bias], g)
+    WinogradPolicy.enabled = False
+    try:
+        gb = torch.autograd.grad(net(x), [x, net[0].weight, net[0].bias], g)
+    finally:
+        WinogradPolicy.enabled = True
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref, rtol=1e-5, atol=1e-5)
