@@ -39,8 +39,8 @@ from torch import nn
 
 from .errors import SemsynthError
 from .layers.spade import resize_nearest
-from .layers.winograd import use_winograd
 from .layers.spade_piecewise import one_hot_ids, pool_same
+from .layers.winograd import use_winograd
 
 
 class PrepareError(SemsynthError):
