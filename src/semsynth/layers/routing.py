@@ -24,7 +24,29 @@ def channel_pool(features: torch.Tensor, bins: int) -> torch.Tensor:
         # export path (ONNX, TorchScript): adaptive pooling to a traced (dynamic) size has no ONNX form; the same
         # bins as explicit channel-slice means (equal to the pooling up to float rounding, tests/test_portable.py)
         return torch.stack([features[:, a:e].mean(1) for a, e in channel_pool_bins(int(c), bins)], 1)
-    return F.adaptive_avg_pool3d(features.unsqueeze(1), (bins, h, w)).squeeze(1)
+    # the same means as the official adaptive pooling along channels, as one [bins, C] x [C, H*W] product per image
+    # (7-15x faster than adaptive_avg_pool3d on the CPU at the SC-GAN sizes; equal within float rounding)
+    pool = _pool_matrix(int(c), bins, features.dtype, features.device)
+    kind = features.device.type
+    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):  # in the input's dtype, as the pooling runs
+        with torch.autocast(kind, enabled=False):
+            return torch.matmul(pool, features.reshape(b, c, h * w)).view(b, bins, h, w)
+    return torch.matmul(pool, features.reshape(b, c, h * w)).view(b, bins, h, w)
+
+
+_POOL_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _pool_matrix(channels: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``[bins, channels]``: ``1 / len`` over each bin's channel range (:func:`channel_pool_bins`), else 0."""
+    key = (channels, bins, dtype, str(device))
+    m = _POOL_CACHE.get(key)
+    if m is None:
+        m = torch.zeros(bins, channels, dtype=torch.float64)
+        for i, (a, e) in enumerate(channel_pool_bins(channels, bins)):
+            m[i, a:e] = 1.0 / (e - a)
+        m = _POOL_CACHE[key] = m.to(device=device, dtype=dtype)
+    return m
 
 
 def channel_pool_bins(channels: int, bins: int) -> list[tuple[int, int]]:
