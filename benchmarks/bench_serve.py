@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -33,16 +32,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from semsynth.utils.runtime import cpu_model  # noqa: E402
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def start_server(args: list[str]) -> tuple[subprocess.Popen, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,21 +22,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from semsynth.layers.winograd import WinogradConv3x3, winograd_conv3x3, winograd_pays, winograd_weight  # noqa: E402
-from semsynth.utils.runtime import tune_malloc  # noqa: E402
+from semsynth.utils.runtime import cpu_model, tune_malloc  # noqa: E402
 
 # (Cin, Cout, size): the stacked SCC convolutions (n = 3 candidates) and shortcut-free 3x3 convs of scgan-ade20k
 SHAPES = [(512, 1536, 8), (512, 1536, 16), (512, 768, 32), (256, 768, 32), (256, 384, 64), (128, 384, 64),
           (128, 192, 128), (64, 192, 128), (64, 96, 256), (32, 96, 256)]
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def best(fn, reps: int) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -24,16 +23,8 @@ import numpy as np
 import torch
 
 from semsynth.data.worlds import builtin_worlds, class_frequencies
+from semsynth.utils.runtime import cpu_model
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def contact_sheet(path: Path, num: int = 32, resolution: int = 128, cols: int = 8) -> int:

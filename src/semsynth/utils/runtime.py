@@ -16,6 +16,19 @@ from ..errors import ConfigError
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
+def cpu_model() -> str:
+    """The CPU's model name as ``/proc/cpuinfo`` gives it (benchmark records name the CPU of every figure)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
 def tune_malloc() -> bool:
     """Keep large tensor allocations in the heap instead of a fresh mmap each time (glibc only).
 
