@@ -36,6 +36,19 @@ def test_channel_pool_equals_the_official_adaptive_pooling(c, bins):
         assert channel_pool(x.detach().float(), bins).dtype == torch.float32
 
 
+def test_channel_pool_first_used_in_inference_mode_then_in_training():
+    """The cached pooling matrix made under inference mode (a validation pass, the painter) must still serve a
+    training step that keeps it for backward."""
+    from semsynth.layers import routing
+
+    routing._POOL_CACHE.clear()
+    with torch.inference_mode():
+        channel_pool(torch.randn(1, 13, 3, 3), 5)
+    x = torch.randn(1, 13, 3, 3, requires_grad=True)
+    channel_pool(x, 5).sum().backward()
+    torch.testing.assert_close(x.grad.sum(), torch.tensor(5.0) * 9)
+
+
 def test_mapping_softmax_multiplies_logits_by_tau():
     v = torch.randn(2, 3, 4, 4) * 10
     out = apply_mapping(v, "softmax", 0.05)

@@ -42,10 +42,11 @@ def _pool_matrix(channels: int, bins: int, dtype: torch.dtype, device: torch.dev
     key = (channels, bins, dtype, str(device))
     m = _POOL_CACHE.get(key)
     if m is None:
-        m = torch.zeros(bins, channels, dtype=torch.float64)
-        for i, (a, e) in enumerate(channel_pool_bins(channels, bins)):
-            m[i, a:e] = 1.0 / (e - a)
-        m = _POOL_CACHE[key] = m.to(device=device, dtype=dtype)
+        with torch.inference_mode(False):  # a normal tensor even when first made under inference mode: training
+            m = torch.zeros(bins, channels, dtype=torch.float64)  # keeps it for backward later
+            for i, (a, e) in enumerate(channel_pool_bins(channels, bins)):
+                m[i, a:e] = 1.0 / (e - a)
+            m = _POOL_CACHE[key] = m.to(device=device, dtype=dtype)
     return m
 
 
