@@ -32,10 +32,11 @@ class WinogradPolicy:
     """Where F(2x2, 3x3) replaces the direct convolution (CPU, float32/float64): at least ``min_in_channels``
     input and ``min_out_channels`` output channels, at most ``max_pixels`` pixels per image and at least
     ``min_pixels`` in the batch (the kernel transform, computed per call, must be small beside the products).
-    Measured with ``benchmarks/bench_winograd.py`` on an AMD EPYC with AVX-512 (docs/benchmarks.md): 0.63-0.77x
-    the direct convolution's time from 128 x 384 channels on 64x64 to 512 x 768 on 32x32 in eval and in training;
-    on 8x8 and 16x16 maps the kernel transform costs what the products save, and with fewer channels on larger
-    maps the transforms cost more than they save. ``enabled = False`` turns it off everywhere."""
+    Measured with ``benchmarks/bench_winograd.py`` on an AMD EPYC with AVX-512 (docs/benchmarks.md), from 128 x 384
+    channels on 64x64 to 512 x 768 on 32x32: 0.82-0.91x the direct convolution's time in eval and 0.69-0.76x in
+    training on one thread (0.83-0.97x and 0.76-0.97x on two); on 8x8 and 16x16 maps the kernel transform costs
+    more than the products save, and with fewer channels on larger maps the input and output transforms do.
+    ``enabled = False`` turns it off everywhere."""
 
     enabled: bool = True
     min_in_channels: int = 128
