@@ -40,7 +40,7 @@ from torch import nn
 from .errors import SemsynthError
 from .layers.spade import resize_nearest
 from .layers.spade_piecewise import one_hot_ids, pool_same
-from .layers.winograd import use_winograd
+from .layers.winograd import is_same_3x3, use_winograd
 
 
 class PrepareError(SemsynthError):
@@ -207,8 +207,7 @@ def _cached_ids(semantic: torch.Tensor) -> torch.Tensor | None:
 
 def _piecewise_ok(*convs: nn.Module) -> bool:
     """The exact piecewise-constant path covers 3x3 convs, stride 1, padding 1 (zeros), no dilation or groups."""
-    return all(type(m) is nn.Conv2d and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
-               and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros" for m in convs)
+    return all(is_same_3x3(m, plain=True) for m in convs)
 
 
 class PreparedSCN(nn.Module):

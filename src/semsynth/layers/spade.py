@@ -18,6 +18,7 @@ from .norm import param_free_norm
 from .recompute import RecomputeMixin
 from .spade_piecewise import interior, one_hot_ids, piecewise_modulation
 from .spectral import spectral_norm
+from .winograd import is_same_3x3
 
 
 def resize_nearest(semantic: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -39,9 +40,7 @@ def resize_nearest(semantic: torch.Tensor, size: tuple[int, int] | torch.Size) -
 
 def _plain_3x3(m: nn.Module) -> bool:
     """A plain 3x3 conv, stride 1, zero padding 1, with a bias (what the piecewise algebra covers)."""
-    return (type(m) is nn.Conv2d and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
-            and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros" and m.bias is not None
-            and not hasattr(m, "parametrizations"))
+    return is_same_3x3(m, plain=True) and m.bias is not None
 
 
 class SPADE(nn.Module):

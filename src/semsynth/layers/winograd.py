@@ -220,14 +220,21 @@ class WinogradConv2d(nn.Conv2d):
         return y + bias if torch.is_grad_enabled() else y.add_(bias)
 
 
+def is_same_3x3(m: nn.Module, *, plain: bool = False) -> bool:
+    """Whether ``m`` is a 3x3 ``nn.Conv2d`` with stride 1, zero padding 1, no dilation and one group (the output
+    keeps the input's size); ``plain``: an ``nn.Conv2d`` itself, without parametrization (spectral norm)."""
+    if plain and (type(m) is not nn.Conv2d or getattr(m, "parametrizations", None)):
+        return False
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros")
+
+
 def use_winograd(module: nn.Module) -> int:
-    """Make every plain ``nn.Conv2d`` of ``module`` that F(2x2, 3x3) can compute (3x3, stride 1, zero padding 1,
-    one group, no dilation, no parametrization) a :class:`WinogradConv2d`, in place; returns how many."""
+    """Make every plain ``nn.Conv2d`` of ``module`` that F(2x2, 3x3) can compute (:func:`is_same_3x3`) a
+    :class:`WinogradConv2d`, in place; returns how many."""
     count = 0
     for m in module.modules():
-        if (type(m) is nn.Conv2d and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
-                and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros"
-                and not getattr(m, "parametrizations", None)):
+        if is_same_3x3(m, plain=True):
             m.__class__ = WinogradConv2d
             count += 1
     return count

@@ -206,6 +206,7 @@ class ServedModel:
             self.resample_mode = RESAMPLE_COMPOSITE
         self._style_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
+        self._world = None  # the built-in world of the example layouts, made on the first request
         sem = syn.prepare(_probe_layouts(self.info.num_classes, self.resolution))
         z = torch.stack([seed_noise(s, syn.z_dim) for s in (0, 1)]) if syn.multimodal else None
         self.precision, self.precision_note = choose_precision(self.G, sem, z, precision)
@@ -280,7 +281,7 @@ class ServedModel:
         size = max(h, w) * max(1, 256 // max(h, w))
         size = max(cls.MIN_RESOLUTION, (size // step) * step)
         with self._lock:
-            world = getattr(self, "_world", None)
+            world = self._world
             if world is None or world.resolution != size:
                 seed = int((self.syn.config.get("data") or {}).get("seed", 0) or 0)
                 world = self._world = cls(split="val", resolution=size, num_samples=EXAMPLES, seed=seed)

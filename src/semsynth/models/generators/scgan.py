@@ -52,6 +52,7 @@ from ...layers.recompute import RecomputeMixin
 from ...layers.routing import MAPPINGS
 from ...layers.spade import resize_nearest
 from ...layers.spade_piecewise import one_hot_ids
+from ...layers.winograd import is_same_3x3
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -115,16 +116,9 @@ class SVGStage(RecomputeMixin, nn.Sequential):
         if not self.onehot_labels or L * conv1.out_channels < self.onehot_min_work or labels.requires_grad \
                 or labels.shape[1] not in (L, L + 1) or labels.dtype not in (torch.float32, torch.float64) \
                 or labels.is_meta or torch.jit.is_tracing() or torch.compiler.is_compiling() \
-                or not isinstance(self[0], (nn.LeakyReLU, nn.ReLU)) or not _conv3x3_pad1(conv1):
+                or not isinstance(self[0], (nn.LeakyReLU, nn.ReLU)) or not is_same_3x3(conv1):
             return None
         return one_hot_ids(labels[:, :L])
-
-
-def _conv3x3_pad1(m: nn.Module) -> bool:
-    """A 3x3 conv, stride 1, zero padding 1, no dilation or groups (spectral norm allowed): what
-    :func:`~semsynth.layers.onehot_conv.onehot_conv3x3` computes."""
-    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
-            and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros")
 
 
 class SemanticVectorGenerator(nn.Module):
