@@ -18,7 +18,10 @@ mmap-ed file), reset the peak-RSS counter (``/proc/self/clear_refs``), one untim
 (the fastest is kept: on a busy machine the others mostly measure the other work), then ``VmHWM``. Variants:
 
 * ``official`` / ``semsynth``: eval forward (``no_grad``) and train forward+backward (loss: mean of the image plus
-  mean of the coarse SVG image) at batch 1;
+  mean of the coarse SVG image) at batch 1; and ``gd``, a training step of G and the config's FPSE discriminator
+  together as the official ``Pix2PixModel`` does it (G step with hinge and feature-matching losses through D, then
+  D step on a fresh fake; no optimiser updates, no VGG loss; see ``make_step``), the official D converted as
+  ``semsynth convert --from scgan --discriminator`` does it and its outputs compared (within 1e-4);
 * ``dense``: semsynth with its exact algebra on one-hot maps switched off (SPADE's piecewise path,
   ``layers/spade_piecewise.py``, and the SVG finest stage's look-ups, ``layers/onehot_conv.py``): their convs run
   densely over the label map (the A/B of those paths);
@@ -29,7 +32,8 @@ mmap-ed file), reset the peak-RSS counter (``/proc/self/clear_refs``), one untim
   time a forward would take if all its FLOPs ran at that speed.
 
 "Peak RSS" is ``VmHWM`` minus ``VmRSS`` of the same process after its imports and the input (before the model):
-weights plus activations. It depends on the allocator (two identical processes can differ by 100 MiB), so each
+weights plus activations ("above the model": minus the RSS after loading the weights, the same weights on both
+sides: activations and what the allocator keeps). It depends on the allocator (two identical processes can differ by 100 MiB), so each
 variant also runs once more under ``semsynth.utils.memory.TensorPeak``: the exact peak of the bytes of tensors the
 call creates and holds at once (weights and input excluded; operator-internal scratch memory not seen), with the
 largest tensors alive at that peak. Both sides run with the same environment (glibc malloc tuned as the CLI does it, unless
@@ -61,7 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 151  # ADE20K: 150 classes + "other" (SC-GAN's label convention), no instance map
 SIDES_TIMED = [("official", "eval"), ("semsynth", "eval"), ("dense", "eval"), ("prepared", "eval"),
                ("official", "train"), ("semsynth", "train"), ("dense", "train"), ("recompute", "train"),
-               ("conv", "-")]
+               ("official", "gd"), ("semsynth", "gd"), ("conv", "-")]
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "68719476736",
               "MALLOC_TOP_PAD_": "536870912"}  # = semsynth.utils.runtime.tune_malloc
 
@@ -148,8 +152,9 @@ def install_shims() -> None:
     sys.modules.setdefault("dill", dill)
 
 
-def official_generator(official: Path, resolution: int, workdir: Path):
-    """The official ``SCGGenerator`` at the ADE20K setting, options built as train.py builds them."""
+def official_generator(official: Path, resolution: int, workdir: Path, with_discriminator: bool = False):
+    """The official ``SCGGenerator`` at the ADE20K setting, options built as train.py builds them (and its
+    ``FPSEDiscriminator``, the config's ``netD``, if ``with_discriminator``: then ``(G, D, opt.txt)``)."""
     import torch  # noqa: F401  (before the shims)
     import yaml
 
@@ -173,6 +178,9 @@ def official_generator(official: Path, resolution: int, workdir: Path):
 
     with contextlib.redirect_stdout(io.StringIO()):
         G = net.define_G(opt)
+        D = net.define_D(opt) if with_discriminator else None
+    if with_discriminator:
+        return G, D, workdir / "ck" / "bench" / "opt.txt"
     return G, workdir / "ck" / "bench" / "opt.txt"
 
 
@@ -213,19 +221,49 @@ def one_hot(ids):
 # Worker processes
 
 
-def build_side(side: str, args, workdir: Path):
-    """The generator of ``side`` with the benchmark weights, and a function ``G, x -> (image, coarse rgb)``."""
+def official_run(G, x):
+    """The official generator's (image, coarse SVG image)."""
+    return G(x)[:2]
+
+
+def semsynth_run(G, x):
+    out = G(x, return_aux=True)
+    return out.image, out.coarse_rgb
+
+
+def official_disc(D, images, semantic):
+    """The official FPSE discriminator: (feature-matching features, the three predictions)."""
+    feats, preds = D(images, semantic)
+    return feats, preds
+
+
+def semsynth_disc(D, images, semantic):
+    out = D(images, semantic)
+    return [f[-1] for f in out.features], out.logits
+
+
+def build_side(side: str, args, workdir: Path, mode: str = "eval"):
+    """The generator of ``side`` with the benchmark weights and its ``G, x -> (image, coarse rgb)``; for ``mode``
+    "gd" also the discriminator and its ``D, images, semantic -> (features, predictions)`` (else None, None)."""
     import torch
 
     if side == "official":
-        G, _ = official_generator(args.official, args.resolution, workdir / "w")
+        if mode == "gd":
+            G, D, _ = official_generator(args.official, args.resolution, workdir / "w", with_discriminator=True)
+            D.load_state_dict(torch.load(workdir / "official_d_state.pt", mmap=True, weights_only=True))
+        else:
+            (G, _), D = official_generator(args.official, args.resolution, workdir / "w"), None
         G.load_state_dict(torch.load(workdir / "official_state.pt", mmap=True, weights_only=True))
-        return G, lambda G, x: G(x)[:2]
+        return G, official_run, D, official_disc
     sys.path.insert(0, str(REPO / "src"))
-    from semsynth.models import build_generator
+    from semsynth.models import build_discriminator, build_generator
 
     G = build_generator(json.loads((workdir / "semsynth_config.json").read_text()))
     G.load_state_dict(torch.load(workdir / "semsynth_state.pt", mmap=True, weights_only=True))
+    D = None
+    if mode == "gd":
+        D = build_discriminator(json.loads((workdir / "semsynth_d_config.json").read_text()))
+        D.load_state_dict(torch.load(workdir / "semsynth_d_state.pt", mmap=True, weights_only=True))
     if side == "prepared":
         from semsynth.inference_prep import prepare_for_inference
 
@@ -240,12 +278,7 @@ def build_side(side: str, args, workdir: Path):
         from semsynth.layers.recompute import enable_recompute
 
         enable_recompute(G)
-
-    def run(G, x):
-        out = G(x, return_aux=True)
-        return out.image, out.coarse_rgb
-
-    return G, run
+    return G, semsynth_run, D, semsynth_disc
 
 
 def worker_setup_official(args, workdir: Path) -> dict:
@@ -254,7 +287,7 @@ def worker_setup_official(args, workdir: Path) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(args.seed)
-    G, opt_txt = official_generator(args.official, args.resolution, workdir)
+    G, D, opt_txt = official_generator(args.official, args.resolution, workdir, with_discriminator=True)
     x = torch.load(workdir / "input.pt", weights_only=True)
     for m in G.modules():  # running statistics = the statistics of one forward (finite eval outputs)
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -270,13 +303,25 @@ def worker_setup_official(args, workdir: Path) -> dict:
         out = G(x)
     torch.save(out[0], workdir / "official_out.pt")
     torch.save(G.state_dict(), workdir / "official_state.pt")
+    real = torch.load(workdir / "real.pt", weights_only=True)
+    D.eval()
+    with torch.no_grad():  # eval mode: spectral norm uses its stored vectors (no power iteration)
+        feats, preds = D(torch.cat([out[0], real]), torch.cat([x, x]))
+    torch.save({f"logits.{i}": p for i, p in enumerate(preds)} | {f"feature.{i}": f for i, f in enumerate(feats)},
+               workdir / "official_d_out.pt")
+    torch.save(D.state_dict(), workdir / "official_d_state.pt")
     G.train()
     with FlopCounterMode(display=False) as fct:
         image, rgb = G(x)[:2]
         (image.mean() + rgb.mean()).backward()
+    D.train()
+    G.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as fcgd:
+        make_step(G, official_run, x, "gd", D, official_disc, real)()
     return {"opt_txt": str(opt_txt), "params": sum(p.numel() for p in G.parameters()),
+            "params_d": sum(p.numel() for p in D.parameters()),
             "flops_eval": fc.get_total_flops(), "flops_train": fct.get_total_flops(),
-            "out_absmax": out[0].abs().max().item()}
+            "flops_gd": fcgd.get_total_flops(), "out_absmax": out[0].abs().max().item()}
 
 
 def worker_setup_semsynth(args, workdir: Path, opt_txt: str) -> dict:
@@ -289,10 +334,13 @@ def worker_setup_semsynth(args, workdir: Path, opt_txt: str) -> dict:
     from semsynth.convert.scgan import convert_scgan
 
     state = torch.load(workdir / "official_state.pt", mmap=True, weights_only=True)
-    conv = convert_scgan(state, read_opt_txt(opt_txt), opt_path=Path(opt_txt))
-    G = conv.generator.eval()
+    dstate = torch.load(workdir / "official_d_state.pt", mmap=True, weights_only=True)
+    conv = convert_scgan(state, read_opt_txt(opt_txt), discriminator_state=dstate, opt_path=Path(opt_txt))
+    G, D = conv.generator.eval(), conv.discriminator.eval()
     (workdir / "semsynth_config.json").write_text(json.dumps(G.config))
+    (workdir / "semsynth_d_config.json").write_text(json.dumps(D.config))
     torch.save(G.state_dict(), workdir / "semsynth_state.pt")
+    torch.save(D.state_dict(), workdir / "semsynth_d_state.pt")
     x = torch.load(workdir / "input.pt", weights_only=True)
     ref = torch.load(workdir / "official_out.pt", weights_only=True)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
@@ -309,18 +357,34 @@ def worker_setup_semsynth(args, workdir: Path, opt_txt: str) -> dict:
             outp = P(x)
         res.update(flops_eval_prepared=fp.get_total_flops(),
                    max_abs_diff_prepared=(outp - out).abs().max().item())
+    real = torch.load(workdir / "real.pt", weights_only=True)
+    dref = torch.load(workdir / "official_d_out.pt", weights_only=True)
+    with torch.no_grad():
+        feats, preds = semsynth_disc(D, torch.cat([ref, real]), torch.cat([x, x]))
+    dout = {f"logits.{i}": p for i, p in enumerate(preds)} | {f"feature.{i}": f for i, f in enumerate(feats)}
+    res["d_max_abs_diff_vs_official"] = max((dout[k] - dref[k]).abs().max().item() for k in dref)
+    res["params_d"] = sum(p.numel() for p in D.parameters())
     G.train()
     with FlopCounterMode(display=False) as fct:
         o = G(x, return_aux=True)
         (o.image.mean() + o.coarse_rgb.mean()).backward()
     res["flops_train"] = fct.get_total_flops()
+    G.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as fcgd:
+        make_step(G, semsynth_run, x, "gd", D.train(), semsynth_disc, real)()
+    res["flops_gd"] = fcgd.get_total_flops()
     return res
 
 
-def make_step(G, run, x, mode: str):
-    """One call of ``mode`` on ``G``: an eval forward (``no_grad``), or a train forward+backward (loss: mean of the
-    image plus mean of the coarse SVG image) with the gradients reset first."""
+def make_step(G, run, x, mode: str, D=None, disc=None, real=None):
+    """One call of ``mode`` on ``G``: an eval forward (``no_grad``); a train forward+backward of G (loss: mean of
+    the image plus mean of the coarse SVG image) with the gradients reset first; or ("gd") a training step of G and
+    D together as the official ``Pix2PixModel`` does it with the FPSE discriminator, without the optimiser updates:
+    G step (fake and real through D as one batch, hinge G loss on the three predictions + feature matching L1 x 10
+    against the detached real features + mean of the coarse SVG image; backward into G and D), then D step (a fresh
+    fake under ``no_grad``, hinge D loss on fake and real; backward into D)."""
     import torch
+    import torch.nn.functional as F
 
     if mode == "eval":
         G.eval()
@@ -328,7 +392,7 @@ def make_step(G, run, x, mode: str):
         def step():
             with torch.no_grad():
                 run(G, x)
-    else:
+    elif mode == "train":
         G.train()
 
         def step():
@@ -336,6 +400,28 @@ def make_step(G, run, x, mode: str):
                 p.grad = None
             image, rgb = run(G, x)
             (image.mean() + rgb.mean()).backward()
+    else:
+        G.train()
+        D.train()
+        semantic = torch.cat([x, x])
+
+        def step():
+            for p in (*G.parameters(), *D.parameters()):
+                p.grad = None
+            fake, rgb = run(G, x)
+            feats, preds = disc(D, torch.cat([fake, real]), semantic)
+            loss = rgb.mean()
+            for p in preds:
+                loss = loss - p[: len(x)].mean() / len(preds)
+            for f in feats:
+                loss = loss + F.l1_loss(f[: len(x)], f[len(x):].detach()) * 10.0 / len(feats)
+            loss.backward()
+            del fake, rgb, feats, preds, loss
+            with torch.no_grad():
+                fake = run(G, x)[0]
+            preds = disc(D, torch.cat([fake, real]), semantic)[1]
+            loss = sum(F.relu(1 + p[: len(x)]).mean() + F.relu(1 - p[len(x):]).mean() for p in preds) / len(preds)
+            loss.backward()
 
     return step
 
@@ -362,13 +448,14 @@ def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
         sys.path.insert(0, str(REPO / "src"))
         import semsynth.models  # noqa: F401
     base = status_kib("VmRSS")
-    G, run = build_side(side, args, workdir)
+    G, run, D, disc = build_side(side, args, workdir, mode)
+    real = torch.load(workdir / "real.pt", weights_only=True)
     import gc
 
     gc.collect()
     peak_reset = reset_peak()
     after_build = status_kib("VmRSS")
-    step = make_step(G, run, x, mode)
+    step = make_step(G, run, x, mode, D, disc, real)
 
     step()
     best = min(_timed(step) for _ in range(args.iters))
@@ -389,13 +476,14 @@ def worker_tensors(args, workdir: Path, side: str, mode: str) -> dict:
     sys.path.insert(0, str(REPO / "src"))
     from semsynth.utils.memory import TensorPeak
 
-    G, run = build_side(side, args, workdir)
-    step = make_step(G, run, x, mode)
+    G, run, D, disc = build_side(side, args, workdir, mode)
+    step = make_step(G, run, x, mode, D, disc, torch.load(workdir / "real.pt", weights_only=True))
 
     step()
-    for p in G.parameters():
+    nets = torch.nn.ModuleList([G] if D is None else [G, D])
+    for p in nets.parameters():
         p.grad = None
-    with TensorPeak(modules=G) as tp:
+    with TensorPeak(modules=nets) as tp:
         step()
     return {"peak_tensors_mib": tp.peak_mib, "at": tp.peak_op,
             "largest": [[round(t.nbytes / 2**20, 1), t.op, list(t.shape), t.module] for t in tp.peak_tensors[:8]]}
@@ -415,7 +503,7 @@ def worker_breakdown(args, workdir: Path, side: str) -> dict:
     from semsynth.inference_prep import PreparedSCN, PreparedSPADE
     from semsynth.layers import SPADE, SpatiallyConditionalConv2d, SpatiallyConditionalNorm2d
 
-    G, run = build_side(side, args, workdir)
+    G, run, _, _ = build_side(side, args, workdir)
     G.eval()
     x = torch.load(workdir / "input.pt", weights_only=True)
     spent: dict[str, float] = collections.defaultdict(float)
@@ -532,6 +620,8 @@ def main() -> None:
           f"layout {args.layout}, {args.rounds} rounds x {args.iters} timed calls per process")
     workdir = Path(tempfile.mkdtemp(prefix="bench_official_"))
     torch.save(one_hot(make_layout(args.layout, args.resolution, args.seed)), workdir / "input.pt")
+    g = torch.Generator().manual_seed(args.seed + 1)  # the "real" image of the G+D step
+    torch.save(torch.rand(1, 3, args.resolution, args.resolution, generator=g) * 2 - 1, workdir / "real.pt")
     t0 = time.time()
     setup_off = spawn(args, workdir, "setup-official")
     setup_sem = spawn(args, workdir, "setup-semsynth", setup_off["opt_txt"])
@@ -541,12 +631,17 @@ def main() -> None:
           + (f", prepared {setup_sem['flops_eval_prepared'] / 1e9:.1f} (max |diff| vs unprepared "
              f"{setup_sem['max_abs_diff_prepared']:.2e})" if "flops_eval_prepared" in setup_sem else "")
           + f"  [setup {time.time() - t0:.0f} s]")
+    print(f"discriminator (FPSE): official {setup_off['params_d']:,} parameters, semsynth {setup_sem['params_d']:,};"
+          f" logits and features max |diff| {setup_sem['d_max_abs_diff_vs_official']:.2e}; G+D step GFLOP "
+          f"official {setup_off['flops_gd'] / 1e9:.1f}, semsynth {setup_sem['flops_gd'] / 1e9:.1f}")
+    if setup_sem["d_max_abs_diff_vs_official"] > 1e-4:
+        raise SystemExit("semsynth's discriminator outputs differ from the official ones by more than 1e-4")
     if setup_sem["max_abs_diff_vs_official"] > 1e-4:
         raise SystemExit("semsynth's eval output differs from the official one by more than 1e-4: not comparable")
     if setup_sem.get("max_abs_diff_prepared", 0) > 1e-5:
         raise SystemExit("the prepared model's output differs from the unprepared one by more than 1e-5")
 
-    variants = [(s, m) for s, m in SIDES_TIMED if not (args.no_train and m == "train")
+    variants = [(s, m) for s, m in SIDES_TIMED if not (args.no_train and m in ("train", "gd"))
                 and not (s == "prepared" and "flops_eval_prepared" not in setup_sem)]
     if args.variants:
         wanted = set(args.variants.split(",")) | {"conv/-"}
@@ -564,27 +659,31 @@ def main() -> None:
 
     med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
     rss = {k: statistics.median(x["peak_above_base_mib"] for x in v) for k, v in results.items() if k != "conv/-"}
+    act = {k: statistics.median(x["peak_above_base_mib"] - x["model_mib"] for x in v)
+           for k, v in results.items() if k != "conv/-"}
     gflops = statistics.median(x["gflops_per_s"] for x in results["conv/-"])
     floor_eval = setup_off["flops_eval"] / (gflops * 1e9)
     print(f"\nconv throughput {gflops:.1f} GFLOP/s -> floor of the official eval forward "
           f"({setup_off['flops_eval'] / 1e9:.1f} GFLOP): {floor_eval:.3f} s; train fwd+bwd "
           f"({setup_off['flops_train'] / 1e9:.1f} GFLOP): {setup_off['flops_train'] / (gflops * 1e9):.3f} s")
     print("| variant | time s (median of per-process best) | / official | / floor | peak RSS above base MiB | / official "
-          "| peak tensors MiB | / official |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| above the model MiB | / official | peak tensors MiB | / official |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ratios = {}
     for k in med:
         if k == "conv/-":
             continue
         mode = k.split("/")[1]
         ref = f"official/{mode}"
-        floor = floor_eval if mode == "eval" else setup_off["flops_train"] / (gflops * 1e9)
+        floor = setup_off[f"flops_{mode}"] / (gflops * 1e9)
         per_round = [a["seconds"] / b["seconds"] for a, b in zip(results[k], results[ref])]
         ratios[k] = {"time": med[k] / med[ref], "time_median_of_rounds": statistics.median(per_round),
                      "time_per_round": per_round, "rss": rss[k] / rss[ref], "time_per_floor": med[k] / floor,
+                     "rss_above_model": act[k] / act[ref],
                      "tensors": tensors[k]["peak_tensors_mib"] / tensors[ref]["peak_tensors_mib"]}
         print(f"| {k} | {med[k]:.3f} | {ratios[k]['time']:.2f} (rounds: {', '.join(f'{r:.2f}' for r in per_round)})"
-              f" | {ratios[k]['time_per_floor']:.2f} | {rss[k]:.0f} | {ratios[k]['rss']:.2f} "
+              f" | {ratios[k]['time_per_floor']:.2f} | {rss[k]:.0f} | {ratios[k]['rss']:.2f} | {act[k]:.0f} "
+              f"| {ratios[k]['rss_above_model']:.2f} "
               f"| {tensors[k]['peak_tensors_mib']:.1f} | {ratios[k]['tensors']:.2f} |")
     for k, t in tensors.items():
         print(f"  {k}: peak of live tensors {t['peak_tensors_mib']:.1f} MiB at {t['at']}; largest then: "
@@ -600,7 +699,8 @@ def main() -> None:
         args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
                                          "setup": {"official": setup_off, "semsynth": setup_sem},
                                          "conv_gflops_per_s": gflops, "floor_eval_s": floor_eval,
-                                         "median_s": med, "peak_rss_above_base_mib": rss, "ratios": ratios,
+                                         "median_s": med, "peak_rss_above_base_mib": rss,
+                                         "peak_rss_above_model_mib": act, "ratios": ratios,
                                          "peak_tensors": tensors,
                                          "raw": results, "breakdown": breakdown}, indent=2))
     print(f"\nload average at the end {info['loadavg_end']}; total {time.time() - t0:.0f} s")
