@@ -146,3 +146,21 @@ def test_the_policy_small_layers_and_training_band_limit():
         assert calls  # eval: the eval limit (0.7) applies
     finally:
         PiecewiseModulation.forward = staticmethod(orig)
+
+
+@pytest.mark.parametrize("classes,size", [(7, 5), (151, 5), (5000, 5), (40, 3)])
+def test_distinct_windows_groups_exactly_the_pixels_with_equal_windows(classes, size):
+    from semsynth.layers.spade_piecewise import distinct_windows
+
+    ids = rect_ids(classes, 23, 31, batch=2, seed=classes).long()  # [2, 23, 31]
+    g = torch.Generator().manual_seed(3)
+    ids.view(-1)[torch.randint(0, ids.numel(), (20,), generator=g)] = classes - 1  # some isolated pixels
+    pixels = torch.randperm(ids.numel(), generator=g)[:900]
+    first, group = distinct_windows(ids, classes, pixels, size)
+    r = size // 2
+    windows = F.unfold(F.pad(ids.double().unsqueeze(1), (r, r, r, r), value=classes), size)  # [2, size^2, H*W]
+    windows = windows.transpose(1, 2).reshape(-1, size * size)[pixels]
+    expected = torch.unique(windows, dim=0).shape[0]
+    assert first.numel() == expected  # one group per distinct window ...
+    assert torch.equal(windows[first[group]], windows)  # ... and every pixel's group has its window
+    assert expected < pixels.numel()  # the layout repeats windows (else the test shows nothing)

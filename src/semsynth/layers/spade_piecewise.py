@@ -29,6 +29,8 @@ rounding (``tests/layers/test_spade_piecewise_train.py``: forward and every grad
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -55,6 +57,40 @@ def pool_same(idf: torch.Tensor, size: int) -> torch.Tensor:
     hi = F.max_pool2d(F.max_pool2d(idf, (size, 1), 1), (1, size), 1)
     lo = -F.max_pool2d(F.max_pool2d(-idf, (size, 1), 1), (1, size), 1)
     return hi == lo
+
+
+def distinct_windows(ids: torch.Tensor, fill: int, pixels: torch.Tensor, size: int = 5
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group ``pixels`` (flat indices into ``ids [B, H, W]``, integer class ids < ``fill``) by their ``size`` x
+    ``size`` window of ids, the positions outside the image read as ``fill``: returns ``(first, inverse)``, the
+    position in ``pixels`` of one pixel of each distinct window, and the group of each pixel
+    (``pixels[first[inverse]]`` has the same window as ``pixels``). Exact: the windows are compared as numbers,
+    in groups of taps whose base-``fill + 1`` encoding fits in an int64, combined group by group.
+
+    Two pixels with the same window get the same output from ``size // 2`` stacked 3x3 convs of the one-hot map
+    (zero padding), so such a stack needs computing once per group: along a straight boundary between two regions
+    most band pixels repeat a window (at 256x256, 23-42 % of the band pixels of the COCO-Stuff samples are
+    distinct)."""
+    B, H, W = ids.shape
+    r = size // 2
+    hp, wp = H + 2 * r, W + 2 * r
+    padded = F.pad(ids, (r, r, r, r), value=fill).view(-1)
+    b, rest = pixels.div(H * W, rounding_mode="floor"), pixels.remainder(H * W)
+    centre = b * (hp * wp) + (rest.div(W, rounding_mode="floor") + r) * wp + rest.remainder(W) + r
+    taps = [dy * wp + dx for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    base = fill + 1
+    per = max(1, int(62 // math.log2(base + 1)))  # base ** per < 2 ** 62: no overflow in the encoding
+    group = torch.zeros_like(pixels)
+    for g in range(0, len(taps), per):
+        off = torch.tensor(taps[g : g + per], device=ids.device)
+        weights = base ** torch.arange(off.numel(), device=ids.device, dtype=torch.long)
+        code = (padded[centre.unsqueeze(1) + off] * weights).sum(1)
+        _, code = torch.unique(code, return_inverse=True)
+        _, group = torch.unique(group * (int(code.max()) + 1) + code, return_inverse=True)
+    count = int(group.max()) + 1 if group.numel() else 0
+    first = torch.full((count,), pixels.numel(), dtype=torch.long, device=ids.device)
+    first.scatter_reduce_(0, group, torch.arange(pixels.numel(), device=ids.device), "amin")
+    return first, group
 
 
 def interior(ids: torch.Tensor, size: int) -> torch.Tensor:
