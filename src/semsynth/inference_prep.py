@@ -300,7 +300,7 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
     ``copy=True`` (default) leaves ``G`` untouched and prepares a copy rebuilt from ``G.config`` with G's weights
     (on G's device and dtype); ``copy=False`` prepares ``G`` itself, which then is an inference-only module."""
     from .layers import SPADE, SpatiallyConditionalNorm2d
-    from .models.generators.scgan import SCGANGenerator
+    from .models.generators.scgan import SCGANGenerator, SVGStage
     from .portable import ExportError, fold_spectral_norm
 
     if copy:
@@ -333,6 +333,9 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
     use_winograd(G)
     if isinstance(G, SCGANGenerator):
         _inplace_activations_scgan(G)
+        for m in G.modules():
+            if isinstance(m, SVGStage):  # its one-hot ids from the cache the SPADE layers fill (one read of the map)
+                m.find_ids = _cached_ids
     for p in G.parameters():
         p.requires_grad_(False)
     G.register_forward_pre_hook(_clear_ids_cache)

@@ -183,6 +183,31 @@ def test_svg_finest_stage_by_lookups_in_the_prepared_model(monkeypatch):
     assert not calls
 
 
+def test_prepared_scgan_finds_the_class_ids_once_per_forward(monkeypatch):
+    """The finest SVG stage and the SPADE shortcuts of a prepared SC-GAN share one reading of the one-hot map."""
+    import semsynth.inference_prep as prep
+    import semsynth.models.generators.scgan as scgan
+    from semsynth.models.generators.scgan import SVGStage
+
+    monkeypatch.setattr(SVGStage, "onehot_min_work", 0)
+    calls = []
+    real = prep.one_hot_ids
+    monkeypatch.setattr(prep, "one_hot_ids", lambda seg: calls.append("cache") or real(seg))
+    monkeypatch.setattr(SVGStage, "find_ids", staticmethod(lambda seg: calls.append("svg") or real(seg)))
+    G, sem, z = case(scgan_ade_small(), 64)
+    P = prepare_for_inference(G)
+    with torch.no_grad():
+        calls.clear()
+        ref = G(sem, z)
+        assert "svg" in calls  # the unprepared model's SVG finds its ids itself
+        for _ in range(2):
+            calls.clear()
+            out = P(sem, z)
+            assert calls == ["cache"]  # once per forward, for the SVG stage and every SPADE layer
+            assert (out - ref).abs().max() <= TOL
+    assert scgan.one_hot_ids is real
+
+
 def test_in_place_preparation_and_errors():
     G, sem, z = case(scgan_ade_small(), 64)
     with torch.no_grad():

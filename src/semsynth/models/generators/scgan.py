@@ -84,6 +84,9 @@ class SVGStage(RecomputeMixin, nn.Sequential):
     ``onehot_min_work``), the stage runs as written above."""
 
     onehot_min_work = 4096  # as SPADE's piecewise_min_work: below it the dense conv is as cheap as the look-ups
+    # how the class ids of the labels are found: semsynth.inference_prep gives a prepared model's stage the per-forward
+    # cache its SPADE layers use, so that the one-hot map is read once for both
+    find_ids = staticmethod(one_hot_ids)
 
     def __init__(self, *layers: nn.Module, upsample: str = "nearest", label_channels: int = 0,
                  onehot_labels: bool = False) -> None:
@@ -118,7 +121,7 @@ class SVGStage(RecomputeMixin, nn.Sequential):
                 or labels.is_meta or torch.jit.is_tracing() or torch.compiler.is_compiling() \
                 or not isinstance(self[0], (nn.LeakyReLU, nn.ReLU)) or not is_same_3x3(conv1):
             return None
-        return one_hot_ids(labels[:, :L])
+        return self.find_ids(labels if labels.shape[1] == L else labels[:, :L])
 
 
 class SemanticVectorGenerator(nn.Module):
