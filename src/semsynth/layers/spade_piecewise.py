@@ -10,7 +10,8 @@ the gamma and beta 3x3 convs side by side). On a one-hot ``S`` with class ids ``
 
 Forward: ``T[c(p)]`` for the interior pixels, and for the band (5x5 window not one class, or within 2 pixels of the
 border) the hidden activation of the band and its neighbours by look-ups, then ``conv2`` as one matrix product over
-the 3x3 neighbourhoods (in chunks, to bound memory).
+the 3x3 neighbourhoods (in chunks, to bound memory), once per distinct 5x5 window of ids (:func:`distinct_windows`:
+pixels with equal windows have equal outputs).
 
 Backward, with ``G = dL/dmod``:
 
@@ -18,8 +19,9 @@ Backward, with ``G = dL/dmod``:
   over the interior pixels of class ``c``, one ``index_add``), the band its neighbourhood matrix times ``G``;
 * ``dA(q) = relu'(A(q)) * sum_t W2_t^T G(q - t)``. On the hidden interior (3x3 window one class ``c``, inside the
   image) only its per-class sum is needed, ``relu'(a_c) * sum_t W2_t^T R_{t,c}`` with ``R_{t,c} = sum_{q of class c}
-  G(q - t)`` (nine ``index_add`` of ``G`` by shifted class maps); the hidden band (inside the band) is computed
-  pixel by pixel;
+  G(q - t)`` (nine ``index_add`` of ``G`` by shifted class maps); on the hidden band (inside the band) positions with
+  the same 3x3 window of ids share ``relu'`` and the classes at ``q + t``, so their gathered ``G`` are summed first
+  and multiplied once per window;
 * ``dW1[:, c, t] = sum_q dA(q) [c(q + t) = c]``: the interior's per-class sums for every tap, plus the hidden band
   by ``index_add`` with the shifted class ids; ``db1``, ``db2`` are sums.
 
@@ -150,18 +152,23 @@ class PiecewiseModulation(torch.autograd.Function):
         h_near = torch.cat([a_near.relu(), a_near.new_zeros(1, hidden)])  # row nq: zero (outside the image)
         rows = torch.full((B * geo.hp * geo.wp,), qidx.numel(), dtype=torch.long, device=ids.device)
         rows[geo.padded(qidx)] = torch.arange(qidx.numel(), device=ids.device)
+        # the band's merged conv once per distinct 5x5 window (equal windows, equal outputs; distinct_windows)
+        first, group = distinct_windows(idl.view(B, H, W), L, bidx)
+        ubidx = bidx[first]
+        umod = torch.empty(ubidx.numel(), c2, dtype=mod.dtype, device=mod.device)
         step = max(1, PiecewiseModulation.chunk_bytes // (9 * hidden * w1.element_size()))
-        for s in range(0, bidx.numel(), step):
-            bi = bidx[s : s + step]
+        for s in range(0, ubidx.numel(), step):
+            bi = ubidx[s : s + step]
             cols = h_near[rows[geo.padded(bi).unsqueeze(1) + geo.off]].view(bi.numel(), 9 * hidden)
-            mod[:, bi] = torch.addmm(b2, cols, w2m).t()
-        ctx.save_for_backward(ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx)
+            torch.addmm(b2, cols, w2m, out=umod[s : s + step])
+        mod[:, bidx] = umod[group].t()
+        ctx.save_for_backward(ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx, ubidx, group)
         ctx.geo = geo
         return mod.view(c2, B, H, W).transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx = ctx.saved_tensors
+        ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx, ubidx, group = ctx.saved_tensors
         geo = ctx.geo
         B, H, W = geo.B, geo.H, geo.W
         L, hidden = h_cls.shape
@@ -181,11 +188,13 @@ class PiecewiseModulation(torch.autograd.Function):
             inner5 = interior(ids, 5).view(-1)
             s_cls = g.new_zeros(L + 1, c2).index_add_(0, torch.where(inner5, idl, dummy), g)[:L]
             d_w2m = (h_cls.t() @ s_cls).repeat(9, 1)  # [9h, C2]
+            # the band: the gradients of the pixels of one distinct window summed first, then one product per window
+            g_u = g.new_zeros(ubidx.numel(), c2).index_add_(0, group, g[bidx])
             step = max(1, PiecewiseModulation.chunk_bytes // (9 * hidden * h_near.element_size()))
-            for s in range(0, bidx.numel(), step):
-                bi = bidx[s : s + step]
+            for s in range(0, ubidx.numel(), step):
+                bi = ubidx[s : s + step]
                 cols = h_near[rows[geo.padded(bi).unsqueeze(1) + geo.off]].view(bi.numel(), 9 * hidden)
-                d_w2m.addmm_(cols.t(), g[bi])
+                d_w2m.addmm_(cols.t(), g_u[s : s + step])
             d_w2 = d_w2m.view(3, 3, hidden, c2).permute(3, 2, 0, 1).contiguous()
         if need_w1:
             w2t = w2.permute(2, 3, 0, 1).reshape(9, c2, hidden)  # [t, C2, h]
@@ -199,28 +208,31 @@ class PiecewiseModulation(torch.autograd.Function):
                 r = g.new_zeros(L + 1, c2).index_add_(0, k, g)[:L]
                 v_cls.addmm_(r, w2t[t])
             da_cls = v_cls * (a_cls > 0)  # [L, h]: dA summed over each class's hidden interior
-            # the hidden band: G gathered at q - t (zero outside the image), times W2_t^T, masked by relu'
+            # the hidden band: G gathered at q - t (zero outside the image), times W2_t^T, masked by relu'. Positions
+            # q with the same 3x3 window of ids share the relu mask and the class at every q + t, and only sums over
+            # them reach dW1 and db1: their gathered gradients are summed first, then one product per window
             hb = (~inner3).nonzero().squeeze(1)
+            first, group = distinct_windows(idl.view(B, H, W), L, hb, 3)
+            uhbp = geo.padded(hb[first])
             gp = torch.cat([g, g.new_zeros(1, c2)])  # row n: zero (outside the image)
             prow = torch.full((B * geo.hp * geo.wp,), n, dtype=torch.long, device=g.device)
             prow[geo.padded(torch.arange(n, device=g.device))] = torch.arange(n, device=g.device)
             hbp = geo.padded(hb)
-            a_hb = a_near[rows[hbp]]  # the hidden band lies inside the band's neighbourhood
             w2cat = w2t.reshape(9 * c2, hidden)
             step = max(1, PiecewiseModulation.chunk_bytes // (9 * c2 * g.element_size()))
-            da_hb = torch.empty(hb.numel(), hidden, dtype=g.dtype, device=g.device)
+            g_u = g.new_zeros(first.numel(), 9 * c2)
             for s in range(0, hb.numel(), step):
                 gath = gp[prow[hbp[s : s + step].unsqueeze(1) - geo.off]].view(-1, 9 * c2)
-                da_hb[s : s + step] = gath @ w2cat
-            da_hb.mul_(a_hb > 0)
+                g_u.index_add_(0, group[s : s + step], gath)
+            da_u = (g_u @ w2cat).mul_(a_near[rows[uhbp]] > 0)  # the hidden band lies inside the band's neighbourhood
             # dW1 [h, L, 3, 3]: interiors at every tap, the hidden band by the class at q + t
             idsp = F.pad(idl.view(B, H, W), (1, 1, 1, 1), value=L).view(-1)
             d_w1t = da_cls.t().unsqueeze(0).repeat(9, 1, 1)  # [t, h, L]
             for t in range(9):
-                cls_t = idsp[hbp + geo.off[t]]
-                d_w1t[t] += g.new_zeros(L + 1, hidden).index_add_(0, cls_t, da_hb)[:L].t()
+                cls_t = idsp[uhbp + geo.off[t]]
+                d_w1t[t] += g.new_zeros(L + 1, hidden).index_add_(0, cls_t, da_u)[:L].t()
             d_w1 = d_w1t.view(3, 3, hidden, L).permute(2, 3, 0, 1).contiguous()
-            d_b1 = da_cls.sum(0) + da_hb.sum(0)
+            d_b1 = da_cls.sum(0) + da_u.sum(0)
         return None, d_w1, d_b1, d_w2, d_b2
 
 
