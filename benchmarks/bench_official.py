@@ -17,8 +17,9 @@ Then, round by round (the order rotated), each variant runs in a fresh process: 
 mmap-ed file), reset the peak-RSS counter (``/proc/self/clear_refs``), one untimed call, ``--iters`` timed calls
 (the fastest is kept: on a busy machine the others mostly measure the other work), then ``VmHWM``. Variants:
 
-* ``official`` / ``semsynth``: eval forward (``no_grad``) and train forward+backward (loss: mean of the image plus
-  mean of the coarse SVG image) at batch 1; and ``gd``, a training step of G and the config's FPSE discriminator
+* ``official`` / ``semsynth``: eval forward (``no_grad``; semsynth returns the image alone, as ``semsynth
+  generate`` calls it, the official generator always computes its coarse SVG image too) and train forward+backward
+  (loss: mean of the image plus mean of the coarse SVG image) at batch 1; and ``gd``, a training step of G and the config's FPSE discriminator
   together as the official ``Pix2PixModel`` does it (G step with hinge and feature-matching losses through D, then
   D step on a fresh fake; no optimiser updates, no VGG loss; see ``make_step``), the official D converted as
   ``semsynth convert --from scgan --discriminator`` does it and its outputs compared (within 1e-4);
@@ -231,6 +232,12 @@ def semsynth_run(G, x):
     return out.image, out.coarse_rgb
 
 
+def semsynth_image(G, x):
+    """An eval forward as ``semsynth generate`` runs it: the image alone (the coarse SVG image feeds only a training
+    loss, and semsynth does not compute it unless asked; the official generator always does)."""
+    return G(x), None
+
+
 def official_disc(D, images, semantic):
     """The official FPSE discriminator: (feature-matching features, the three predictions)."""
     feats, preds = D(images, semantic)
@@ -278,7 +285,7 @@ def build_side(side: str, args, workdir: Path, mode: str = "eval"):
         from semsynth.layers.recompute import enable_recompute
 
         enable_recompute(G)
-    return G, semsynth_run, D, semsynth_disc
+    return G, semsynth_image if mode == "eval" else semsynth_run, D, semsynth_disc
 
 
 def worker_setup_official(args, workdir: Path) -> dict:

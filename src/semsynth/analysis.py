@@ -48,7 +48,7 @@ def collect_semantic_vectors(G: torch.nn.Module, labels: torch.Tensor, num_class
     for a in range(0, labels.shape[0], batch_size):
         lab = labels[a : a + batch_size].to(device)
         inst = torch.zeros_like(lab) if use_instance else None
-        feats, _ = G.svg(semantic_input(lab, num_classes, inst))
+        feats, _ = G.svg(semantic_input(lab, num_classes, inst), rgb=False)
         v = feats[k]
         if space == "routing":
             conv_r, _ = G.routing([v])

@@ -66,6 +66,23 @@ def test_forward_shapes_and_aux_outputs():
     assert [f.shape[1] for f in out.semantic_features] == [64, 32, 16, 8, 4, 4]
 
 
+def test_image_alone_skips_the_coarse_rgb_head():
+    """The SVG's RGB head only feeds a training loss: a forward for the image alone does not run it, and the
+    image is the same."""
+    G = tiny().eval()
+    s = sem()
+    calls = []
+    G.svg.to_rgb.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        aux = G(s, return_aux=True)
+        assert calls == [1]
+        image = G(s)
+    assert calls == [1]
+    assert torch.equal(image, aux.image)
+    feats, rgb = G.svg(s, rgb=False)
+    assert rgb is None and all(torch.equal(a, b) for a, b in zip(feats, aux.semantic_features))
+
+
 def test_routing_is_softmax_of_tau_times_channel_means():
     G = tiny(temperature=0.3).train()
     out = G(sem(), return_aux=True)

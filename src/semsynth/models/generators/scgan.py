@@ -182,14 +182,15 @@ class SemanticVectorGenerator(nn.Module):
             levels.insert(0, F.interpolate(levels[0], scale_factor=0.5, mode="bilinear", align_corners=False))
         return levels
 
-    def forward(self, semantic: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(self, semantic: torch.Tensor, rgb: bool = True) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """``rgb=False``: no coarse image (None): it only feeds a training loss, and the image does not depend on it."""
         labels = self.pyramid(semantic)
         x = self.stages[0](labels[0])
         features = [x]
         for stage, lab in zip(self.stages[1:], labels[1:]):
             x = stage(x, lab)
             features.append(x)
-        return features, self.to_rgb(x)
+        return features, self.to_rgb(x) if rgb else None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -463,7 +464,7 @@ class SCGANGenerator(nn.Module):
     def forward(self, semantic: torch.Tensor, z: torch.Tensor | None = None, *,
                 return_aux: bool = False) -> torch.Tensor | GeneratorOutput:
         self.check_input(semantic)
-        features, coarse_rgb = self.svg(semantic)
+        features, coarse_rgb = self.svg(semantic, rgb=return_aux)  # the coarse image only for the aux output
         conv_r, norm_r = self.routing(features)
         x = self.first_layer(semantic, z)
         for name, stage, upsample in self.schedule:
