@@ -164,3 +164,5 @@ def test_distinct_windows_groups_exactly_the_pixels_with_equal_windows(classes, 
     assert first.numel() == expected  # one group per distinct window ...
     assert torch.equal(windows[first[group]], windows)  # ... and every pixel's group has its window
     assert expected < pixels.numel()  # the layout repeats windows (else the test shows nothing)
+    first, group = distinct_windows(ids, classes, pixels[:0], size)
+    assert first.numel() == group.numel() == 0
