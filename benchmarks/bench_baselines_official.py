@@ -57,9 +57,10 @@ also measures the machine's 3x3-conv throughput (``bench_official.conv_throughpu
 
 Ratios are semsynth / official, per round (the two processes ran next to each other): below 1 is better. Where
 semsynth is slower than the official code (a median ratio above 1), or with ``--profile always``, one more
-process per side profiles an eval forward: time per top-level module (forward hooks, fastest of ``--iters``)
-and the top operators by self CPU time (``torch.profiler``). Everything goes to ``--json``. Exits 0 without
-measuring anything when no family has a usable folder.
+process per side profiles an eval forward (and a train forward+backward, where that is the slower one): time
+per top-level module (forward hooks, fastest of ``--iters``) and the top operators by self CPU time
+(``torch.profiler``). Everything goes to ``--json``. Exits 0 without measuring anything when no family has a
+usable folder.
 """
 
 from __future__ import annotations
@@ -506,37 +507,36 @@ def profile_units(G) -> list[tuple[str, object]]:
     return units
 
 
-def worker_profile(fam: Family, args, workdir: Path, side: str) -> dict:
-    """Where an eval forward of ``side`` goes: wall time per top-level module (forward hooks, the fastest of
-    ``--iters`` calls) and the top operators by self CPU time (``torch.profiler``)."""
+def worker_profile(fam: Family, args, workdir: Path, side: str, mode: str = "eval") -> dict:
+    """Where one call of ``mode`` of ``side`` goes: wall time per top-level module's forward (forward hooks; a
+    train step's backward is in the rest), for the fastest of ``--iters`` calls, and the top operators by self
+    CPU time (``torch.profiler``, forward and backward)."""
     import torch
 
     if side == "official":
         enter_official(fam, args.official)
     x, z = load_inputs(workdir)
     G, call = build_side(fam, side, args, workdir)
-    G.eval()
     spent: dict[str, float] = {}
     start: dict[int, float] = {}
     for name, m in profile_units(G):
         m.register_forward_pre_hook(lambda mod, inp: start.__setitem__(id(mod), time.perf_counter()))
         m.register_forward_hook(lambda mod, inp, out, name=name: spent.__setitem__(
             name, spent.get(name, 0.0) + time.perf_counter() - start[id(mod)]))
+    step = make_step(G, call, x, z, mode)
+    step()
     runs = []
-    with torch.no_grad():
-        call(G, x, z)
-        for _ in range(max(1, args.iters)):
-            spent.clear()
-            t = time.perf_counter()
-            call(G, x, z)
-            runs.append((time.perf_counter() - t, dict(spent)))
+    for _ in range(max(1, args.iters)):
+        spent.clear()
+        runs.append((bench_official._timed(step), dict(spent)))
     total, parts = min(runs, key=lambda r: r[0])
     parts = {f"{k} ({type(G.get_submodule(k)).__name__})": v for k, v in parts.items()}
-    parts["(between the modules)"] = total - sum(parts.values())
-    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        call(G, x, z)
+    rest = "(between the modules)" if mode == "eval" else "(backward, and between the modules)"
+    parts[rest] = total - sum(parts.values())
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    return {"total_s": total, "parts_s": dict(sorted(parts.items(), key=lambda kv: -kv[1])),
+    return {"mode": mode, "total_s": total, "parts_s": dict(sorted(parts.items(), key=lambda kv: -kv[1])),
             "top_ops_self_ms": {e.key: e.self_cpu_time_total / 1000 for e in ops},
             "top_ops_calls": {e.key: e.count for e in ops}}
 
@@ -616,8 +616,10 @@ def summarise(fam: Family, setup: dict, results: dict[str, list[dict]]) -> dict:
             "ratios": ratios, "raw": results}
 
 
-def print_profile(fam: Family, side: str, prof: dict) -> None:
-    print(f"\n[{fam.key}] {side} eval forward, {prof['total_s']:.3f} s (forward hooks, fastest call):")
+def print_profile(fam: Family, variant: str, prof: dict) -> None:
+    what = "eval forward" if prof["mode"] == "eval" else "train forward+backward"
+    print(f"\n[{fam.key}] {variant.split('/')[0]} {what}, {prof['total_s']:.3f} s (forward hooks, fastest "
+          f"call):")
     for name, sec in list(prof["parts_s"].items())[:14]:
         print(f"  {name:60s} {sec:7.3f} s  {100 * sec / prof['total_s']:5.1f} %")
     print("  top operators, self CPU ms (calls): " + ", ".join(
@@ -639,8 +641,8 @@ def main() -> None:
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
     ap.add_argument("--no-train", action="store_true", help="time eval forwards only")
     ap.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
-                    help="profile an eval forward of each side: where semsynth is slower (auto), always, "
-                         "never")
+                    help="profile an eval forward (and a train step where that is slower) of each side: "
+                         "where semsynth is slower (auto), always, never")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -663,7 +665,7 @@ def main() -> None:
             res = (bench_official.conv_throughput(args.iters) if args.worker[2] == "conv"
                    else worker_time(fam, args, args.workdir, args.worker[2], args.worker[3]))
         else:
-            res = worker_profile(fam, args, args.workdir, args.worker[2])
+            res = worker_profile(fam, args, args.workdir, *args.worker[2:4])
         print(json.dumps(res))
         return
 
@@ -720,10 +722,11 @@ def main() -> None:
             if slower:
                 print(f"[{fam.key}] semsynth slower than the official code in {', '.join(slower)}: "
                       f"profiling an eval forward of each side")
-            profiles[fam.key] = {s: spawn(args, root / fam.key, fam.key, "profile", s)
-                                 for s in ("official", "semsynth")}
-            for s, prof in profiles[fam.key].items():
-                print_profile(fam, s, prof)
+            modes = ["eval"] + (["train"] if "semsynth/train" in slower else [])  # eval, as the issue asks
+            profiles[fam.key] = {f"{s}/{m}": spawn(args, root / fam.key, fam.key, "profile", s, m)
+                                 for m in modes for s in ("official", "semsynth")}
+            for k, prof in profiles[fam.key].items():
+                print_profile(fam, k, prof)
     info["loadavg_end"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps({
