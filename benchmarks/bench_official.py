@@ -189,27 +189,30 @@ def official_generator(official: Path, resolution: int, workdir: Path, with_disc
 # Inputs
 
 
-def make_layout(kind: str, resolution: int, seed: int = 0):
-    """A label map [1, H, W] of class ids < 151: a COCO-Stuff sample from ../shared (ids mod 151, nearest-resized),
-    or ADE-like blocks (random classes on a grid of 16-pixel blocks, 3 % single-pixel noise)."""
+def make_layout(kind: str, resolution: int, seed: int = 0, *, width: int | None = None,
+                classes: int | None = NUM_CLASSES, folder: str = "train_label"):
+    """A label map [1, H, W] (H = ``resolution``, W = ``width`` or H) of class ids < ``classes``: a COCO-Stuff
+    sample from ../shared (ids mod ``classes``, nearest-resized; ``folder="train_inst"``, ``classes=None``: its
+    instance ids), or ADE-like blocks (random classes on a grid of 16-pixel blocks, 3 % single-pixel noise)."""
     import numpy as np
     import torch
     from PIL import Image
 
     g = torch.Generator().manual_seed(seed)
+    width = width or resolution
     if kind == "coco":
-        folder = REPO.parent / "shared/data/coco_stuff_sample/train_label"
-        files = sorted(folder.glob("*.png"))
+        folder_path = REPO.parent / "shared/data/coco_stuff_sample" / folder
+        files = sorted(folder_path.glob("*.png"))
         if not files:
-            raise SystemExit(f"--layout coco: no PNG in {folder}; use --layout blocky")
-        img = Image.open(files[seed % len(files)]).resize((resolution, resolution), Image.NEAREST)
-        ids = torch.from_numpy(np.array(img).astype("int64")) % NUM_CLASSES
-        return ids[None]
-    blocks = resolution // 16
-    ids = torch.randint(0, NUM_CLASSES, (1, blocks, blocks), generator=g)
+            raise SystemExit(f"--layout coco: no PNG in {folder_path}; use --layout blocky")
+        img = Image.open(files[seed % len(files)]).resize((width, resolution), Image.NEAREST)
+        ids = torch.from_numpy(np.array(img).astype("int64"))
+        return (ids if classes is None else ids % classes)[None]
+    classes = classes or NUM_CLASSES
+    ids = torch.randint(0, classes, (1, resolution // 16, width // 16), generator=g)
     ids = ids.repeat_interleave(16, 1).repeat_interleave(16, 2)
     noise = torch.rand(ids.shape, generator=g) < 0.03
-    return torch.where(noise, torch.randint(0, NUM_CLASSES, ids.shape, generator=g), ids)
+    return torch.where(noise, torch.randint(0, classes, ids.shape, generator=g), ids)
 
 
 def one_hot(ids):
@@ -433,19 +436,27 @@ def make_step(G, run, x, mode: str, D=None, disc=None, real=None):
     return step
 
 
+def conv_throughput(iters: int) -> dict:
+    """The machine's 3x3-conv throughput: 256 -> 256 channels on 1x256x64x64, fp32, the fastest of
+    ``iters + 2`` calls after one untimed call (GFLOP/s)."""
+    import torch
+
+    w = torch.randn(256, 256, 3, 3)
+    a = torch.randn(1, 256, 64, 64)
+    flops = 2 * 256 * 256 * 9 * 64 * 64
+    with torch.no_grad():
+        torch.nn.functional.conv2d(a, w, padding=1)
+        best = min(_timed(lambda: torch.nn.functional.conv2d(a, w, padding=1)) for _ in range(iters + 2))
+    return {"seconds": best, "gflops_per_s": flops / best / 1e9}
+
+
 def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
     """Time ``mode`` of ``side`` in this fresh process; peak RSS above the process before the model."""
     import torch
 
     x = torch.load(workdir / "input.pt", weights_only=True)
     if side == "conv":
-        w = torch.randn(256, 256, 3, 3)
-        a = torch.randn(1, 256, 64, 64)
-        flops = 2 * 256 * 256 * 9 * 64 * 64
-        with torch.no_grad():
-            torch.nn.functional.conv2d(a, w, padding=1)
-            best = min(_timed(lambda: torch.nn.functional.conv2d(a, w, padding=1)) for _ in range(args.iters + 2))
-        return {"seconds": best, "gflops_per_s": flops / best / 1e9}
+        return conv_throughput(args.iters)
     if side == "official":  # import its modules before the baseline, as semsynth's below
         install_shims()
         sys.path.insert(0, str(args.official))
