@@ -78,7 +78,8 @@ class ConvNormReLU(nn.Module):
         self.norm = _norm(norm, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(self.pad(x))))
+        # in place: the norm's (or with no norm, the conv's) output is fresh and its backward does not read it
+        return F.relu(self.norm(self.conv(self.pad(x))), inplace=True)
 
 
 class ResnetBlock(RecomputeMixin, nn.Module):
@@ -97,7 +98,7 @@ class ResnetBlock(RecomputeMixin, nn.Module):
         self.norm_1 = _norm(norm, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dx = F.relu(self.norm_0(self.conv_0(self.pad_0(x))))
+        dx = F.relu(self.norm_0(self.conv_0(self.pad_0(x))), inplace=True)  # a fresh tensor, as in ConvNormReLU
         return x + self.norm_1(self.conv_1(self.pad_1(dx)))
 
 
