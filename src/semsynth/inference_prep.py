@@ -15,8 +15,8 @@ eval-mode model's up to float rounding (tests/models/test_inference_prepare.py: 
   modulation is computed by exact algebra on the piecewise-constant layout: the two stacked 3x3 convs give a
   per-class constant wherever the 5x5 window is one class inside the image (a table look-up), and only the band
   within 2 pixels of a class boundary or the border is computed, by embedding look-ups and one matrix product
-  (:meth:`PreparedSPADE._piecewise_mod`; the dense convs when more than ``max_band`` of the pixels are band, or
-  the map is not one-hot);
+  (:meth:`PreparedSPADE._piecewise_mod`, once per distinct 5x5 window of ids in the band; the dense convs when the
+  distinct band windows are more than ``max_band`` of the pixels, or the map is not one-hot);
 * SCN (:class:`PreparedSCN`): the same folding, the scale and shift tables one 1x1 convolution with a bias;
 * in-place activations where the activated tensor is not used again (SC-GAN's blocks, SVG and RGB heads);
 * plain 3x3 convolutions (stride 1, padding 1) become :class:`~semsynth.layers.winograd.WinogradConv2d`: on the
@@ -132,10 +132,12 @@ class PreparedSPADE(nn.Module):
         band[:, 2:-2, 2:-2] = ~same[:, 0]
         bidx = band.view(-1).nonzero().squeeze(1)
         nb = bidx.numel()
-        if nb > self.max_band * n:
+        ids = idf.reshape(B, H, W).long()
+        # band pixels with equal 5x5 windows of ids have equal modulations: the band's work is per distinct window
+        first, group = distinct_windows(ids, L, bidx)
+        if first.numel() > self.max_band * n:
             return None
         c2 = self.pw_table.shape[0]
-        ids = idf.reshape(B, H, W).long()
         mod = self.pw_table.index_select(1, ids.view(-1))  # [2C, B*H*W]
         if nb:
             hp, wp = H + 2, W + 2
@@ -155,10 +157,8 @@ class PreparedSPADE(nn.Module):
             actv = torch.cat([actv, actv.new_zeros(1, actv.shape[1])])  # row nq: zero (outside the image)
             rows = torch.full((B * hp * wp,), nq, dtype=torch.long, device=seg.device)
             rows[qp] = torch.arange(nq, device=seg.device)
-            # once per distinct 5x5 window of ids (band pixels with equal windows have equal modulations), the 3x3
-            # neighbourhoods [nu, 9 hidden] in chunks of about band_chunk_bytes: at 256x256 all at once they
-            # were the largest tensor of the whole forward (46 MiB for 128 hidden, 17 % band)
-            first, group = distinct_windows(ids, L, bidx)
+            # once per distinct window, the 3x3 neighbourhoods [nu, 9 hidden] in chunks of about band_chunk_bytes: at
+            # 256x256 all at once they were the largest tensor of the whole forward (46 MiB for 128 hidden, 17 % band)
             ubidx = bidx[first]
             step = max(1, self.band_chunk_bytes // (actv.shape[1] * 9 * actv.element_size()))
             umod = torch.empty(ubidx.numel(), c2, dtype=mod.dtype, device=mod.device)
@@ -169,7 +169,9 @@ class PreparedSPADE(nn.Module):
             mod[:, bidx] = umod[group].t()
         return mod.view(c2, B, H, W).transpose(0, 1)
 
-    max_band = 0.7  # above this fraction of band pixels the dense convs are used (measured break-even ~0.7-0.8)
+    # above this fraction of pixels with distinct band windows the dense convs are used (measured break-even ~0.7-0.8
+    # as a fraction of band pixels, before the band was computed once per distinct window)
+    max_band = 0.7
     band_chunk_bytes = 8 << 20  # the band's neighbourhood matrix is built and multiplied in chunks of this size
 
     def forward(self, x: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:

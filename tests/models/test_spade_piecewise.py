@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from semsynth.inference_prep import PreparedSPADE, one_hot_ids, prepare_for_inference
 from semsynth.layers import SPADE
+from semsynth.layers.spade_piecewise import interior
 from semsynth.models import build_generator
 
 from .test_inference_prepare import randomise, scgan_ade_small
@@ -140,6 +141,19 @@ def test_dense_fallbacks():
     out = P(xg, onehot(ids, 9))  # gradients wanted: dense, differentiable
     out.sum().backward()
     assert not calls and xg.grad is not None
+
+
+def test_band_of_repeated_windows_takes_the_piecewise_path():
+    """Vertical stripes two pixels wide: every pixel is band (its 5x5 window holds two classes), but the windows
+    repeat down each column, so the band is computed once per distinct window: the piecewise path is taken under
+    max_band 0.7 and equals the dense SPADE."""
+    s = spade()
+    x = torch.randn(2, 6, 24, 24)
+    ids = ((torch.arange(24) // 2) % 3).view(1, 1, 24).expand(2, 24, 24)
+    ref, out, took = run(s, x, onehot(ids, 9), max_band=0.7)
+    assert took and (out - ref).abs().max().item() <= TOL
+    band = ~interior(one_hot_ids(onehot(ids, 9)), 5)
+    assert band.float().mean() > 0.7  # by band pixels alone it would have run the dense convs
 
 
 def test_ids_cache_follows_in_place_edits():
