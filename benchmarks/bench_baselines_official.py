@@ -634,19 +634,11 @@ def main() -> None:
                     help=f"comma-separated subset of {','.join(FAMILIES)} (default: all)")
     ap.add_argument("--resolution", type=int, default=256,
                     help="label-map height, a multiple of 32 (pix2pixHD: twice as wide); default 256")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=2, help="timed calls per process (the fastest is kept)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--layout", choices=["coco", "blocky"], default="coco")
-    ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
-    ap.add_argument("--no-train", action="store_true", help="time eval forwards only")
+    bench_official.add_round_arguments(ap)
     ap.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
                     help="profile an eval forward (and a train step where that is slower) of each side: "
                          "where semsynth is slower (auto), always, never")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
-    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    bench_official.add_worker_arguments(ap)
     args = ap.parse_args()
     if args.resolution % 32 or args.resolution < 32:
         ap.error(f"--resolution {args.resolution}: use a multiple of 32 (the generators start at 1/32 of it)")

@@ -584,22 +584,32 @@ def spawn(args, workdir: Path, *extra: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official", type=Path, help="a checkout of dvlab-research/SCGAN")
-    ap.add_argument("--resolution", type=int, default=256, help="square size, a multiple of 32 (default 256)")
+def add_round_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of the interleaved fresh-process rounds (shared with bench_baselines_official.py)."""
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=2, help="timed calls per process (the fastest is kept)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layout", choices=["coco", "blocky"], default="coco")
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
     ap.add_argument("--no-train", action="store_true", help="time eval forwards only")
-    ap.add_argument("--variants", help="comma-separated subset of " + ",".join(f"{s}/{m}" for s, m in SIDES_TIMED)
-                    + " (default: all)")
+
+
+def add_worker_arguments(ap: argparse.ArgumentParser) -> None:
+    """--seed, --json and the hidden options of the worker processes."""
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--official", type=Path, help="a checkout of dvlab-research/SCGAN")
+    ap.add_argument("--resolution", type=int, default=256, help="square size, a multiple of 32 (default 256)")
+    add_round_arguments(ap)
+    ap.add_argument("--variants", help="comma-separated subset of " + ",".join(f"{s}/{m}" for s, m in SIDES_TIMED)
+                    + " (default: all)")
+    add_worker_arguments(ap)
     args = ap.parse_args()
     if args.resolution % 32 or args.resolution < 32:
         ap.error(f"--resolution {args.resolution}: use a multiple of 32 (the generator starts at 1/32 of it)")
