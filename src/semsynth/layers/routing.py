@@ -9,6 +9,8 @@ are then ``g(tau * v)`` with ``g`` one of the paper's Table 6 mappings; tau *mul
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -28,10 +30,10 @@ def channel_pool(features: torch.Tensor, bins: int) -> torch.Tensor:
     # (7-15x faster than adaptive_avg_pool3d on the CPU at the SC-GAN sizes; equal within float rounding)
     pool = _pool_matrix(int(c), bins, features.dtype, features.device)
     kind = features.device.type
-    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):  # in the input's dtype, as the pooling runs
-        with torch.autocast(kind, enabled=False):
-            return torch.matmul(pool, features.reshape(b, c, h * w)).view(b, bins, h, w)
-    return torch.matmul(pool, features.reshape(b, c, h * w)).view(b, bins, h, w)
+    autocast = kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind)
+    # in the input's dtype, as the pooling runs
+    with torch.autocast(kind, enabled=False) if autocast else contextlib.nullcontext():
+        return torch.matmul(pool, features.reshape(b, c, h * w)).view(b, bins, h, w)
 
 
 _POOL_CACHE: dict[tuple, torch.Tensor] = {}
