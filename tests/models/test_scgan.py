@@ -83,6 +83,23 @@ def test_image_alone_skips_the_coarse_rgb_head():
     assert rgb is None and all(torch.equal(a, b) for a, b in zip(feats, aux.semantic_features))
 
 
+def test_bilinear_svg_with_label_lookups_equals_the_dense_stages(monkeypatch):
+    """svg_upsample="bilinear": the finest stage's label look-ups (the first conv split by input channels) still
+    up-sample the previous stage bilinearly (only nearest up-sampling takes the small-map path)."""
+    from semsynth.models.generators.scgan import SVGStage
+
+    monkeypatch.setattr(SVGStage, "onehot_min_work", 0)
+    torch.manual_seed(0)
+    G = tiny(svg_upsample="bilinear").double().eval()
+    s = sem().double()
+    with torch.no_grad():
+        split = G(s, return_aux=True)
+        monkeypatch.setattr(SVGStage, "onehot_min_work", 10**12)  # the stage as written: cat, LReLU, conv
+        dense = G(s, return_aux=True)
+    assert (split.image - dense.image).abs().max() <= 1e-12
+    assert (split.coarse_rgb - dense.coarse_rgb).abs().max() <= 1e-12
+
+
 def test_routing_is_softmax_of_tau_times_channel_means():
     G = tiny(temperature=0.3).train()
     out = G(sem(), return_aux=True)

@@ -98,9 +98,7 @@ class SVGStage(RecomputeMixin, nn.Sequential):
     def forward(self, previous: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ids, phases = self._onehot_ids(labels), self._by_phases(previous)
         if ids is None and not phases:
-            up = F.interpolate(previous, scale_factor=2.0, mode=self.upsample,
-                               **({} if self.upsample == "nearest" else {"align_corners": False}))
-            x = torch.cat([up, labels], dim=1)
+            x = torch.cat([self._up(previous), labels], dim=1)
             for layer in self:
                 x = layer(x)
             return x
@@ -111,8 +109,7 @@ class SVGStage(RecomputeMixin, nn.Sequential):
         if phases:  # act(up2(p)) = up2(act(p)), and a 3x3 conv of up2(.) is computed on the small map
             x = up2_conv3x3(self._activate(previous), w[:, :cp], conv1.bias)
         else:
-            x = F.conv2d(act(F.interpolate(previous, scale_factor=2.0, mode="nearest")), w[:, :cp], conv1.bias,
-                         padding=1)
+            x = F.conv2d(act(self._up(previous)), w[:, :cp], conv1.bias, padding=1)
         if ids is None:
             x = x + F.conv2d(self._activate(labels), w[:, cp:], padding=1)
         else:
@@ -126,11 +123,20 @@ class SVGStage(RecomputeMixin, nn.Sequential):
     phases_min_pixels = 256  # up2_conv3x3 from a 16x16 previous stage up (measured: 0.37-0.70x the dense conv;
     #                          at 8x8 its kernel sums and small 2x2 convs made it 1.3x)
 
+    def _up(self, previous: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(previous, scale_factor=2.0, mode=self.upsample,
+                             **({} if self.upsample == "nearest" else {"align_corners": False}))
+
+    def _splittable(self, t: torch.Tensor) -> bool:
+        """Whether the first conv may run split by input channels: an LReLU or ReLU before a same-size 3x3 conv,
+        in eager mode (not tracing or compiling), on real tensors."""
+        return isinstance(self[0], (nn.LeakyReLU, nn.ReLU)) and is_same_3x3(self[1]) and not t.is_meta \
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+
     def _by_phases(self, previous: torch.Tensor) -> bool:
         """Whether the first conv's part on the up-sampled previous stage runs on the small map (up2_conv3x3)."""
         return self.upsample == "nearest" and previous.shape[2] * previous.shape[3] >= self.phases_min_pixels \
-            and isinstance(self[0], (nn.LeakyReLU, nn.ReLU)) and is_same_3x3(self[1]) and not previous.is_meta \
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and self._splittable(previous)
 
     def _activate(self, t: torch.Tensor) -> torch.Tensor:
         """The stage's first activation, never in place (``t`` is still used: a feature, or the caller's map)."""
@@ -142,8 +148,7 @@ class SVGStage(RecomputeMixin, nn.Sequential):
         conv1, L = self[1], self.label_channels
         if not self.onehot_labels or L * conv1.out_channels < self.onehot_min_work or labels.requires_grad \
                 or labels.shape[1] not in (L, L + 1) or labels.dtype not in (torch.float32, torch.float64) \
-                or labels.is_meta or torch.jit.is_tracing() or torch.compiler.is_compiling() \
-                or not isinstance(self[0], (nn.LeakyReLU, nn.ReLU)) or not is_same_3x3(conv1):
+                or not self._splittable(labels):
             return None
         return self.find_ids(labels if labels.shape[1] == L else labels[:, :L])
 
