@@ -152,6 +152,32 @@ def test_ablation_variants_train(variant):
     out.image.mean().backward()
 
 
+@pytest.mark.parametrize("variant", [dict(), dict(norm_type="batch", param_free_norm="none"),
+                                     dict(conv_type="conv", param_free_norm="instance")])
+def test_in_place_activations_train_exactly_as_out_of_place_ones(variant):
+    """The generator's LReLUs overwrite their input (one activation map less kept for backward); the image and
+    every gradient must equal those with out-of-place activations, bit for bit, also where a block's norm is the
+    identity (there the block must not activate in place: it would overwrite its own input)."""
+    torch.manual_seed(0)
+    s = sem()
+    results = []
+    for inplace in (True, False):
+        torch.manual_seed(1)
+        G = tiny(**variant).train()
+        acts = [m for m in G.modules() if isinstance(m, torch.nn.LeakyReLU)]
+        assert any(m.inplace for m in acts)
+        if variant.get("param_free_norm") == "none":
+            assert not any(b.act.inplace for b in (G.head_0, G.up_3))
+        if not inplace:
+            for m in acts:
+                m.inplace = False
+        out = G(s, return_aux=True)
+        (out.image.square().mean() + out.coarse_rgb.mean()).backward()
+        results.append([out.image.detach()] + [p.grad for p in G.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def test_conv_ablation_has_n_times_the_convs():
     G = tiny(conv_type="conv")
     assert len(G.up_1.conv_0.convs) == 3

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ShapeError
+from .modulated_norm import modulated_batch_norm
 from .norm import param_free_norm
 from .scc import check_routing
 
@@ -48,9 +49,8 @@ class SpatiallyConditionalNorm2d(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.num_features:
             raise ShapeError(f"SCN: input has shape {tuple(x.shape)}, expected [B, {self.num_features}, H, W]")
         check_routing(routing, self.num_candidates, x.shape[0], tuple(x.shape[2:]), "SCN")
-        normed = self.param_free_norm(x)
-        scale, shift = self.modulation(routing.to(normed.dtype))
-        return torch.addcmul(shift, normed, 1 + scale)
+        scale, shift = self.modulation(routing.to(x.dtype))
+        return modulated_batch_norm(self.param_free_norm, x, 1 + scale, shift)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_candidates={self.num_candidates}"

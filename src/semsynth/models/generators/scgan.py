@@ -63,8 +63,12 @@ from ..outputs import GeneratorOutput
 LAYOUTS = {"normal": 6, "more": 7}  # number of SVG stages / label-pyramid levels
 
 
-def _lrelu() -> nn.Module:
-    return nn.LeakyReLU(0.2)
+def _lrelu(inplace: bool = True) -> nn.Module:
+    """LeakyReLU(0.2), in place by default: every activation of this generator reads a fresh tensor used nowhere
+    else (a conv's or a norm's output, a concatenation, a residual sum), which no operator keeps for backward, so
+    overwriting it keeps one activation map less per layer in training (the LReLU's backward reads the sign from
+    its output; docs/benchmarks.md). Autograd's version counters reject any misuse of this rule."""
+    return nn.LeakyReLU(0.2, inplace=inplace)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -300,7 +304,8 @@ class SCResBlock(RecomputeMixin, nn.Module):
             self.conv_s = spectral_norm(nn.Conv2d(fin, fout, 3, padding=1, bias=True), spectral)
         self.norm_0, self.conv_0 = norm(fin), conv(fin, fmid)
         self.norm_1, self.conv_1 = norm(fmid), conv(fmid, fout)
-        self.act = _lrelu()
+        # not in place after an identity norm (norm_type="batch", param_free_norm="none"): it would overwrite x
+        self.act = _lrelu(inplace=not (norm_type != "scn" and param_free_norm == "none"))
 
     def forward(self, x: torch.Tensor, semantic: torch.Tensor, conv_routing: torch.Tensor,
                 norm_routing: torch.Tensor) -> torch.Tensor:

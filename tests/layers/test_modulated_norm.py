@@ -1,0 +1,121 @@
+"""layers/modulated_norm.py: ``shift + BN(x) * scale`` that keeps no normalised map for backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from semsynth.layers import SPADE
+from semsynth.layers.modulated_norm import modulated_batch_norm
+from semsynth.layers.norm import SyncableBatchNorm2d
+from semsynth.layers.scn import SpatiallyConditionalNorm2d
+
+
+def _inputs(dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(2, 5, 6, 7, generator=g, dtype=dtype) * 3 + 1).requires_grad_()
+    scale = (1 + torch.randn(2, 5, 6, 7, generator=g, dtype=dtype)).requires_grad_()
+    shift = torch.randn(2, 5, 6, 7, generator=g, dtype=dtype).requires_grad_()
+    return x, scale, shift
+
+
+def _plain(norm, x, scale, shift):
+    return torch.addcmul(shift, norm(x), scale)
+
+
+@pytest.mark.parametrize("cls", [nn.BatchNorm2d, SyncableBatchNorm2d])
+def test_forward_gradients_and_running_statistics_equal_the_two_operators(cls):
+    x, scale, shift = _inputs()
+    a, b = cls(5, affine=False).double(), cls(5, affine=False).double()
+    b.load_state_dict(a.state_dict())
+    g = torch.randn(2, 5, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y = modulated_batch_norm(a, x, scale, shift)
+    assert type(y.grad_fn).__name__ == "_ModulatedBatchNormBackward"
+    grads = torch.autograd.grad(y, (x, scale, shift), g)
+    y_ref = _plain(b, x, scale, shift)
+    refs = torch.autograd.grad(y_ref, (x, scale, shift), g)
+    assert torch.equal(y, y_ref)  # the same native_batch_norm and addcmul calls
+    for got, ref in zip(grads, refs):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k  # running mean, var and num_batches_tracked updated alike
+
+
+def test_float32_gradients_within_rounding_and_only_the_needed_ones():
+    x, scale, shift = (t.detach().float().requires_grad_(r) for t, r in zip(_inputs(), (False, True, False)))
+    norm = nn.BatchNorm2d(5, affine=False)
+    y = modulated_batch_norm(norm, x, scale, shift)
+    (d_scale,) = torch.autograd.grad(y.square().sum(), (scale,))
+    ref = torch.autograd.grad(_plain(nn.BatchNorm2d(5, affine=False), x, scale, shift).square().sum(), (scale,))[0]
+    torch.testing.assert_close(d_scale, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_gradcheck():
+    x, scale, shift = (t[:, :3, :4, :4].detach().requires_grad_() for t in _inputs(seed=1))
+    norm = nn.BatchNorm2d(3, affine=False).double()
+    assert torch.autograd.gradcheck(lambda a, b, c: modulated_batch_norm(norm, a, b, c), (x, scale, shift))
+
+
+def test_keeps_no_normalised_map_for_backward():
+    x, scale, shift = _inputs(torch.float32)
+    kept = []
+
+    def pack(t):
+        kept.append(t)
+        return t
+
+    for modulated in (True, False):
+        kept.clear()
+        norm = nn.BatchNorm2d(5, affine=False)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            (modulated_batch_norm if modulated else _plain)(norm, x, scale, shift)
+        full = {t.untyped_storage().data_ptr() for t in kept if t.numel() == x.numel()}
+        others = full - {x.untyped_storage().data_ptr(), scale.untyped_storage().data_ptr()}
+        # the two operators keep BN(x) (and 1 + gamma is here the caller's scale); the modulated one only x, scale
+        assert len(others) == (0 if modulated else 1)
+
+
+@pytest.mark.parametrize("case", ["eval", "instance", "affine", "no_grad", "momentum_none", "one_value"])
+def test_falls_back_to_the_two_operators(case):
+    x, scale, shift = _inputs(torch.float32)
+    norm = nn.InstanceNorm2d(5) if case == "instance" else nn.BatchNorm2d(5, affine=case == "affine",
+                                                                          momentum=None if case == "momentum_none"
+                                                                          else 0.1)
+    if case == "eval":
+        norm.eval()
+    if case == "one_value":
+        x, scale, shift = (t[:1, :, :1, :1] for t in (x, scale, shift))
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            modulated_batch_norm(norm, x, scale, shift)
+        return
+    with torch.set_grad_enabled(case != "no_grad"):
+        y = modulated_batch_norm(norm, x, scale, shift)
+    assert y.grad_fn is None or type(y.grad_fn).__name__ == "AddcmulBackward0"
+
+
+def test_spade_and_scn_train_through_it_with_the_gradients_of_the_two_operators(monkeypatch):
+    torch.manual_seed(0)
+    layers = [SPADE(6, 4, hidden=8, kernel_size=3, norm="batch").double(),
+              SpatiallyConditionalNorm2d(6, 3, "syncbatch").double()]
+    with torch.no_grad():
+        layers[1].candidates.normal_()
+    x = torch.randn(2, 6, 8, 8, dtype=torch.float64, requires_grad=True)
+    cond = [nn.functional.one_hot(torch.randint(0, 4, (2, 8, 8)), 4).permute(0, 3, 1, 2).double(),
+            torch.softmax(torch.randn(2, 3, 8, 8, dtype=torch.float64), 1)]
+    import semsynth.layers.modulated_norm as mn
+
+    for layer, c in zip(layers, cond):
+        results = []
+        for modulated in (True, False):
+            if not modulated:
+                monkeypatch.setattr(mn, "_applies", lambda *a: False)
+            layer.zero_grad()
+            y = layer(x, c)
+            assert (type(y.grad_fn).__name__ == "_ModulatedBatchNormBackward") == modulated
+            gx, = torch.autograd.grad(y.sin().sum(), (x,), retain_graph=True)
+            y.sin().sum().backward()
+            results.append([y.detach(), gx] + [p.grad.clone() for p in layer.parameters()])
+            monkeypatch.undo()
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
