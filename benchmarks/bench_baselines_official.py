@@ -549,6 +549,7 @@ def spawn(args, workdir: Path, family: str, *extra: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     if args.malloc == "tuned":
         env.update(bench_official.MALLOC_ENV)
+    env.update(dict(args.malloc_env or []))
     cmd = [sys.executable, __file__, "--worker", extra[0], family, *extra[1:], "--workdir", str(workdir),
            "--resolution", str(args.resolution), "--threads", str(args.threads), "--iters", str(args.iters),
            "--seed", str(args.seed)]
@@ -686,7 +687,7 @@ def main() -> None:
           f"{info['avx512_bf16']}, mkldnn bf16 {info['mkldnn_bf16']}, torch {info['torch']}, load average "
           f"{info['loadavg']}")
     print(f"families {', '.join(f.key for f in families)}; resolution {args.resolution}, batch 1, fp32, "
-          f"{args.threads} thread(s), malloc {args.malloc}, layout {args.layout}, {args.rounds} rounds x "
+          f"{args.threads} thread(s), malloc {args.malloc} {dict(args.malloc_env or [])}, layout {args.layout}, {args.rounds} rounds x "
           f"{args.iters} timed calls per process")
     root = Path(tempfile.mkdtemp(prefix="bench_baselines_"))
     t0 = time.time()

@@ -574,6 +574,7 @@ def spawn(args, workdir: Path, *extra: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     if args.malloc == "tuned":
         env.update(MALLOC_ENV)
+    env.update(dict(args.malloc_env or []))
     cmd = [sys.executable, __file__, "--worker", *extra, "--workdir", str(workdir), "--resolution",
            str(args.resolution), "--threads", str(args.threads), "--iters", str(args.iters), "--seed", str(args.seed)]
     if args.official is not None:
@@ -584,6 +585,13 @@ def spawn(args, workdir: Path, *extra: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def _env_setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not (name.startswith("MALLOC_") or name == "GLIBC_TUNABLES"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE with a MALLOC_* name or GLIBC_TUNABLES")
+    return name, value
+
+
 def add_round_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of the interleaved fresh-process rounds (shared with bench_baselines_official.py)."""
     ap.add_argument("--rounds", type=int, default=3)
@@ -591,6 +599,9 @@ def add_round_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layout", choices=["coco", "blocky"], default="coco")
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
+    ap.add_argument("--malloc-env", nargs="+", type=_env_setting, metavar="NAME=VALUE",
+                    help="glibc settings over --malloc for both sides, e.g. MALLOC_MMAP_THRESHOLD_=4194304 "
+                         "GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
     ap.add_argument("--no-train", action="store_true", help="time eval forwards only")
 
 
@@ -644,7 +655,8 @@ def main() -> None:
     info = machine()
     print(f"CPU {info['cpu']} ({info['cpus']} CPUs), avx512 {info['avx512']}, avx512_bf16 {info['avx512_bf16']}, "
           f"mkldnn bf16 {info['mkldnn_bf16']}, torch {info['torch']}, load average {info['loadavg']}")
-    print(f"{args.resolution}x{args.resolution}, batch 1, fp32, {args.threads} thread(s), malloc {args.malloc}, "
+    print(f"{args.resolution}x{args.resolution}, batch 1, fp32, {args.threads} thread(s), malloc {args.malloc} "
+          f"{dict(args.malloc_env or [])}, "
           f"layout {args.layout}, {args.rounds} rounds x {args.iters} timed calls per process")
     workdir = Path(tempfile.mkdtemp(prefix="bench_official_"))
     torch.save(one_hot(make_layout(args.layout, args.resolution, args.seed)), workdir / "input.pt")

@@ -41,8 +41,8 @@ class _ModulatedBatchNorm(torch.autograd.Function):
         if need_scale:  # BN(x) again, as native_batch_norm computes it from the batch statistics
             d_scale = (x - mean.view(shape)).mul_(invstd.view(shape)).mul_(grad)
         if need_x:
-            d_x = torch.ops.aten.native_batch_norm_backward(grad * scale, x, None, None, None, mean, invstd, True, ctx.eps,
-                                                   [True, False, False])[0]
+            d_x = torch.ops.aten.native_batch_norm_backward(grad * scale, x, None, None, None, mean, invstd, True,
+                                                            ctx.eps, [True, False, False])[0]
         return d_x, d_scale, grad if need_shift else None, None, None, None, None
 
 

@@ -1,7 +1,7 @@
 """Recomputation of residual blocks in backward (gradient checkpointing), ``train.recompute``.
 
 A training forward keeps every activation that backward needs: in SC-GAN's generator, the SCC stacked outputs
-(``n * Cout * H * W`` per convolution), the normalised maps and the SPADE hidden maps of every block. With
+(``n * Cout * H * W`` per convolution), the modulation maps and the SPADE hidden maps of every block. With
 recomputation on, a block keeps only its inputs; backward runs the block's forward again and differentiates that.
 Less memory, one more forward of the blocks per step (docs/benchmarks.md has both figures).
 
