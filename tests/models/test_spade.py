@@ -211,3 +211,31 @@ def test_semsynth_models_lists_the_spade_and_pix2pixhd_presets_with_their_counts
         assert (presets[name]["generator_parameters"], presets[name]["discriminator_parameters"]) == (g, d), name
     assert presets["spade-synthetic-faces"]["encoder_parameters"] > 0
     assert "pix2pixhd-synthetic-faces" in presets
+
+
+@pytest.mark.parametrize("spec", [{**TINY, "use_vae": True}, {"name": "oasis", "channels": 1, "spade_hidden": 4,
+                                                              "z_dim": 3}])
+def test_in_place_activations_train_exactly_as_out_of_place_ones(spec, monkeypatch):
+    """The residual blocks' LReLUs (after SPADE) and the last one overwrite their input: the image and every
+    gradient must equal those of out-of-place activations bit for bit, and the blocks keep less for backward."""
+    from semsynth.utils.memory import TensorPeak
+
+    s = one_hot_label(torch.randint(0, 5, (2, 64, 64), generator=torch.Generator().manual_seed(0)), 5)
+    z = torch.randn(2, spec.get("z_dim", 8), generator=torch.Generator().manual_seed(1))
+    plain_lrelu = torch.nn.functional.leaky_relu
+    results, peaks = [], []
+    for inplace in (True, False):
+        if not inplace:
+            monkeypatch.setattr(torch.nn.functional, "leaky_relu",
+                                lambda t, slope=0.01, inplace=False: plain_lrelu(t, slope))
+        torch.manual_seed(2)
+        G = build_generator(spec, num_classes=5, resolution=64).train()
+        with TensorPeak() as tp:
+            image = G(s, z)
+        image.square().mean().backward()
+        results.append([image.detach()] + [p.grad for p in G.parameters()])
+        peaks.append(tp.peak_bytes)
+        monkeypatch.undo()
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    assert peaks[0] < peaks[1]

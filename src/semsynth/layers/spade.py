@@ -124,6 +124,8 @@ class SPADEResBlock(RecomputeMixin, nn.Module):
 
     def forward(self, x: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         shortcut = self.conv_s(self.norm_s(x, semantic)) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, semantic), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, semantic), 0.2))
+        # in place: a SPADE output is a fresh tensor that no operator keeps for backward (LReLU's backward reads
+        # the sign from its output), so the conv after it keeps the one map
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, semantic), 0.2, inplace=True))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, semantic), 0.2, inplace=True))
         return shortcut + dx

@@ -157,5 +157,5 @@ class OASISGenerator(nn.Module):
             x = block(x, cond)
             if i < len(self.body) - 1:
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
+        image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2, inplace=True)))  # x: the last block's fresh sum
         return GeneratorOutput(image) if return_aux else image

@@ -164,5 +164,5 @@ class SPADEGenerator(nn.Module):
             if upsample:
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = getattr(self, name)(x, semantic)
-        image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
+        image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2, inplace=True)))  # x: the last block's fresh sum
         return GeneratorOutput(image) if return_aux else image
