@@ -18,7 +18,6 @@ eval-mode model's up to float rounding (tests/models/test_inference_prepare.py: 
   (:meth:`PreparedSPADE._piecewise_mod`, once per distinct 5x5 window of ids in the band; the dense convs when the
   distinct band windows are more than ``max_band`` of the pixels, or the map is not one-hot);
 * SCN (:class:`PreparedSCN`): the same folding, the scale and shift tables one 1x1 convolution with a bias;
-* in-place activations where the activated tensor is not used again (SC-GAN's blocks, SVG and RGB heads);
 * plain 3x3 convolutions (stride 1, padding 1) become :class:`~semsynth.layers.winograd.WinogradConv2d`: on the
   CPU, Winograd's F(2x2, 3x3) where :class:`~semsynth.layers.winograd.WinogradPolicy` measured it faster (many
   channels on small maps), the same result within float rounding.
@@ -283,18 +282,6 @@ def _replace(module: nn.Module, kind: type, make) -> int:
     return count
 
 
-def _inplace_activations_scgan(G: nn.Module) -> None:
-    """SC-GAN: every LeakyReLU / ReLU module activates a fresh tensor used only there (SVG stages, RGB heads,
-    ``act(norm(x))`` in the blocks, the final ``act(x)``), so it may overwrite it."""
-    from .models.generators.scgan import UnconditionalNorm
-
-    if any(isinstance(m, UnconditionalNorm) and isinstance(m.norm, nn.Identity) for m in G.modules()):
-        return  # norm_type="batch" with param_free_norm="none": act(norm(x)) would overwrite x itself
-    for m in G.modules():
-        if isinstance(m, (nn.LeakyReLU, nn.ReLU)):
-            m.inplace = True
-
-
 @torch.no_grad()
 def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
     """``G`` prepared for eval-mode inference (see the module docstring); equal outputs within float rounding.
@@ -334,7 +321,6 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
     _replace(G, SpatiallyConditionalNorm2d, PreparedSCN)
     use_winograd(G)
     if isinstance(G, SCGANGenerator):
-        _inplace_activations_scgan(G)
         for m in G.modules():
             if isinstance(m, SVGStage):  # its one-hot ids from the cache the SPADE layers fill (one read of the map)
                 m.find_ids = _cached_ids

@@ -36,7 +36,7 @@ class _ModulatedBatchNorm(torch.autograd.Function):
     def backward(ctx, grad):
         x, mean, invstd, scale = ctx.saved_tensors
         need_x, need_scale, need_shift = ctx.needs_input_grad[:3]
-        d_x = d_scale = d_shift = None
+        d_x = d_scale = None
         shape = (1, -1) + (1,) * (x.dim() - 2)
         if need_scale:  # BN(x) again, as native_batch_norm computes it from the batch statistics
             d_scale = (x - mean.view(shape)).mul_(invstd.view(shape)).mul_(grad)
