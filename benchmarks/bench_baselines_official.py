@@ -482,7 +482,8 @@ def worker_time(fam: Family, args, workdir: Path, side: str, mode: str) -> dict:
     best = min(bench_official._timed(step) for _ in range(args.iters))
     peak = bench_official.status_kib("VmHWM")
     return {"seconds": best, "rss_base_mib": base / 1024, "model_mib": (after_build - base) / 1024,
-            "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset}
+            "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset,
+            "allocator": bench_official.allocator_in_use()}
 
 
 def profile_units(G) -> list[tuple[str, object]]:
@@ -546,10 +547,7 @@ def worker_profile(fam: Family, args, workdir: Path, side: str, mode: str = "eva
 
 
 def spawn(args, workdir: Path, family: str, *extra: str) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    if args.malloc == "tuned":
-        env.update(bench_official.MALLOC_ENV)
-    env.update(dict(args.malloc_env or []))
+    env = bench_official.worker_env(args)
     cmd = [sys.executable, __file__, "--worker", extra[0], family, *extra[1:], "--workdir", str(workdir),
            "--resolution", str(args.resolution), "--threads", str(args.threads), "--iters", str(args.iters),
            "--seed", str(args.seed)]
@@ -559,7 +557,7 @@ def spawn(args, workdir: Path, family: str, *extra: str) -> dict:
     p = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"worker {family} {' '.join(extra)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return bench_official.check_allocator(args, json.loads(p.stdout.strip().splitlines()[-1]))
 
 
 def setup_family(fam: Family, args, workdir: Path) -> dict:

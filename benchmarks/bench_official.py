@@ -479,7 +479,13 @@ def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
     best = min(_timed(step) for _ in range(args.iters))
     peak = status_kib("VmHWM")
     return {"seconds": best, "rss_base_mib": base / 1024, "model_mib": (after_build - base) / 1024,
-            "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset}
+            "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset, "allocator": allocator_in_use()}
+
+
+def allocator_in_use() -> str:
+    """Which malloc this worker runs on (its mapped libraries), to check that ``--malloc`` took effect."""
+    maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+    return next((name for name in ("tcmalloc", "jemalloc") if f"lib{name}" in maps), "glibc")
 
 
 def worker_tensors(args, workdir: Path, side: str, mode: str) -> dict:
@@ -570,11 +576,21 @@ def worker_breakdown(args, workdir: Path, side: str) -> dict:
 # The driver
 
 
-def spawn(args, workdir: Path, *extra: str) -> dict:
+def worker_env(args) -> dict:
+    """The environment of both sides' worker processes: threads and the allocator (``--malloc``, ``--malloc-env``)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     if args.malloc == "tuned":
         env.update(MALLOC_ENV)
+    elif args.malloc in ("tcmalloc", "jemalloc"):
+        from semsynth.utils.runtime import find_preload_allocator
+
+        env["LD_PRELOAD"] = " ".join(filter(None, [find_preload_allocator(args.malloc), env.get("LD_PRELOAD")]))
     env.update(dict(args.malloc_env or []))
+    return env
+
+
+def spawn(args, workdir: Path, *extra: str) -> dict:
+    env = worker_env(args)
     cmd = [sys.executable, __file__, "--worker", *extra, "--workdir", str(workdir), "--resolution",
            str(args.resolution), "--threads", str(args.threads), "--iters", str(args.iters), "--seed", str(args.seed)]
     if args.official is not None:
@@ -582,7 +598,14 @@ def spawn(args, workdir: Path, *extra: str) -> dict:
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"worker {' '.join(extra)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return check_allocator(args, json.loads(p.stdout.strip().splitlines()[-1]))
+
+
+def check_allocator(args, result: dict) -> dict:
+    expected = args.malloc if args.malloc in ("tcmalloc", "jemalloc") else "glibc"
+    if result.get("allocator", expected) != expected:
+        raise SystemExit(f"--malloc {args.malloc}: the worker ran on {result['allocator']} (LD_PRELOAD not honoured)")
+    return result
 
 
 def _env_setting(text: str) -> tuple[str, str]:
@@ -598,7 +621,9 @@ def add_round_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--iters", type=int, default=2, help="timed calls per process (the fastest is kept)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layout", choices=["coco", "blocky"], default="coco")
-    ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
+    ap.add_argument("--malloc", choices=["tuned", "default", "tcmalloc", "jemalloc"], default="tuned",
+                    help="tuned: glibc as the CLI sets it; default: glibc's defaults; tcmalloc/jemalloc: that library "
+                         "by LD_PRELOAD for both sides (installed: apt-get install libtcmalloc-minimal4 / libjemalloc2)")
     ap.add_argument("--malloc-env", nargs="+", type=_env_setting, metavar="NAME=VALUE",
                     help="glibc settings over --malloc for both sides, e.g. MALLOC_MMAP_THRESHOLD_=4194304 "
                          "GLIBC_TUNABLES=glibc.malloc.hugetlb=1")

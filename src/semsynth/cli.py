@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -468,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true", help="print the fully resolved config and exit")
     t.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch, the same as --set train.threads=N (default: PyTorch's, one per core)")
+    add_allocator_option(t)
 
     sw = sub.add_parser("sweep", help="run an ablation grid (table3, table4, ...) on a preset: one run per cell and "
                                       "seed, each evaluated, one results table (docs/sweep.md)")
@@ -526,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grid", action="store_true", help="also write grid.png: layout | outputs, one row per layout "
                                                        "(at most 32 layouts x 16 outputs)")
     add_threads_option(g)
+    add_allocator_option(g)
 
     ev = sub.add_parser("evaluate", help="FID, KID, LPIPS, diversity and mIoU of a model on a dataset split")
     ev.add_argument("--model", help="an exported model directory (generates one image per layout)")
@@ -552,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="multi-modal models: z from a seed per layout (default), or from the encoder applied to "
                          "the layout's real image (the official CelebAMask-HQ test)")
     add_threads_option(ev)
+    add_allocator_option(ev)
 
     tl = sub.add_parser("translate", help="unpaired image-to-image translation with a scgan-unpaired model; "
                                           "--evaluate scores it (docs/unpaired.md)")
@@ -657,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--segmenter", help="with --model or --train: score with this segmenter directory instead of "
                                         "the bundled evaluator of the model's world")
     add_threads_option(dm)
+    add_allocator_option(dm)
 
     srv = sub.add_parser("serve", help="an HTTP API and a painter in the browser (docs/serve.md)")
     srv.add_argument("--model", action="append", metavar="DIR",
@@ -673,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto (default): bf16 where this CPU has it, it is faster and its images stay within the "
                           "stated tolerance of fp32's; fp32 otherwise")
     add_threads_option(srv)
+    add_allocator_option(srv)
 
     d = sub.add_parser("data", help="dataset tools: check a dataset, write built-in data to disk")
     from .data.cli import add_data_commands
@@ -685,6 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        use_allocator(getattr(args, "allocator", "glibc"), argv)
         set_threads(getattr(args, "threads", None))
         return COMMANDS[args.command](args)
     except SemsynthError as e:
@@ -736,6 +743,37 @@ def output_location(args: argparse.Namespace) -> Path:
         if value:
             return Path(value)
     return Path.cwd()
+
+
+def add_allocator_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allocator", choices=["glibc", "tcmalloc", "jemalloc"], default="glibc",
+                   help="malloc of this process (default glibc, tuned to keep large tensors in the heap); tcmalloc "
+                        "or jemalloc restart the command with that library preloaded (installed with apt-get "
+                        "install libtcmalloc-minimal4 / libjemalloc2): with tcmalloc a CPU training step kept "
+                        "0.64-0.69x the memory at the same speed (docs/benchmarks.md)")
+
+
+def use_allocator(name: str, argv: Sequence[str] | None) -> None:
+    """``--allocator NAME``: return when this process runs on NAME; otherwise restart the command (same process
+    id, arguments and environment) with NAME's library in ``LD_PRELOAD``. Only a command line can be restarted:
+    from Python (``main([...])``) it is an error that says how to start Python instead."""
+    from .utils.runtime import active_allocator, find_preload_allocator
+
+    if name == "glibc" or active_allocator() == name:
+        return
+    if os.environ.get("SEMSYNTH_PRELOADED") == name:  # we restarted with it, and the loader ignored it
+        raise SemsynthError(f"--allocator {name}: restarted with LD_PRELOAD={os.environ.get('LD_PRELOAD', '')}, "
+                            f"but {name} is not loaded (a setuid interpreter or a sanitizer ignores LD_PRELOAD); "
+                            f"run without --allocator")
+    path = find_preload_allocator(name)
+    if argv is not None:
+        raise SemsynthError(f"--allocator {name} applies when a process starts: run semsynth from the command line, "
+                            f"or start Python with LD_PRELOAD={path}")
+    env = {**os.environ, "LD_PRELOAD": " ".join(filter(None, [path, os.environ.get("LD_PRELOAD")])),
+           "SEMSYNTH_PRELOADED": name}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "semsynth", *sys.argv[1:]], env)
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:

@@ -26,7 +26,7 @@ from ..layers import convert_sync_batchnorm, semantic_input
 from ..layers.spectral import power_iteration_frozen
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
-from ..utils.runtime import cpu_bf16_supported, new_run_dir, select_device
+from ..utils.runtime import active_allocator, cpu_bf16_supported, new_run_dir, select_device
 from ..utils.files import atomic_write_text
 from ..objectives import build_objective
 from .checkpoint import (
@@ -404,7 +404,8 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     log.info(f"G {cfg.generator['name']}: {count_parameters(G_plain):,} parameters; "
              + (f"D {cfg.discriminator['name']}: {count_parameters(D_plain):,}" if D_plain is not None else "no D")
              + (f"; E: {count_parameters(E_plain):,}" if E is not None else "") + f"; objective {cfg.loss['name']}"
-             + f"; device {device}; precision {precision}")
+             + f"; device {device}; precision {precision}"
+             + (f"; malloc {active_allocator()}" if device.type == "cpu" else ""))
     log.info(f"data {info.name}: {len(dataset)} samples, {info.num_classes} classes, {info.resolution[0]}x"
              f"{info.resolution[1]}; batch {tc.batch_size} per process x {world} process(es) = {global_batch} "
              f"global" + (f" in {tc.accumulate} micro-batches" if tc.accumulate > 1 else "")

@@ -1,0 +1,120 @@
+"""``--allocator``: the command restarted with tcmalloc or jemalloc preloaded (semsynth.cli.use_allocator), the
+library lookup and its errors (semsynth.utils.runtime)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from semsynth.cli import main
+from semsynth.errors import ConfigError
+from semsynth.utils import runtime
+from tests.helpers import TINY_RAW
+
+
+def _installed(name: str) -> bool:
+    try:
+        runtime.find_preload_allocator(name)
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.fixture
+def no_libraries(tmp_path, monkeypatch):
+    """A machine without tcmalloc or jemalloc: the lookup searches an empty folder only."""
+    monkeypatch.setattr(runtime, "_LIBRARY_DIRS", (str(tmp_path),))
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+
+
+def test_lookup_names_the_package_to_install(no_libraries):
+    with pytest.raises(ConfigError, match=r"libtcmalloc_minimal\.so\.4.*apt-get install libtcmalloc-minimal4"):
+        runtime.find_preload_allocator("tcmalloc")
+    with pytest.raises(ConfigError, match=r"apt-get install libjemalloc2"):
+        runtime.find_preload_allocator("jemalloc")
+    with pytest.raises(ConfigError, match=r"'mimalloc'.*\['jemalloc', 'tcmalloc'\]"):
+        runtime.find_preload_allocator("mimalloc")
+
+
+def test_lookup_finds_the_library_on_ld_library_path(no_libraries, tmp_path, monkeypatch):
+    lib = tmp_path / "mylibs" / "libjemalloc.so.2"
+    lib.parent.mkdir()
+    lib.write_bytes(b"")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(lib.parent))
+    assert runtime.find_preload_allocator("jemalloc") == str(lib)
+
+
+def test_this_process_runs_on_glibc():
+    if os.environ.get("LD_PRELOAD"):
+        pytest.skip(f"this test process runs with LD_PRELOAD={os.environ['LD_PRELOAD']}")
+    assert runtime.active_allocator() == "glibc"
+
+
+def test_missing_library_exits_2(no_libraries, capsys):
+    assert main(["train", "--config", "scgan-synthetic-faces", "--dry-run", "--allocator", "tcmalloc"]) == 2
+    err = capsys.readouterr().err
+    assert "semsynth train: error: allocator 'tcmalloc'" in err and "apt-get install libtcmalloc-minimal4" in err
+    assert "Traceback" not in err
+
+
+def test_from_python_it_says_how_to_start_python(tmp_path, monkeypatch, capsys):
+    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")  # found, but this process cannot be restarted
+    monkeypatch.setattr(runtime, "_LIBRARY_DIRS", (str(tmp_path),))
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    assert main(["train", "--config", "scgan-synthetic-faces", "--dry-run", "--allocator", "tcmalloc"]) == 2
+    err = capsys.readouterr().err
+    assert f"start Python with LD_PRELOAD={tmp_path / 'libtcmalloc_minimal.so.4'}" in err
+
+
+def test_a_restart_the_loader_ignored_is_an_error_not_a_loop(monkeypatch, capsys):
+    monkeypatch.setenv("SEMSYNTH_PRELOADED", "jemalloc")
+    assert main(["train", "--config", "scgan-synthetic-faces", "--dry-run", "--allocator", "jemalloc"]) == 2
+    assert "but jemalloc is not loaded" in capsys.readouterr().err
+
+
+def test_glibc_is_the_default_and_does_nothing(capsys):
+    assert main(["train", "--config", "scgan-synthetic-faces", "--dry-run"]) == 0
+    assert main(["train", "--config", "scgan-synthetic-faces", "--dry-run", "--allocator", "glibc"]) == 0
+
+
+@pytest.mark.parametrize("name", ["tcmalloc", "jemalloc"])
+def test_training_restarts_on_the_allocator(name, tmp_path):
+    """A real command line: the training run's log names the malloc it ran on, and its model is written."""
+    if not _installed(name):
+        pytest.skip(f"{name} is not installed here (apt-get install "
+                    f"{'libtcmalloc-minimal4' if name == 'tcmalloc' else 'libjemalloc2'}; .ci/run installs tcmalloc)")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_RAW, "train": {**TINY_RAW["train"], "images": 4, "checkpoint_every": 4,
+                                                          "log_every": 4, "sample_every": 4}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SEMSYNTH_PRELOADED")}
+    r = subprocess.run([sys.executable, "-m", "semsynth", "train", "--config", str(cfg), "--outdir",
+                        str(tmp_path / "runs"), "--threads", "1", "--allocator", name],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    log = (run / "log.txt").read_text()
+    assert f"malloc {name}" in log
+    assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_glibc_tuning_is_skipped_under_another_allocator():
+    if not _installed("tcmalloc"):
+        pytest.skip("tcmalloc is not installed here (apt-get install libtcmalloc-minimal4)")
+    code = ("from semsynth.utils.runtime import active_allocator, tune_malloc; "
+            "print(active_allocator(), tune_malloc())")
+    env = {**os.environ, "LD_PRELOAD": runtime.find_preload_allocator("tcmalloc")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.stdout.split() == ["tcmalloc", "False"], r.stderr
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    assert r.stdout.split() == ["glibc", "True"], r.stderr
+
+
+def test_unknown_allocator_is_an_argparse_error():
+    r = subprocess.run([sys.executable, "-m", "semsynth", "generate", "--model", "m", "--labels", "l", "--out", "o",
+                        "--allocator", "mimalloc"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "invalid choice: 'mimalloc'" in r.stderr
+    assert Path("o").exists() is False
