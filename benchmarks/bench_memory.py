@@ -9,13 +9,15 @@ the peak resident memory (``ru_maxrss``) during the first step (which also alloc
 the second, and the second step's time; then a third step under ``semsynth.utils.memory.TensorPeak``: the exact
 peak of the tensors the step creates and holds at once (allocator-independent, unlike the resident peak; weights
 and Adam's state from the earlier steps are not counted, the gradients are). ``--recompute``: G's residual blocks recomputed in backward
-(``train.recompute``).
+(``train.recompute``). ``--allocator tcmalloc|jemalloc``: the measuring process runs on that malloc (``LD_PRELOAD``,
+as ``semsynth train --allocator`` does it); default glibc, tuned as the CLI tunes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -45,7 +47,7 @@ def measure(config: str, batch: int, precision: str, recompute: bool = False) ->
     from semsynth.layers import one_hot_label
     from semsynth.models import build_discriminator, build_encoder, build_generator, count_parameters
     from semsynth.objectives import build_objective
-    from semsynth.utils.runtime import tune_malloc
+    from semsynth.utils.runtime import active_allocator, tune_malloc
 
     tune_malloc()
     torch.manual_seed(0)
@@ -98,7 +100,8 @@ def measure(config: str, batch: int, precision: str, recompute: bool = False) ->
 
     with TensorPeak() as tp:  # a third step, its tensors counted exactly (slow: every operator goes through Python)
         step()
-    return {"config": config, "batch": batch, "recompute": recompute, "second_step_s": round(seconds, 2), "resolution": [h, w], "precision": precision,
+    return {"config": config, "batch": batch, "recompute": recompute, "allocator": active_allocator(),
+            "threads": torch.get_num_threads(), "second_step_s": round(seconds, 2), "resolution": [h, w], "precision": precision,
             "G_params": count_parameters(G), "D_params": count_parameters(D),
             "rss_after_import_MiB": round(base), "rss_after_build_MiB": round(built),
             "peak_first_step_MiB": round(first), "peak_second_step_MiB": round(second),
@@ -112,14 +115,26 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--recompute", action="store_true", help="train.recompute: G's blocks recomputed in backward")
+    ap.add_argument("--allocator", choices=["glibc", "tcmalloc", "jemalloc"], default="glibc",
+                    help="malloc of the measuring process (tcmalloc/jemalloc by LD_PRELOAD; default glibc, tuned)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(measure(args.config, args.batch, args.precision, args.recompute)))
         return
+    env = dict(os.environ)
+    if args.allocator != "glibc":
+        sys.path.insert(0, str(REPO / "src"))
+        from semsynth.errors import ConfigError
+        from semsynth.utils.runtime import find_preload_allocator
+
+        try:
+            env["LD_PRELOAD"] = " ".join(filter(None, [find_preload_allocator(args.allocator), env.get("LD_PRELOAD")]))
+        except ConfigError as e:
+            ap.error(str(e))
     r = subprocess.run([sys.executable, __file__, "--child", "--config", args.config, "--batch", str(args.batch),
                         "--precision", args.precision] + (["--recompute"] if args.recompute else []),
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit(r.stderr)
     res = json.loads(r.stdout.strip().splitlines()[-1])

@@ -688,10 +688,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    chosen = None
+    if argv is None:  # a command line: restart on the chosen malloc now, before anything imports torch
+        chosen, command_name = allocator_in_command_line(sys.argv[1:])
+        if chosen is not None:
+            try:
+                use_allocator(chosen, None)
+            except SemsynthError as e:
+                print(f"semsynth {command_name}: error: {e}", file=sys.stderr)
+                return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        use_allocator(getattr(args, "allocator", "glibc"), argv)
+        if getattr(args, "allocator", chosen) != chosen:
+            use_allocator(args.allocator, argv)
         set_threads(getattr(args, "threads", None))
         return COMMANDS[args.command](args)
     except SemsynthError as e:
@@ -746,31 +756,78 @@ def output_location(args: argparse.Namespace) -> Path:
 
 
 def add_allocator_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allocator", choices=["glibc", "tcmalloc", "jemalloc"], default="glibc",
-                   help="malloc of this process (default glibc, tuned to keep large tensors in the heap); tcmalloc "
-                        "or jemalloc restart the command with that library preloaded (installed with apt-get "
-                        "install libtcmalloc-minimal4 / libjemalloc2): with tcmalloc a CPU training step kept "
-                        "0.64-0.69x the memory at the same speed (docs/benchmarks.md)")
+    p.add_argument("--allocator", choices=["auto", "glibc", "tcmalloc", "jemalloc"], default="auto",
+                   help="malloc of this process: auto (default) is tcmalloc where it is installed (apt-get install "
+                        "libtcmalloc-minimal4), else glibc tuned to keep large tensors in the heap; tcmalloc and "
+                        "jemalloc restart the command with that library preloaded. With tcmalloc a CPU training step "
+                        "kept 0.64-0.84x the memory at the same speed (docs/benchmarks.md)")
+
+
+ALLOCATOR_COMMANDS = ("train", "generate", "evaluate", "demo", "serve")
+
+
+def allocator_in_command_line(words: Sequence[str]) -> tuple[str | None, str | None]:
+    """``(--allocator value, command)`` of a command line before argparse reads it (so that the restart comes
+    before the heavy imports); the value None when the command has no such option or the value is not a valid
+    choice (argparse then reports it). Unambiguous prefixes count, as argparse accepts them."""
+    command_name = next((w for w in words if not w.startswith("-")), None)
+    if command_name not in ALLOCATOR_COMMANDS:
+        return None, command_name
+    value = "auto"
+    for i, w in enumerate(words):
+        if w == "--":
+            break
+        name, eq, v = w.partition("=")
+        if len(name) >= 4 and "--allocator".startswith(name):
+            value = v if eq else (words[i + 1] if i + 1 < len(words) else "")
+    return (value if value in ("auto", "glibc", "tcmalloc", "jemalloc") else None), command_name
+
+
+def allocator_to_preload(name: str, from_command_line: bool, restarted: bool = False) -> str | None:
+    """The library ``--allocator NAME`` restarts this process with, or None to stay on the running malloc
+    (``glibc``; NAME already running; ``auto`` without tcmalloc installed, or called from Python). ``restarted``:
+    this process is that restart (then NAME should be running)."""
+    from .utils.allocator import active_allocator, find_preload_allocator
+
+    running = active_allocator()
+    if name == "glibc" or running == name or (name == "auto" and running != "glibc"):
+        return None
+    if name == "auto":
+        if not from_command_line or restarted:
+            return None
+        try:
+            return find_preload_allocator("tcmalloc")
+        except SemsynthError:
+            return None
+    if restarted:  # the loader ignored LD_PRELOAD: say so instead of restarting again
+        raise SemsynthError(f"--allocator {name}: restarted with it in LD_PRELOAD, but {name} is not loaded (a "
+                            f"setuid interpreter or a sanitizer ignores LD_PRELOAD); run with --allocator glibc")
+    path = find_preload_allocator(name)
+    if not from_command_line:
+        raise SemsynthError(f"--allocator {name} applies when a process starts: run semsynth from the command line, "
+                            f"or start Python with LD_PRELOAD={path}")
+    return path
 
 
 def use_allocator(name: str, argv: Sequence[str] | None) -> None:
-    """``--allocator NAME``: return when this process runs on NAME; otherwise restart the command (same process
-    id, arguments and environment) with NAME's library in ``LD_PRELOAD``. Only a command line can be restarted:
-    from Python (``main([...])``) it is an error that says how to start Python instead."""
-    from .utils.runtime import active_allocator, find_preload_allocator
-
-    if name == "glibc" or active_allocator() == name:
+    """``--allocator NAME``: restart the command (same process id, arguments and environment) with the library of
+    :func:`allocator_to_preload` in ``LD_PRELOAD``, or return. Only a command line (``argv`` None) is restarted.
+    After the restart the library is taken out of the environment again, so that the processes this command starts
+    (a sweep's runs, ``torchrun``'s workers) choose for themselves."""
+    preloaded = os.environ.pop("SEMSYNTH_PRELOADED", None)  # the library our own restart added
+    if preloaded:
+        rest = [p for p in os.environ.get("LD_PRELOAD", "").split() if p != preloaded]
+        if rest:
+            os.environ["LD_PRELOAD"] = " ".join(rest)
+        else:
+            os.environ.pop("LD_PRELOAD", None)
+    path = allocator_to_preload(name, from_command_line=argv is None, restarted=preloaded is not None)
+    if path is None:
         return
-    if os.environ.get("SEMSYNTH_PRELOADED") == name:  # we restarted with it, and the loader ignored it
-        raise SemsynthError(f"--allocator {name}: restarted with LD_PRELOAD={os.environ.get('LD_PRELOAD', '')}, "
-                            f"but {name} is not loaded (a setuid interpreter or a sanitizer ignores LD_PRELOAD); "
-                            f"run without --allocator")
-    path = find_preload_allocator(name)
-    if argv is not None:
-        raise SemsynthError(f"--allocator {name} applies when a process starts: run semsynth from the command line, "
-                            f"or start Python with LD_PRELOAD={path}")
     env = {**os.environ, "LD_PRELOAD": " ".join(filter(None, [path, os.environ.get("LD_PRELOAD")])),
-           "SEMSYNTH_PRELOADED": name}
+           "SEMSYNTH_PRELOADED": path}
+    # tcmalloc reports every allocation above 1 GiB on stderr by default; a large batch makes many
+    env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "semsynth", *sys.argv[1:]], env)
