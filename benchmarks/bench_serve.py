@@ -1,7 +1,7 @@
 """End-to-end HTTP latency of ``semsynth serve``: a 256x256 layout posted to ``/generate``, the PNG read back.
 
     python benchmarks/bench_serve.py [--model src/semsynth/assets/scgan-synthetic-faces] [--threads 2]
-        [--requests 200] [--clients 16 --per-client 60] [--precision auto] [--json out.json]
+        [--requests 200] [--clients 16 --per-client 60] [--precision auto] [--allocator auto] [--json out.json]
 
 Starts ``semsynth serve --model DIR --port 0`` in a subprocess (one worker of ``--threads`` torch threads, a queue
 of 32), posts one 256x256 layout of the model's built-in world (class ids, PNG; the server resizes it to the
@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=REPO / "src/semsynth/assets/scgan-synthetic-faces")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server's worker")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--allocator", default="auto", choices=["auto", "glibc", "tcmalloc", "jemalloc"],
+                    help="the server's malloc (semsynth serve --allocator; default auto: tcmalloc where installed)")
     ap.add_argument("--size", type=int, default=256, help="the layout's side in pixels")
     ap.add_argument("--requests", type=int, default=200, help="sequential requests")
     ap.add_argument("--clients", type=int, default=16)
@@ -82,9 +84,10 @@ def main() -> None:
     import httpx
 
     proc, url = start_server(["--model", str(args.model), "--threads", str(args.threads), "--queue", "32",
-                              "--precision", args.precision])
+                              "--precision", args.precision, "--allocator", args.allocator])
     label = layout_png(args.size, args.model)
-    results: dict = {"cpu": cpu_model(), "model": str(args.model), "threads": args.threads, "size": args.size}
+    results: dict = {"cpu": cpu_model(), "model": str(args.model), "threads": args.threads, "size": args.size,
+                     "allocator": args.allocator}
     try:
         with httpx.Client(base_url=url, timeout=120) as c:
             info = c.get("/models").json()["models"][0]
@@ -160,7 +163,7 @@ def main() -> None:
     s, ld = results["sequential"], results["load"]
     h, w = results["resolution"]
     print(f"CPU: {results['cpu']}; model {args.model.name} ({w}x{h}), precision {results['precision']}; "
-          f"server --threads {args.threads}; layout {args.size}x{args.size}")
+          f"server --threads {args.threads} --allocator {args.allocator}; layout {args.size}x{args.size}")
     print("| case | p50 | p90 | p99 | images/s |")
     print("|---|---|---|---|---|")
     print(f"| sequential, {s['requests']} requests | {s['p50_ms']:.1f} ms | {s['p90_ms']:.1f} ms | "

@@ -30,6 +30,21 @@ SHAPES = [(512, 1536, 8), (512, 1536, 16), (512, 768, 32), (256, 768, 32), (256,
 
 
 
+def parse_shapes(text: str) -> list[tuple[int, int, tuple[int, int]]]:
+    """``CINxCOUT@HxW,...`` (``@S`` for a square map), e.g. ``1024x1024@16x32`` (pix2pixHD's residual blocks at
+    256x512)."""
+    shapes = []
+    for item in filter(None, text.split(",")):
+        try:
+            ch, size = item.split("@")
+            cin, cout = (int(v) for v in ch.split("x"))
+            h, w = (int(v) for v in size.split("x")) if "x" in size else (int(size), int(size))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected CINxCOUT@HxW, e.g. 1024x1024@16x32") from None
+        shapes.append((cin, cout, (h, w)))
+    return shapes
+
+
 def best(fn, reps: int) -> float:
     fn()
     t = float("inf")
@@ -46,6 +61,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--shapes", type=parse_shapes, default=None, metavar="CINxCOUT@HxW,...",
+                    help="these shapes instead of the SC-GAN ADE20K ones, e.g. 1024x1024@16x32")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -53,8 +70,9 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"CPU {cpu_model()}, torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, fp32")
     rows = []
-    for cin, cout, size in SHAPES:
-        x = torch.randn(args.batch, cin, size, size)
+    for cin, cout, size in args.shapes or SHAPES:
+        h, w_ = (size, size) if isinstance(size, int) else size
+        x = torch.randn(args.batch, cin, h, w_)
         w = torch.randn(cout, cin, 3, 3) / (9 * cin) ** 0.5
         u = winograd_weight(w)
         with torch.no_grad():
@@ -62,7 +80,7 @@ def main() -> None:
             diff = (winograd_conv3x3(x, u) - ref).abs().max().item()
             direct = best(lambda: F.conv2d(x, w, padding=1), args.reps)
             wino = best(lambda: winograd_conv3x3(x, winograd_weight(w)), args.reps)  # as the layers: per call
-        row = {"cin": cin, "cout": cout, "size": size, "eval_direct_ms": direct * 1e3, "eval_winograd_ms": wino * 1e3,
+        row = {"cin": cin, "cout": cout, "size": [h, w_], "eval_direct_ms": direct * 1e3, "eval_winograd_ms": wino * 1e3,
                "eval_ratio": wino / direct, "max_abs_diff": diff, "max_abs_out": ref.abs().max().item(),
                "policy": winograd_pays(x, cin, cout)}
         if not args.no_train:
@@ -76,7 +94,7 @@ def main() -> None:
             tw = best(step(WinogradConv3x3.apply), args.reps)
             row.update(train_direct_ms=td * 1e3, train_winograd_ms=tw * 1e3, train_ratio=tw / td)
         rows.append(row)
-        line = (f"{cin:4d} -> {cout:4d} at {size:3d}^2: eval {direct * 1e3:6.1f} -> {wino * 1e3:6.1f} ms "
+        line = (f"{cin:4d} -> {cout:4d} at {h}x{w_}: eval {direct * 1e3:6.1f} -> {wino * 1e3:6.1f} ms "
                 f"({wino / direct:.2f})")
         if "train_ratio" in row:
             line += f"; train {row['train_direct_ms']:6.1f} -> {row['train_winograd_ms']:6.1f} ms ({row['train_ratio']:.2f})"

@@ -16,7 +16,7 @@ from semsynth.layers.winograd import (
 @pytest.fixture
 def everywhere(monkeypatch):
     """The policy lowered so that F(2x2, 3x3) runs at test sizes."""
-    for k, v in dict(min_in_channels=1, min_out_channels=1, min_pixels=1, max_pixels=10**9).items():
+    for k, v in dict(min_in_channels=1, min_out_channels=1, min_pixels=1, min_eval_pixels=1, max_pixels=10**9).items():
         monkeypatch.setattr(WinogradPolicy, k, v)
 
 
@@ -63,6 +63,15 @@ def test_policy():
     assert winograd_pays(torch.zeros(4, 512, 16, 16), 512, 1536)  # ... unless the batch fills it
     assert not winograd_pays(torch.zeros(1, 128, 128, 128), 128, 384)  # large map: the transforms cost more
     assert not winograd_pays(big.bfloat16(), 512, 768)  # float32 and float64 only
+    deep = torch.zeros(1, 1024, 16, 32)  # pix2pixHD's / SPADE's deep blocks at 256x512
+    assert winograd_pays(deep, 1024, 1024, backward=False)  # eval takes it from 16x32 ...
+    assert not winograd_pays(deep, 1024, 1024, backward=True)  # ... training from 32x32
+    assert winograd_pays(deep, 1024, 1024)  # default: differentiated when x requires grad in grad mode
+    deep.requires_grad_()
+    assert not winograd_pays(deep, 1024, 1024)
+    with torch.no_grad():
+        assert winograd_pays(deep, 1024, 1024)
+    assert not winograd_pays(torch.zeros(1, 1024, 16, 16), 1024, 1024, backward=False)
     WinogradPolicy.enabled = False
     try:
         assert not winograd_pays(big, 512, 768)
