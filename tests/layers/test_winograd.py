@@ -1,12 +1,18 @@
+import contextlib
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from semsynth.layers import SpatiallyConditionalConv2d
 from semsynth.layers.winograd import (
+    WinogradConv2d,
     WinogradConv3x3,
     WinogradPolicy,
     conv3x3,
+    use_winograd,
     winograd_conv3x3,
     winograd_pays,
     winograd_weight,
@@ -155,3 +161,52 @@ def test_winograd_conv2d_and_use_winograd(everywhere):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(net(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("b,cin,cout,h,w", [(1, 3, 4, 5, 7), (2, 5, 6, 6, 6), (1, 2, 3, 3, 3), (1, 4, 2, 18, 34)])
+def test_unpadded_convolution_equals_the_direct_one_in_float64(b, cin, cout, h, w):
+    """``padding=0`` (a "valid" convolution, 2 pixels smaller: the conv after pix2pixHD's reflection pads)."""
+    torch.manual_seed(h * 10 + w)
+    x = torch.randn(b, cin, h, w, dtype=torch.float64)
+    k = torch.randn(cout, cin, 3, 3, dtype=torch.float64)
+    out = winograd_conv3x3(x, winograd_weight(k), padding=0)
+    assert out.shape == (b, cout, h - 2, w - 2)
+    assert (out - F.conv2d(x, k)).abs().max().item() < 1e-12
+
+
+def test_unpadded_winograd_conv2d_in_eval_and_training(everywhere):
+    """An unpadded 3x3 conv becomes a WinogradConv2d: F(2x2, 3x3) without a backward, the direct conv with one
+    (the adjoints are written for padding 1); the same outputs and gradients either way."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3).double()
+    ref = copy.deepcopy(conv)
+    assert use_winograd(nn.Sequential(conv, nn.Conv2d(4, 6, 3, stride=2), nn.Conv2d(4, 6, 5))) == 1
+    assert isinstance(conv, WinogradConv2d)
+    x = torch.randn(2, 4, 9, 10, dtype=torch.float64)
+    calls = []
+    with torch.no_grad(), _count_bmm(calls):
+        assert (conv(x) - ref(x)).abs().max().item() < 1e-12
+    assert calls  # ran the Winograd products
+    xg = x.clone().requires_grad_()
+    calls.clear()
+    with _count_bmm(calls):
+        y = conv(xg)
+    assert not calls  # differentiated: the direct conv
+    (gx,) = torch.autograd.grad(y.sum(), xg)
+    (rx,) = torch.autograd.grad(ref(xg).sum(), xg)
+    assert torch.equal(gx, rx)
+
+
+@contextlib.contextmanager
+def _count_bmm(calls):
+    original = torch.bmm
+
+    def bmm(*a, **k):
+        calls.append(1)
+        return original(*a, **k)
+
+    torch.bmm = bmm
+    try:
+        yield
+    finally:
+        torch.bmm = original

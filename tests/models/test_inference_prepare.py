@@ -249,7 +249,7 @@ def test_fold_conv_batchnorm():
     assert (out - ref).abs().max() <= TOL
 
 
-@pytest.mark.parametrize("name", ["scgan-ade20k-small", "spade"])
+@pytest.mark.parametrize("name", ["scgan-ade20k-small", "spade", "pix2pixhd"])
 def test_prepared_output_with_winograd_everywhere(name, monkeypatch):
     """With the policy lowered to every size, every SCC and every plain 3x3 conv of the prepared model runs F(2x2,
     3x3): the output still equals the unprepared eval output, and the plain convs became WinogradConv2d."""
@@ -267,3 +267,5 @@ def test_prepared_output_with_winograd_everywhere(name, monkeypatch):
     assert sum(isinstance(m, WinogradConv2d) for m in P.modules()) >= 3
     assert not any(isinstance(m, WinogradConv2d) for m in G.modules())  # the copy, not G
     assert (out - ref).abs().max().item() <= TOL
+    if name == "pix2pixhd":  # the residual blocks' convs after their reflection pads: no padding of their own
+        assert sum(isinstance(m, WinogradConv2d) and m.padding == (0, 0) for m in P.modules()) >= 2

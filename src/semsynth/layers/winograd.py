@@ -85,11 +85,12 @@ def _tiles(h: int, w: int) -> tuple[int, int]:
     return (h + 1) // 2, (w + 1) // 2
 
 
-def input_transform(x: torch.Tensor) -> torch.Tensor:
-    """``V = B^T d B`` of every 4x4 tile (stride 2) of ``x`` zero-padded by 1: ``[16, Cin, B * tiles]``."""
+def input_transform(x: torch.Tensor, padding: int = 1) -> torch.Tensor:
+    """``V = B^T d B`` of every 4x4 tile (stride 2) of ``x`` zero-padded by ``padding`` (1: the output keeps the
+    input's size; 0: a "valid" convolution, 2 pixels smaller): ``[16, Cin, B * tiles]``."""
     b, c, h, w = x.shape
-    th, tw = _tiles(h, w)
-    xp = F.pad(x, (1, 1 + 2 * tw - w, 1, 1 + 2 * th - h))
+    th, tw = _tiles(h + 2 * padding - 2, w + 2 * padding - 2)
+    xp = F.pad(x, (padding, 2 + 2 * tw - w - padding, padding, 2 + 2 * th - h - padding))
     r = [xp[:, :, k : k + 2 * th : 2] for k in range(4)]  # row k of every tile row: [B, C, th, 2tw + 2]
     rows = x.new_empty(4, b, c, th, 2 * tw + 2)
     torch.sub(r[0], r[2], out=rows[0])
@@ -174,10 +175,10 @@ def _input_transform_adjoint(dv: torch.Tensor, batch: int, h: int, w: int) -> to
     return dxp[:, :, 1 : h + 1, 1 : w + 1]
 
 
-def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``F.conv2d(x, weight, padding=1)`` from ``u = winograd_weight(weight)`` (no autograd: eval)."""
+def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, padding: int = 1) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding=padding)`` (1 or 0) from ``u = winograd_weight(weight)`` (no autograd: eval)."""
     b, c, h, w = x.shape
-    return output_transform(torch.bmm(u, input_transform(x)), b, h, w)
+    return output_transform(torch.bmm(u, input_transform(x, padding)), b, h + 2 * padding - 2, w + 2 * padding - 2)
 
 
 class WinogradConv3x3(torch.autograd.Function):
@@ -215,15 +216,16 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor | None = None
 
 
 class WinogradConv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` (3x3, stride 1, zero padding 1, no groups or dilation) that runs F(2x2, 3x3) where
-    :func:`winograd_pays`; the same parameters and state-dict keys. :func:`use_winograd` turns the matching convs
-    of a module into it."""
+    """An ``nn.Conv2d`` (3x3, stride 1, zero padding 1 or no padding, no groups or dilation) that runs F(2x2, 3x3)
+    where :func:`winograd_pays`; the same parameters and state-dict keys. :func:`use_winograd` turns the matching
+    convs of a module into it. Without padding (the conv after pix2pixHD's reflection pads) only calls without a
+    backward take it: the transforms' adjoints are written for padding 1."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         backward = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        if not winograd_pays(x, self.in_channels, self.out_channels, backward):
+        if not winograd_pays(x, self.in_channels, self.out_channels, backward) or (backward and self.padding[0] == 0):
             return super().forward(x)
-        y = conv3x3(x, self.weight)
+        y = conv3x3(x, self.weight) if self.padding[0] == 1 else winograd_conv3x3(x, winograd_weight(self.weight), 0)
         if self.bias is None:
             return y
         bias = self.bias.view(1, -1, 1, 1)
@@ -239,12 +241,18 @@ def is_same_3x3(m: nn.Module, *, plain: bool = False) -> bool:
             and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros")
 
 
+def _is_valid_3x3(m: nn.Module) -> bool:
+    """A plain 3x3 ``nn.Conv2d`` with stride 1 and no padding, dilation or groups."""
+    return (type(m) is nn.Conv2d and not getattr(m, "parametrizations", None) and m.kernel_size == (3, 3)
+            and m.stride == (1, 1) and m.padding == (0, 0) and m.dilation == (1, 1) and m.groups == 1)
+
+
 def use_winograd(module: nn.Module) -> int:
-    """Make every plain ``nn.Conv2d`` of ``module`` that F(2x2, 3x3) can compute (:func:`is_same_3x3`) a
-    :class:`WinogradConv2d`, in place; returns how many."""
+    """Make every plain ``nn.Conv2d`` of ``module`` that F(2x2, 3x3) can compute (:func:`is_same_3x3`, or the same
+    without padding) a :class:`WinogradConv2d`, in place; returns how many."""
     count = 0
     for m in module.modules():
-        if is_same_3x3(m, plain=True):
+        if is_same_3x3(m, plain=True) or _is_valid_3x3(m):
             m.__class__ = WinogradConv2d
             count += 1
     return count
