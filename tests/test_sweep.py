@@ -195,6 +195,17 @@ def test_threads_default_to_the_cores_divided_by_the_jobs_and_torchrun_commands(
     assert cmd.endswith(f"--set train.seed=0 --set train.threads={plan.threads}")
 
 
+def test_the_runs_commands_carry_a_chosen_allocator(tmp_path):
+    """sweep --allocator X reaches the runs it starts as processes (their default is auto)."""
+    plan = plan_sweep("scgan-synthetic-faces", "table8", seeds=[0], threads=1, outdir=tmp_path, check_tools=False)
+    assert "--allocator" not in plan.train_argv(plan.runs[0]) and "--allocator" not in plan.eval_argv(plan.runs[0])
+    plan = plan_sweep("scgan-synthetic-faces", "table8", seeds=[0], threads=1, outdir=tmp_path, check_tools=False,
+                      allocator="glibc")
+    assert plan.train_argv(plan.runs[0], resume=True)[-3:] == ["--resume", "--allocator", "glibc"]
+    assert plan.eval_argv(plan.runs[0])[-2:] == ["--allocator", "glibc"]
+    assert plan.train_command(plan.runs[0]).endswith("--allocator glibc")
+
+
 def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
     out = tmp_path / "sweeps"
     rc, text = run_cli(["sweep", "--config", "scgan-synthetic-faces", "--grid", "table6", "--seeds", "0,1", "--threads",

@@ -144,7 +144,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                       outdir=args.outdir, jobs=args.jobs, threads=args.threads,
                       metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], segmenter=args.segmenter,
                       feature_extractor=args.feature_extractor, inception=args.inception, num=args.num,
-                      torchrun=args.torchrun)
+                      torchrun=args.torchrun, allocator=args.allocator)
     print(plan.describe())
     if args.dry_run:
         print("\ndry run: every cell resolved and built on the meta device; nothing written")
@@ -487,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after another, in this process)")
     sw.add_argument("--threads", type=int, default=None, metavar="N",
                     help="CPU threads of each run (default: the cores divided by --jobs); part of a run's settings")
+    add_allocator_option(sw)
     sw.add_argument("--metrics", default="miou,fid", help="evaluation metrics: fid, kid, lpips, diversity, miou "
                                                           "(default miou,fid)")
     sw.add_argument("--segmenter", help="for miou: a segmenter directory or NAME,weights=FILE (default on "
@@ -763,7 +764,7 @@ def add_allocator_option(p: argparse.ArgumentParser) -> None:
                         "kept 0.64-0.84x the memory at the same speed (docs/benchmarks.md)")
 
 
-ALLOCATOR_COMMANDS = ("train", "generate", "evaluate", "demo", "serve")
+ALLOCATOR_COMMANDS = ("train", "sweep", "generate", "evaluate", "demo", "serve")
 
 
 def allocator_in_command_line(words: Sequence[str]) -> tuple[str | None, str | None]:

@@ -55,12 +55,16 @@ class SweepPlan:
     threads: int | None
     torchrun: int | None
     protocol: dict[str, Any]
+    allocator: str = "auto"  # --allocator of the runs' commands (auto: not written)
+
+    def _allocator_argv(self) -> list[str]:
+        return [] if self.allocator == "auto" else ["--allocator", self.allocator]
 
     def train_argv(self, run: Run, resume: bool = False) -> list[str]:
         argv = ["train", "--config", self.config, "--outdir", str(run.out)]
         for s in run.sets:
             argv += ["--set", s]
-        return argv + (["--resume"] if resume else [])
+        return argv + (["--resume"] if resume else []) + self._allocator_argv()
 
     def train_command(self, run: Run, resume: bool = False) -> str:
         argv = self.train_argv(run, resume)
@@ -83,7 +87,7 @@ class SweepPlan:
             argv += ["--inception", str(p["inception"])]
         if run.threads:
             argv += ["--threads", str(run.threads)]
-        return argv
+        return argv + self._allocator_argv()
 
     def eval_command(self, run: Run) -> str:
         return shlex.join(["semsynth", *self.eval_argv(run)])
@@ -201,7 +205,7 @@ def plan_sweep(config: str, grid: str | Grid, *, seeds: Sequence[int] = (0, 1, 2
                only: Sequence[str] = (), outdir: str | os.PathLike = "runs/sweeps", jobs: int = 1,
                threads: int | None = None, metrics: Sequence[str] = ("miou", "fid"), segmenter: str | None = None,
                feature_extractor: str | None = None, inception: str | None = None, num: int = 1000,
-               torchrun: int | None = None, check_tools: bool = True) -> SweepPlan:
+               torchrun: int | None = None, check_tools: bool = True, allocator: str = "auto") -> SweepPlan:
     """Expand and validate a sweep without writing anything: every cell's config is resolved and its networks
     built on the meta device (as ``semsynth train --dry-run``), weights the runs or the evaluation need are
     looked up, and runs already in the sweep directory are found (and refused when made with other settings)."""
@@ -277,7 +281,7 @@ def plan_sweep(config: str, grid: str | Grid, *, seeds: Sequence[int] = (0, 1, 2
             runs.append(run)
     return SweepPlan(grid=g, config=str(config), base_name=base_cfg.name, dataset=dataset, directory=directory,
                      seeds=seeds, user_sets=list(overrides), cells=cells, runs=runs, jobs=jobs, threads=threads,
-                     torchrun=torchrun, protocol=protocol)
+                     torchrun=torchrun, protocol=protocol, allocator=allocator)
 
 
 # ------------------------------------------------------------------------------------------------------------
