@@ -132,6 +132,24 @@ def test_training_restarts_on_the_allocator(name, runs_on, tmp_path):
     assert (run / "model" / "model.safetensors").is_file()
 
 
+def test_the_console_script_restarts_as_itself(tmp_path):
+    """``semsynth train ...`` (the installed script, not ``python -m``) restarts through the same script."""
+    script = Path(sys.executable).parent / "semsynth"
+    if not script.is_file():
+        pytest.skip(f"no console script beside {sys.executable} (semsynth not installed with pip)")
+    if not _installed("tcmalloc"):
+        pytest.skip("tcmalloc is not installed here (apt-get install libtcmalloc-minimal4)")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_RAW, "train": {**TINY_RAW["train"], "images": 4, "checkpoint_every": 4,
+                                                          "log_every": 4, "sample_every": 4}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SEMSYNTH_PRELOADED")}
+    r = subprocess.run([str(script), "train", "--config", str(cfg), "--outdir", str(tmp_path / "runs"), "--threads",
+                        "1"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert "malloc tcmalloc" in (run / "log.txt").read_text()
+
+
 def test_glibc_tuning_is_skipped_under_another_allocator():
     if not _installed("tcmalloc"):
         pytest.skip("tcmalloc is not installed here (apt-get install libtcmalloc-minimal4)")

@@ -831,7 +831,8 @@ def use_allocator(name: str, argv: Sequence[str] | None) -> None:
     env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "semsynth", *sys.argv[1:]], env)
+    # the same interpreter, options and entry (``semsynth ...``, ``python -m semsynth ...``, torchrun's workers)
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:
