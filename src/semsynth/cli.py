@@ -761,7 +761,7 @@ def add_allocator_option(p: argparse.ArgumentParser) -> None:
                    help="malloc of this process: auto (default) is tcmalloc where it is installed (apt-get install "
                         "libtcmalloc-minimal4), else glibc tuned to keep large tensors in the heap; tcmalloc and "
                         "jemalloc restart the command with that library preloaded. With tcmalloc a CPU training step "
-                        "kept 0.64-0.84x the memory at the same speed (docs/benchmarks.md)")
+                        "held 0.77-0.84x the memory at the same speed (docs/benchmarks.md)")
 
 
 ALLOCATOR_COMMANDS = ("train", "sweep", "generate", "evaluate", "demo", "serve")

@@ -195,6 +195,8 @@ def test_unpadded_winograd_conv2d_in_eval_and_training(everywhere):
     (gx,) = torch.autograd.grad(y.sum(), xg)
     (rx,) = torch.autograd.grad(ref(xg).sum(), xg)
     assert torch.equal(gx, rx)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+        conv(torch.randn(1, 4, 2, 40, dtype=torch.float64))  # too small: PyTorch's own error, not a wrong shape
 
 
 @contextlib.contextmanager
