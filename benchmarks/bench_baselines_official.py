@@ -481,9 +481,11 @@ def worker_time(fam: Family, args, workdir: Path, side: str, mode: str) -> dict:
     step()
     best = min(bench_official._timed(step) for _ in range(args.iters))
     peak = bench_official.status_kib("VmHWM")
+    from semsynth.utils.allocator import active_allocator  # torch-free; after the peak is read
+
     return {"seconds": best, "rss_base_mib": base / 1024, "model_mib": (after_build - base) / 1024,
             "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset,
-            "allocator": bench_official.allocator_in_use()}
+            "allocator": active_allocator()}
 
 
 def profile_units(G) -> list[tuple[str, object]]:

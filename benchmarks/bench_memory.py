@@ -47,7 +47,8 @@ def measure(config: str, batch: int, precision: str, recompute: bool = False) ->
     from semsynth.layers import one_hot_label
     from semsynth.models import build_discriminator, build_encoder, build_generator, count_parameters
     from semsynth.objectives import build_objective
-    from semsynth.utils.runtime import active_allocator, tune_malloc
+    from semsynth.utils.allocator import active_allocator
+    from semsynth.utils.runtime import tune_malloc
 
     tune_malloc()
     torch.manual_seed(0)
@@ -126,10 +127,10 @@ def main() -> None:
     if args.allocator != "glibc":
         sys.path.insert(0, str(REPO / "src"))
         from semsynth.errors import ConfigError
-        from semsynth.utils.runtime import find_preload_allocator
+        from semsynth.utils.allocator import find_preload_allocator, with_preload
 
         try:
-            env["LD_PRELOAD"] = " ".join(filter(None, [find_preload_allocator(args.allocator), env.get("LD_PRELOAD")]))
+            env = with_preload(env, find_preload_allocator(args.allocator))
         except ConfigError as e:
             ap.error(str(e))
     r = subprocess.run([sys.executable, __file__, "--child", "--config", args.config, "--batch", str(args.batch),

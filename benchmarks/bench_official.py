@@ -478,14 +478,10 @@ def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
     step()
     best = min(_timed(step) for _ in range(args.iters))
     peak = status_kib("VmHWM")
+    from semsynth.utils.allocator import active_allocator  # torch-free; after the peak is read
+
     return {"seconds": best, "rss_base_mib": base / 1024, "model_mib": (after_build - base) / 1024,
-            "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset, "allocator": allocator_in_use()}
-
-
-def allocator_in_use() -> str:
-    """Which malloc this worker runs on (its mapped libraries), to check that ``--malloc`` took effect."""
-    maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
-    return next((name for name in ("tcmalloc", "jemalloc") if f"lib{name}" in maps), "glibc")
+            "peak_above_base_mib": (peak - base) / 1024, "peak_reset": peak_reset, "allocator": active_allocator()}
 
 
 def worker_tensors(args, workdir: Path, side: str, mode: str) -> dict:
@@ -582,9 +578,9 @@ def worker_env(args) -> dict:
     if args.malloc == "tuned":
         env.update(MALLOC_ENV)
     elif args.malloc in ("tcmalloc", "jemalloc"):
-        from semsynth.utils.runtime import find_preload_allocator
+        from semsynth.utils.allocator import find_preload_allocator, with_preload
 
-        env["LD_PRELOAD"] = " ".join(filter(None, [find_preload_allocator(args.malloc), env.get("LD_PRELOAD")]))
+        env = with_preload(env, find_preload_allocator(args.malloc))
     env.update(dict(args.malloc_env or []))
     return env
 

@@ -17,7 +17,7 @@ from tests.helpers import TINY_RAW
 
 def _installed(name: str) -> bool:
     try:
-        runtime.find_preload_allocator(name)
+        allocator.find_preload_allocator(name)
     except ConfigError:
         return False
     return True
@@ -32,11 +32,11 @@ def no_libraries(tmp_path, monkeypatch):
 
 def test_lookup_names_the_package_to_install(no_libraries):
     with pytest.raises(ConfigError, match=r"libtcmalloc_minimal\.so\.4.*apt-get install libtcmalloc-minimal4"):
-        runtime.find_preload_allocator("tcmalloc")
+        allocator.find_preload_allocator("tcmalloc")
     with pytest.raises(ConfigError, match=r"apt-get install libjemalloc2"):
-        runtime.find_preload_allocator("jemalloc")
+        allocator.find_preload_allocator("jemalloc")
     with pytest.raises(ConfigError, match=r"'mimalloc'.*\['jemalloc', 'tcmalloc'\]"):
-        runtime.find_preload_allocator("mimalloc")
+        allocator.find_preload_allocator("mimalloc")
 
 
 def test_lookup_finds_the_library_on_ld_library_path(no_libraries, tmp_path, monkeypatch):
@@ -44,13 +44,13 @@ def test_lookup_finds_the_library_on_ld_library_path(no_libraries, tmp_path, mon
     lib.parent.mkdir()
     lib.write_bytes(b"")
     monkeypatch.setenv("LD_LIBRARY_PATH", str(lib.parent))
-    assert runtime.find_preload_allocator("jemalloc") == str(lib)
+    assert allocator.find_preload_allocator("jemalloc") == str(lib)
 
 
 def test_this_process_runs_on_glibc():
     if os.environ.get("LD_PRELOAD"):
         pytest.skip(f"this test process runs with LD_PRELOAD={os.environ['LD_PRELOAD']}")
-    assert runtime.active_allocator() == "glibc"
+    assert allocator.active_allocator() == "glibc"
 
 
 def test_missing_library_exits_2(no_libraries, capsys):
@@ -152,9 +152,9 @@ def test_the_console_script_restarts_as_itself(tmp_path):
 def test_glibc_tuning_is_skipped_under_another_allocator():
     if not _installed("tcmalloc"):
         pytest.skip("tcmalloc is not installed here (apt-get install libtcmalloc-minimal4)")
-    code = ("from semsynth.utils.runtime import active_allocator, tune_malloc; "
+    code = ("from semsynth.utils.allocator import active_allocator; from semsynth.utils.runtime import tune_malloc; "
             "print(active_allocator(), tune_malloc())")
-    env = {**os.environ, "LD_PRELOAD": runtime.find_preload_allocator("tcmalloc")}
+    env = {**os.environ, "LD_PRELOAD": allocator.find_preload_allocator("tcmalloc")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.stdout.split() == ["tcmalloc", "False"], r.stderr
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -825,8 +825,9 @@ def use_allocator(name: str, argv: Sequence[str] | None) -> None:
     path = allocator_to_preload(name, from_command_line=argv is None, restarted=preloaded is not None)
     if path is None:
         return
-    env = {**os.environ, "LD_PRELOAD": " ".join(filter(None, [path, os.environ.get("LD_PRELOAD")])),
-           "SEMSYNTH_PRELOADED": path}
+    from .utils.allocator import with_preload
+
+    env = {**with_preload(os.environ, path), "SEMSYNTH_PRELOADED": path}
     # tcmalloc reports every allocation above 1 GiB on stderr by default; a large batch makes many
     env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
     sys.stdout.flush()

@@ -18,7 +18,7 @@ eval-mode model's up to float rounding (tests/models/test_inference_prepare.py: 
   (:meth:`PreparedSPADE._piecewise_mod`, once per distinct 5x5 window of ids in the band; the dense convs when the
   distinct band windows are more than ``max_band`` of the pixels, or the map is not one-hot);
 * SCN (:class:`PreparedSCN`): the same folding, the scale and shift tables one 1x1 convolution with a bias;
-* plain 3x3 convolutions (stride 1, padding 1) become :class:`~semsynth.layers.winograd.WinogradConv2d`: on the
+* plain 3x3 convolutions (stride 1, padding 1, or no padding after a reflection pad) become :class:`~semsynth.layers.winograd.WinogradConv2d`: on the
   CPU, Winograd's F(2x2, 3x3) where :class:`~semsynth.layers.winograd.WinogradPolicy` measured it faster (many
   channels on small maps), the same result within float rounding.
 

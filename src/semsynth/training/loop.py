@@ -26,7 +26,8 @@ from ..layers import convert_sync_batchnorm, semantic_input
 from ..layers.spectral import power_iteration_frozen
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
 from ..utils.images import image_grid, save_png
-from ..utils.runtime import active_allocator, cpu_bf16_supported, new_run_dir, select_device
+from ..utils.allocator import active_allocator
+from ..utils.runtime import cpu_bf16_supported, new_run_dir, select_device
 from ..utils.files import atomic_write_text
 from ..objectives import build_objective
 from .checkpoint import (

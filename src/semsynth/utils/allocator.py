@@ -7,6 +7,7 @@ in ``LD_PRELOAD`` (``semsynth.cli.use_allocator``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -31,6 +32,11 @@ def find_preload_allocator(name: str) -> str:
     raise ConfigError(f"allocator {name!r}: none of {', '.join(PRELOAD_ALLOCATORS[name])} found in "
                       f"{', '.join(_LIBRARY_DIRS)}; install it (Debian/Ubuntu: apt-get install "
                       f"{_ALLOCATOR_PACKAGES[name]}) or use the default allocator")
+
+
+def with_preload(env: Mapping[str, str], path: str) -> dict[str, str]:
+    """A copy of the environment ``env`` whose ``LD_PRELOAD`` loads ``path`` first (before what it had)."""
+    return {**env, "LD_PRELOAD": " ".join(filter(None, [path, env.get("LD_PRELOAD")]))}
 
 
 def active_allocator() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from .allocator import PRELOAD_ALLOCATORS, active_allocator, find_preload_allocator  # noqa: F401
+from .allocator import active_allocator
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
