@@ -1,5 +1,6 @@
 """train.recompute: residual blocks recomputed in backward give the same gradients and buffers, keep less."""
 
+import contextlib
 import copy
 
 import pytest
@@ -144,3 +145,69 @@ def test_recompute_on_a_generator_without_blocks_is_a_clear_error():
     with pytest.raises(ConfigError, match=r"train.recompute = true: generator 'sims' has no residual blocks.*"
                                           r"train.recompute=false"):
         check_models(resolve_config(raw, name="x"))
+
+
+def test_saved_as_keeps_the_source_and_rebuilds_it_exactly():
+    import torch.nn.functional as F
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    from semsynth.layers.recompute import saved_as
+
+    def up(t):
+        return F.interpolate(t, scale_factor=2.0, mode="nearest")
+
+    g = torch.Generator().manual_seed(0)
+    small = torch.randn(1, 3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(1, 3, 8, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for rebuilt in (True, False):
+        big = up(small)
+        ref = StorageWeakRef(big.untyped_storage())
+        rebuilds = []
+        with saved_as(big, small, lambda s: rebuilds.append(1) or up(s)) if rebuilt else contextlib.nullcontext():
+            y = (big * w).sin().sum()  # the product keeps big (for w's gradient)
+        del big
+        # with saved_as nothing keeps the up-sampled map alive until backward; without it the product does
+        assert ref.expired() == rebuilt
+        grads.append(torch.autograd.grad(y, (small, w)))
+        assert len(rebuilds) == (1 if rebuilt else 0)
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_saved_as_is_inactive_without_gradients():
+    from semsynth.layers.recompute import saved_as
+
+    x = torch.randn(2, 3)
+    with torch.no_grad(), saved_as(x, x[:1], lambda s: 1 / 0):
+        y = x * 2
+    assert y.grad_fn is None
+
+
+def test_scgan_training_keeps_no_up_sampled_block_input(monkeypatch):
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    import semsynth.models.generators.scgan as scgan
+
+    G = _build(SPECS["scgan"]).train()
+    G2 = copy.deepcopy(G)
+    made = []
+    orig = scgan._up2
+
+    def up(x):
+        y = orig(x)
+        made.append(StorageWeakRef(y.untyped_storage()))
+        return y
+
+    monkeypatch.setattr(scgan, "_up2", up)
+    out = G(_semantic())
+    assert len(made) == 5 and all(r.expired() for r in made)  # five up-sampled inputs, none kept for backward
+    out.square().mean().backward()
+    assert len(made) > 5  # backward up-sampled the kept quarter-size maps again
+    n = len(made)
+    monkeypatch.setattr(scgan, "saved_as", lambda *a: contextlib.nullcontext())  # the up-sampled maps kept
+    out2 = G2(_semantic())
+    assert len(made) == n + 5 and not any(r.expired() for r in made[n:])
+    out2.square().mean().backward()
+    for (name, p), p2 in zip(G.named_parameters(), G2.parameters()):
+        assert (p.grad is None) == (p2.grad is None) and (p.grad is None or torch.equal(p.grad, p2.grad)), name

@@ -9,6 +9,11 @@ from them (one element-wise pass) and hands batch norm's own backward (``aten.na
 gradient of the normalised map. Same forward (the same ``torch.native_batch_norm`` call, the same running-statistics
 update), the same gradients up to the rounding of the recomputed map (``tests/layers/test_modulated_norm.py``).
 
+SCN's scale and shift are 1x1 convolutions of the routing map (``n`` channels) with its candidate table ``A``:
+:func:`routed_batch_norm` computes them inside the same operator and keeps the routing map and ``A`` instead of
+``1 + scale``; its backward computes the scale again (a 1x1 convolution of ``n`` channels, a small fraction of the
+block's work), which saves one more map of the input's size per SCN layer (47 MiB at the ADE20K preset).
+
 It applies to a plain ``nn.BatchNorm2d`` without affine parameters in training mode (batch statistics) with
 gradients recorded, in eager mode without autocast; everything else (eval mode, instance norm, ``nn.SyncBatchNorm``
 under DDP, autocast, ``torch.compile``) runs the two operators as before.
@@ -17,6 +22,7 @@ under DDP, autocast, ``torch.compile``) runs the two operators as before.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .norm import SyncableBatchNorm2d
@@ -46,14 +52,62 @@ class _ModulatedBatchNorm(torch.autograd.Function):
         return d_x, d_scale, grad if need_shift else None, None, None, None, None
 
 
-def _applies(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> bool:
+def _routed_modulation(routing: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SCN's per-pixel ``(1 + scale, shift)`` from the routing map ``[B, n, H, W]`` and the table ``A`` ``[n, 2C]``
+    (row ``i`` = ``[scale_i | shift_i]``): ``V^T A`` per pixel, as two 1x1 convolutions."""
+    c = table.shape[1] // 2
+    scale = F.conv2d(routing, table[:, :c].t()[:, :, None, None])
+    shift = F.conv2d(routing, table[:, c:].t()[:, :, None, None])
+    return 1 + scale, shift
+
+
+class _RoutedModulatedBatchNorm(torch.autograd.Function):
+    """``y = shift + native_batch_norm(x) * (1 + scale)`` with ``[scale | shift] = V^T A``; saves ``x``, the batch
+    statistics, the routing map ``V`` and ``A`` (no map of ``x``'s size besides ``x``)."""
+
+    @staticmethod
+    def forward(ctx, x, routing, table, running_mean, running_var, momentum: float, eps: float):
+        scale, shift = _routed_modulation(routing, table)
+        normed, mean, invstd = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, mean, invstd, routing, table)
+        ctx.eps = eps
+        return torch.addcmul(shift, normed, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mean, invstd, routing, table = ctx.saved_tensors
+        need_x, need_routing, need_table = ctx.needs_input_grad[:3]
+        c = table.shape[1] // 2
+        d_x = d_routing = d_table = None
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if need_routing or need_table:  # d(scale) = BN(x) * grad, BN(x) again from the batch statistics
+            d_scale = (x - mean.view(shape)).mul_(invstd.view(shape)).mul_(grad)
+            if need_routing:  # the 1x1 convolutions' input gradient: A_scale d(scale) + A_shift grad per pixel
+                d_routing = F.conv2d(d_scale, table[:, :c, None, None]).add_(F.conv2d(grad, table[:, c:, None, None]))
+            if need_table:  # their weight gradient: sum over pixels of V (x) d(scale), V (x) grad
+                v = routing.flatten(2)
+                d_table = torch.cat([torch.einsum("bnp,bcp->nc", v, d_scale.flatten(2)),
+                                     torch.einsum("bnp,bcp->nc", v, grad.flatten(2))], 1)
+            del d_scale
+        if need_x:
+            scale = F.conv2d(routing, table[:, :c].t()[:, :, None, None]).add_(1).mul_(grad)  # (1 + scale) * grad
+            d_x = torch.ops.aten.native_batch_norm_backward(scale, x, None, None, None, mean, invstd, True,
+                                                            ctx.eps, [True, False, False])[0]
+        return d_x, d_routing, d_table, None, None, None, None
+
+
+def _context_applies(norm: nn.Module, x: torch.Tensor) -> bool:
+    """A training-mode batch norm without affine parameters, recording gradients, eager, no autocast."""
     return (type(norm) in (nn.BatchNorm2d, SyncableBatchNorm2d) and norm.training and not norm.affine
-            and norm.track_running_stats and norm.momentum is not None
-            and torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad or shift.requires_grad)
-            and x.dim() == 4 and x.numel() > x.shape[1] and scale.shape == x.shape and shift.shape == x.shape
-            and x.dtype == scale.dtype == shift.dtype and x.dtype in (torch.float32, torch.float64)
+            and norm.track_running_stats and norm.momentum is not None and torch.is_grad_enabled()
+            and x.dim() == 4 and x.numel() > x.shape[1] and x.dtype in (torch.float32, torch.float64)
             and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+
+
+def _applies(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> bool:
+    return (_context_applies(norm, x) and (x.requires_grad or scale.requires_grad or shift.requires_grad)
+            and scale.shape == x.shape and shift.shape == x.shape and x.dtype == scale.dtype == shift.dtype)
 
 
 def modulated_batch_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -63,3 +117,18 @@ def modulated_batch_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, 
         return torch.addcmul(shift, norm(x), scale)
     norm.num_batches_tracked.add_(1)  # as nn.BatchNorm2d.forward does in training mode
     return _ModulatedBatchNorm.apply(x, scale, shift, norm.running_mean, norm.running_var, norm.momentum, norm.eps)
+
+
+def routed_batch_norm(norm: nn.Module, x: torch.Tensor, routing: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """SCN's modulation: ``shift + norm(x) * (1 + scale)`` with ``[scale | shift] = V^T A`` per pixel, for the
+    routing map ``V`` ``[B, n, H, W]`` and the table ``A`` ``[n, 2C]``; where ``norm`` is a training-mode batch norm
+    without affine parameters, by :class:`_RoutedModulatedBatchNorm` (module docstring), else as two 1x1 convs and
+    :func:`modulated_batch_norm`."""
+    if (_context_applies(norm, x) and (x.requires_grad or routing.requires_grad or table.requires_grad)
+            and routing.dim() == 4 and routing.shape[0] == x.shape[0] and routing.shape[2:] == x.shape[2:]
+            and table.shape == (routing.shape[1], 2 * x.shape[1]) and x.dtype == routing.dtype == table.dtype):
+        norm.num_batches_tracked.add_(1)  # as nn.BatchNorm2d.forward does in training mode
+        return _RoutedModulatedBatchNorm.apply(x, routing, table, norm.running_mean, norm.running_var,
+                                               norm.momentum, norm.eps)
+    scale, shift = _routed_modulation(routing, table)
+    return modulated_batch_norm(norm, x, scale, shift)

@@ -10,11 +10,10 @@ form). Row ``i`` of ``A`` is ``[scale_i (C) | shift_i (C)]``, the layout of the 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ShapeError
-from .modulated_norm import modulated_batch_norm
+from .modulated_norm import routed_batch_norm
 from .norm import param_free_norm
 from .scc import check_routing
 
@@ -35,22 +34,14 @@ class SpatiallyConditionalNorm2d(nn.Module):
         self.param_free_norm = param_free_norm(norm, num_features, eps=eps)
         self.candidates = nn.Parameter(torch.zeros(num_candidates, 2 * num_features))
 
-    def modulation(self, routing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-pixel (scale, shift), each [B, C, H, W], from ``V^T A``."""
-        # V^T A per pixel is a 1x1 convolution of the routing map with A^T; scale and shift come from separate
-        # convolutions so that no gradient has to be scattered into a shared [B, 2C, H, W] buffer
-        a = self.candidates.to(routing.dtype)
-        c = self.num_features
-        scale = F.conv2d(routing, a[:, :c].t()[:, :, None, None])
-        shift = F.conv2d(routing, a[:, c:].t()[:, :, None, None])
-        return scale, shift
-
     def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.num_features:
             raise ShapeError(f"SCN: input has shape {tuple(x.shape)}, expected [B, {self.num_features}, H, W]")
         check_routing(routing, self.num_candidates, x.shape[0], tuple(x.shape[2:]), "SCN")
-        scale, shift = self.modulation(routing.to(x.dtype))
-        return modulated_batch_norm(self.param_free_norm, x, 1 + scale, shift)
+        # V^T A per pixel: 1x1 convolutions of the routing map, computed inside the normalisation, so that training
+        # keeps the routing map instead of the [B, C, H, W] scale (layers/modulated_norm.py)
+        routing = routing.to(x.dtype)
+        return routed_batch_norm(self.param_free_norm, x, routing, self.candidates.to(routing.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_candidates={self.num_candidates}"

@@ -28,6 +28,7 @@ num_experts_conv, ``norm_candidates`` = num_experts_norm, ``svg_spectral`` = not
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -48,7 +49,7 @@ from ...layers import (
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
 from ...layers.onehot_conv import onehot_conv3x3
-from ...layers.recompute import RecomputeMixin
+from ...layers.recompute import RecomputeMixin, saved_as
 from ...layers.routing import MAPPINGS
 from ...layers.spade import resize_nearest
 from ...layers.spade_piecewise import one_hot_ids
@@ -61,6 +62,10 @@ from ..options import height_width as _as_hw
 from ..outputs import GeneratorOutput
 
 LAYOUTS = {"normal": 6, "more": 7}  # number of SVG stages / label-pyramid levels
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
 def _lrelu(inplace: bool = True) -> nn.Module:
@@ -502,9 +507,14 @@ class SCGANGenerator(nn.Module):
         conv_r, norm_r = self.routing(features)
         x = self.first_layer(semantic, z)
         for name, stage, upsample in self.schedule:
-            if upsample:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = getattr(self, name)(x, semantic, conv_r[stage], norm_r[stage])
+            block = getattr(self, name)
+            if not upsample:
+                x = block(x, semantic, conv_r[stage], norm_r[stage])
+                continue
+            small, x = x, _up2(x)
+            # in training the block's norms keep the quarter-size map for backward and up-sample it again there
+            with contextlib.nullcontext() if block.recompute else saved_as(x, small, _up2):
+                x = block(x, semantic, conv_r[stage], norm_r[stage])
         image = self.out_act(self.conv_img(self.act(x)))
         if not return_aux:
             return image
