@@ -144,3 +144,22 @@ def test_bundled_model_eval_outputs_unchanged_by_the_order_change():
         assert torch.equal(new.coarse_rgb, old.coarse_rgb)
         for a, b in zip(E(image), E_old(image)):
             assert torch.equal(a, b)
+
+
+def test_stacked_sigma_and_its_gradient_equal_the_per_candidate_formula():
+    from semsynth.layers.spectral import StackedSpectralNorm
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 4, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    sn = StackedSpectralNorm(3, 4, 18).double()
+    sn._power_iteration(w, 15)
+    sn.eval()  # u, v as stored
+    sigma = sn(w)
+    ref = torch.stack([sn.u[i] @ w[i].flatten(1) @ sn.v[i] for i in range(3)])
+    assert torch.equal(sigma, torch.stack([torch.dot(sn.u[i], torch.mv(w[i].flatten(1), sn.v[i])) for i in range(3)]))
+    torch.testing.assert_close(sigma, ref, rtol=1e-12, atol=1e-12)
+    gs = torch.tensor([0.5, -2.0, 3.0], dtype=torch.float64)
+    (got,) = torch.autograd.grad(sigma, (w,), gs)
+    (want,) = torch.autograd.grad(ref, (w,), gs)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: sn(t), (w,))

@@ -44,6 +44,27 @@ def test_fpse_outputs_and_pooled_embedding_equals_reference():
         torch.testing.assert_close(pred, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_fpse_in_place_activations_keep_the_values_and_gradients():
+    import copy
+
+    D = build_discriminator({"name": "fpse", "width": 8}, num_classes=4).train()
+    ref = copy.deepcopy(D)
+    acts = [m for m in ref.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert acts and all(m.inplace for m in acts)
+    for m in acts:
+        m.inplace = False
+    img = torch.randn(2, 3, 64, 64, requires_grad=True)
+    seg = one_hot_label(torch.randint(0, 4, (2, 64, 64)), 4)
+    results = []
+    for net in (D, ref):
+        out = net(img, seg)
+        loss = sum(p.square().mean() for p in out.logits) + sum(f[0].abs().mean() for f in out.features)
+        grads = torch.autograd.grad(loss, [img, *net.parameters()])
+        results.append([*out.logits, *(f[0] for f in out.features), *grads])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def test_fp_only_ignores_the_label_map():
     D = build_discriminator({"name": "fp", "width": 8}, num_classes=4).eval()
     assert not hasattr(D, "embedding")

