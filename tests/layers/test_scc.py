@@ -86,3 +86,58 @@ def test_scc_channels_last_matches_contiguous():
     assert layer.weight.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
     y = layer(x.contiguous(memory_format=torch.channels_last), r.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def _scc_pair(spectral, kernel_size=3, stride=1, bias=False):
+    import copy
+
+    torch.manual_seed(0)
+    layer = SpatiallyConditionalConv2d(6, 5, 3, kernel_size, stride=stride, bias=bias, spectral=spectral).double()
+    return layer.train(), copy.deepcopy(layer).train()
+
+
+@pytest.mark.parametrize("spectral,kernel_size,stride,bias,winograd", [
+    (True, 3, 1, False, False), (False, 3, 1, True, False), (True, 1, 1, False, False), (False, 3, 2, False, False),
+    (True, 3, 1, False, True)])
+def test_scc_recomputed_stack_gives_the_same_outputs_and_gradients(monkeypatch, spectral, kernel_size, stride,
+                                                                    bias, winograd):
+    from semsynth.layers.winograd import WinogradPolicy
+
+    if winograd:  # F(2x2, 3x3) for these small shapes, in forward and in the recomputation
+        for k in ("min_in_channels", "min_out_channels", "min_pixels", "min_eval_pixels"):
+            monkeypatch.setattr(WinogradPolicy, k, 1)
+    a, b = _scc_pair(spectral, kernel_size, stride, bias)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 6, 10, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    h, w = a.output_size(x)
+    logits = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    results = []
+    for layer, threshold in ((a, 1), (b, None)):
+        monkeypatch.setattr(SpatiallyConditionalConv2d, "recompute_min_pixels", threshold)
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+            y = layer(x, torch.softmax(logits, 1))
+        assert (type(y.grad_fn).__name__ == "_ConvMixRecomputedBackward") == (threshold is not None) or bias
+        # recomputed: nothing of the stacked output's size (3 candidates x 5 channels) is kept for backward
+        stacked = 2 * 15 * h * w
+        assert any(t.numel() == stacked for t in kept) == (threshold is None)
+        gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        grads = torch.autograd.grad(y, [x, logits, *layer.parameters()], gy)
+        results.append([y, *grads, *layer.buffers()])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_scc_recomputes_only_large_maps_in_training(monkeypatch):
+    from semsynth.layers.recompute import _run_inside
+
+    layer = SpatiallyConditionalConv2d(4, 4, 2).train()
+    monkeypatch.setattr(SpatiallyConditionalConv2d, "recompute_min_pixels", 64)
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    r = torch.softmax(torch.randn(1, 2, 8, 8), 1)
+    assert type(layer(x, r).grad_fn).__name__ == "_ConvMixRecomputedBackward"
+    assert type(layer(x[:, :, :7], r[:, :, :7]).grad_fn).__name__ != "_ConvMixRecomputedBackward"  # 56 < 64 pixels
+    with torch.no_grad():
+        assert layer(x, r).grad_fn is None
+    # inside a block that recomputes itself (train.recompute) the layer keeps its stack: the block keeps nothing
+    assert type(_run_inside(layer, x, r).grad_fn).__name__ != "_ConvMixRecomputedBackward"

@@ -163,3 +163,23 @@ def test_stacked_sigma_and_its_gradient_equal_the_per_candidate_formula():
     (want,) = torch.autograd.grad(ref, (w,), gs)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda t: sn(t), (w,))
+
+
+def test_scc_kernels_and_sigma_as_one_node_give_the_per_candidate_gradient():
+    from semsynth.layers import SpatiallyConditionalConv2d
+
+    torch.manual_seed(0)
+    layer = SpatiallyConditionalConv2d(4, 5, 3, spectral=True).double().eval()
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    r = torch.softmax(torch.randn(2, 3, 6, 6, dtype=torch.float64), 1)
+    y = layer(x, r)
+    assert type(layer.sn.flat_and_sigma(layer.weight)[0].grad_fn).__name__ == "_FlatAndSigmaBackward"
+    (got,) = torch.autograd.grad(y.sin().sum(), (layer.weight,))
+    # the same layer written with per-candidate kernels divided by their sigma (supplement Alg. 1)
+    sig = torch.stack([layer.sn.u[i] @ layer.weight[i].flatten(1) @ layer.sn.v[i] for i in range(3)])
+    k = layer.weight / sig.view(3, 1, 1, 1, 1)
+    ref = sum(r[:, i : i + 1] * torch.nn.functional.conv2d(x, k[i], padding=1) for i in range(3))
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    (want,) = torch.autograd.grad(ref.sin().sum(), (layer.weight,))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda w: layer.sn.flat_and_sigma(w)[1], (layer.weight.detach().requires_grad_(),))

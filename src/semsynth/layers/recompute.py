@@ -27,6 +27,8 @@ the state dict, in eval mode or without gradients (sampling, the D step's fakes,
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -79,6 +81,23 @@ class _BufferReplay:
                     b.copy_(v)
 
 
+_inside = threading.local()
+
+
+def in_recompute_unit() -> bool:
+    """Whether a recompute unit with recomputation on is running (its forward, or its recomputation in backward):
+    layers inside it need not save memory themselves (``SpatiallyConditionalConv2d.recompute_min_pixels``)."""
+    return getattr(_inside, "depth", 0) > 0
+
+
+def _run_inside(call, *args, **kwargs):
+    _inside.depth = getattr(_inside, "depth", 0) + 1
+    try:
+        return call(*args, **kwargs)
+    finally:
+        _inside.depth -= 1
+
+
 class RecomputeMixin:
     """Mixed into a block class (before ``nn.Module``): when ``self.recompute`` is on, the block is in training
     mode and gradients are recorded, its call is checkpointed with exact buffer replay (module docstring)."""
@@ -90,7 +109,7 @@ class RecomputeMixin:
         if not (self.recompute and self.training and torch.is_grad_enabled()):
             return super().__call__(*args, **kwargs)
         replay = _BufferReplay(self)
-        call = super().__call__
+        call = functools.partial(_run_inside, super().__call__)
         return checkpoint(call, *args, use_reentrant=False, preserve_rng_state=True,
                           context_fn=lambda: (contextlib.nullcontext(), replay.replay()), **kwargs)
 

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ShapeError
+from .recompute import in_recompute_unit
 from .spectral import StackedSpectralNorm
-from .winograd import conv3x3
+from .winograd import conv3x3, winograd_conv3x3_backward, winograd_pays
 
 
 def check_routing(routing: torch.Tensor, n: int, batch: int, size: tuple[int, int], layer: str) -> None:
@@ -35,6 +36,14 @@ def check_routing(routing: torch.Tensor, n: int, batch: int, size: tuple[int, in
         )
 
 
+def _mix(stacked: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """``sum_i coeff[:, i] * stacked[:, i]`` as one product and ``n - 1`` fused multiply-adds (no autograd)."""
+    out = stacked[:, 0] * coeff[:, 0:1]
+    for i in range(1, stacked.shape[1]):
+        out.addcmul_(stacked[:, i], coeff[:, i : i + 1])
+    return out
+
+
 class _MixCandidates(torch.autograd.Function):
     """``out = sum_i coeff[:, i] * stacked[:, i]`` with a hand-written backward.
 
@@ -45,10 +54,7 @@ class _MixCandidates(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, stacked: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
-        n = stacked.shape[1]
-        out = stacked[:, 0] * coeff[:, 0:1]
-        for i in range(1, n):
-            out.addcmul_(stacked[:, i], coeff[:, i : i + 1])
+        out = _mix(stacked, coeff)
         ctx.save_for_backward(stacked if ctx.needs_input_grad[1] else None, coeff)
         return out
 
@@ -62,6 +68,39 @@ class _MixCandidates(torch.autograd.Function):
             grad_coeff = torch.stack([torch.linalg.vecdot(grad, stacked[:, i], dim=1)
                                       for i in range(stacked.shape[1])], 1)
         return grad_stacked, grad_coeff
+
+
+class _ConvMixRecomputed(torch.autograd.Function):
+    """``out = sum_i coeff[:, i] * conv(x, weight)[:, i]`` that keeps ``x``, ``weight`` and ``coeff`` for backward
+    instead of the stacked ``[B, n*Cout, H, W]`` convolution output: backward runs the convolution again (the same
+    algorithm, the same values) for the routing's gradient, frees it, and computes those of ``x`` and ``weight``
+    with the convolution's own backward. ``x`` is kept by the layer before anyway (the activation's output),
+    ``weight`` is the parameter: one map of ``n * Cout`` channels less per layer for one more convolution."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, coeff: torch.Tensor, layer) -> torch.Tensor:
+        y = layer._conv(x, weight, backward=True)
+        b, _, h, w = y.shape
+        ctx.layer = layer
+        ctx.save_for_backward(x, weight, coeff)
+        return _mix(y.view(b, layer.num_candidates, -1, h, w), coeff)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, coeff = ctx.saved_tensors
+        layer, n = ctx.layer, ctx.layer.num_candidates
+        need_x, need_w, need_coeff = ctx.needs_input_grad[:3]
+        grad_coeff = dx = dw = None
+        if need_coeff:
+            with torch.no_grad():
+                y = layer._conv(x, weight, backward=True)
+            stacked = y.view(y.shape[0], n, -1, *y.shape[2:])
+            grad_coeff = torch.stack([torch.linalg.vecdot(grad, stacked[:, i], dim=1) for i in range(n)], 1)
+            del y, stacked
+        if need_x or need_w:
+            grad_y = (grad.unsqueeze(1) * coeff.unsqueeze(2)).flatten(1, 2)
+            dx, dw = layer._conv_backward(grad_y, x, weight, need_x, need_w)
+        return dx, dw, grad_coeff, None
 
 
 def mix_candidates(stacked: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
@@ -138,20 +177,57 @@ class SpatiallyConditionalConv2d(nn.Module):
             self.sn = None
         return self
 
+    # In training, layers whose output has at least this many pixels per image keep their input instead of the
+    # stacked n*Cout-channel convolution output and recompute the convolution in backward (_ConvMixRecomputed): at
+    # SC-GAN's ADE20K preset the 256x256 and 128x128 blocks, 72 MiB less at the end of a forward for about 6% more
+    # time per training step (docs/benchmarks.md). None: never.
+    recompute_min_pixels: int | None = 128 * 128
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, backward: bool | None = None) -> torch.Tensor:
+        """The stacked convolution ``[B, n*Cout, H', W']`` (``backward``: as :func:`~.winograd.conv3x3`)."""
+        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1:  # F(2x2, 3x3) where it pays
+            return conv3x3(x, weight, backward=backward)
+        return F.conv2d(x, weight, None, self.stride, self.padding)
+
+    def _conv_backward(self, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool,
+                       need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The gradients of ``x`` and ``weight`` of :meth:`_conv` (``backward=True``) for its output gradient."""
+        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1 \
+                and winograd_pays(x, weight.shape[1], weight.shape[0], backward=True):
+            return winograd_conv3x3_backward(grad, x, weight, need_x, need_w)
+        dx, dw, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, [self.stride] * 2, [self.padding] * 2,
+                                                        [1, 1], False, [0, 0], 1, [need_x, need_w, False])
+        return dx, dw
+
+    def _recomputes(self, x: torch.Tensor, size: tuple[int, int]) -> bool:
+        m = self.recompute_min_pixels
+        return (m is not None and size[0] * size[1] >= m and torch.is_grad_enabled()
+                and (x.requires_grad or self.weight.requires_grad) and not in_recompute_unit()
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+
+    def output_size(self, x: torch.Tensor) -> tuple[int, int]:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (x.shape[2] + 2 * p - k) // s + 1, (x.shape[3] + 2 * p - k) // s + 1
+
     def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ShapeError(f"SCC: input has shape {tuple(x.shape)}, expected [B, {self.in_channels}, H, W]")
         n, cout = self.num_candidates, self.out_channels
-        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1:  # F(2x2, 3x3) where it pays
-            y = conv3x3(x, self.weight.flatten(0, 1))  # [B, n*Cout, H, W]
+        size = self.output_size(x)
+        check_routing(routing, n, x.shape[0], size, "SCC")
+        if self.sn is None:
+            kernels, coeff = self.weight.flatten(0, 1), routing
+        else:  # the kernels and their n sigmas as one autograd node: the weight's gradient is written once
+            kernels, sigma = self.sn.flat_and_sigma(self.weight)
+            coeff = routing / sigma.view(1, n, 1, 1)
+        if not torch.jit.is_tracing() and self._recomputes(x, size):
+            out = _ConvMixRecomputed.apply(x, kernels, coeff.to(x.dtype), self)
         else:
-            y = F.conv2d(x, self.weight.flatten(0, 1), None, self.stride, self.padding)  # [B, n*Cout, H', W']
-        b, _, h, w = y.shape
-        check_routing(routing, n, b, (h, w), "SCC")
-        coeff = routing if self.sn is None else routing / self.sn(self.weight).view(1, n, 1, 1)
-        out = mix_candidates(y.view(b, n, cout, h, w), coeff.to(y.dtype))
+            y = self._conv(x, kernels)  # [B, n*Cout, H', W']
+            b, _, h, w = y.shape
+            out = mix_candidates(y.view(b, n, cout, h, w), coeff.to(y.dtype))
         if self.bias is not None:
-            out = out + torch.einsum("bnhw,nc->bchw", routing.to(y.dtype), self.bias.to(y.dtype))
+            out = out + torch.einsum("bnhw,nc->bchw", routing.to(out.dtype), self.bias.to(out.dtype))
         return out
 
     def extra_repr(self) -> str:

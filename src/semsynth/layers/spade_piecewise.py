@@ -177,7 +177,11 @@ class PiecewiseModulation(torch.autograd.Function):
         n = B * H * W
         # rows: pixels, row-major (at batch 1 the reshape alone is a column-major view: every index_add_ below
         # would take a per-element scatter, 20-25x slower than this one transposing copy)
-        g = grad.permute(0, 2, 3, 1).reshape(n, c2).contiguous()
+        # one more row, zero: the gathers of the hidden band below read it for positions outside the image
+        gp = grad.new_empty(n + 1, c2)
+        gp[:n].view(B, H, W, c2).copy_(grad.permute(0, 2, 3, 1))
+        gp[n].zero_()
+        g = gp[:n]
         idl = ids.view(-1).long()
         dummy = torch.full_like(idl, L)
         need_w1 = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
@@ -215,7 +219,6 @@ class PiecewiseModulation(torch.autograd.Function):
             hb = (~inner3).nonzero().squeeze(1)
             first, group = distinct_windows(idl.view(B, H, W), L, hb, 3)
             uhbp = geo.padded(hb[first])
-            gp = torch.cat([g, g.new_zeros(1, c2)])  # row n: zero (outside the image)
             prow = torch.full((B * geo.hp * geo.wp,), n, dtype=torch.long, device=g.device)
             prow[geo.padded(torch.arange(n, device=g.device))] = torch.arange(n, device=g.device)
             hbp = geo.padded(hb)

@@ -193,24 +193,34 @@ class WinogradConv3x3(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        b, c, h, w = x.shape
-        dm = _output_transform_adjoint(grad.contiguous())
-        dx = dw = None
-        if ctx.needs_input_grad[0]:
-            u = winograd_weight(weight)
-            dx = _input_transform_adjoint(torch.bmm(u.transpose(1, 2), dm), b, h, w)
-        if ctx.needs_input_grad[1]:
-            dw = _winograd_weight_adjoint(torch.bmm(dm, input_transform(x).transpose(1, 2)))
-        return dx, dw
+        return winograd_conv3x3_backward(grad, x, weight, *ctx.needs_input_grad[:2])
 
 
-def conv3x3(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+def winograd_conv3x3_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool = True,
+                              need_weight: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of ``x`` and ``weight`` of :class:`WinogradConv3x3` (padding 1) for the output gradient
+    ``grad``, by the adjoints of its transforms (None where not needed)."""
+    b, c, h, w = x.shape
+    dm = _output_transform_adjoint(grad.contiguous())
+    dx = dw = None
+    if need_x:
+        dx = _input_transform_adjoint(torch.bmm(winograd_weight(weight).transpose(1, 2), dm), b, h, w)
+    if need_weight:
+        dw = _winograd_weight_adjoint(torch.bmm(dm, input_transform(x).transpose(1, 2)))
+    return dx, dw
+
+
+def conv3x3(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor | None = None,
+            backward: bool | None = None) -> torch.Tensor:
     """A stride-1, padding-1 3x3 convolution without bias: F(2x2, 3x3) where :func:`winograd_pays`, else
-    ``F.conv2d``. ``u`` is ``winograd_weight(weight)`` when the caller keeps it (eval without gradients)."""
-    backward = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    ``F.conv2d``. ``u`` is ``winograd_weight(weight)`` when the caller keeps it (eval without gradients).
+    ``backward``: choose the algorithm as for a call that will be differentiated (default: whether gradients are
+    recorded), so that a forward run without them and its recomputation in backward compute the same values."""
+    backward = (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) if backward is None \
+        else backward
     if not winograd_pays(x, weight.shape[1], weight.shape[0], backward):
         return F.conv2d(x, weight, None, 1, 1)
-    if backward:
+    if backward and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return WinogradConv3x3.apply(x, weight)
     return winograd_conv3x3(x, winograd_weight(weight) if u is None else u)
 
