@@ -211,3 +211,26 @@ def test_scgan_training_keeps_no_up_sampled_block_input(monkeypatch):
     out2.square().mean().backward()
     for (name, p), p2 in zip(G.named_parameters(), G2.parameters()):
         assert (p.grad is None) == (p2.grad is None) and (p.grad is None or torch.equal(p.grad, p2.grad)), name
+
+
+def test_saved_as_blocks_nest():
+    import torch.nn.functional as F
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    from semsynth.layers.recompute import saved_as
+
+    def up(t):
+        return F.interpolate(t, scale_factor=2.0, mode="nearest")
+
+    small = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    other = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    a, b = up(small), up(other)
+    refs = [StorageWeakRef(a.untyped_storage()), StorageWeakRef(b.untyped_storage())]
+    with saved_as(a, small, up), saved_as(b, other, up):
+        y = (a * b).sum()  # the product keeps both: the outer block's tensor as well as the inner one's
+    del a, b
+    assert all(r.expired() for r in refs)
+    ga = torch.autograd.grad(y, (small, other))
+    a, b = up(small), up(other)
+    gb = torch.autograd.grad((a * b).sum(), (small, other))
+    assert all(torch.equal(p, q) for p, q in zip(ga, gb))

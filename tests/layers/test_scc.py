@@ -139,5 +139,7 @@ def test_scc_recomputes_only_large_maps_in_training(monkeypatch):
     assert type(layer(x[:, :, :7], r[:, :, :7]).grad_fn).__name__ != "_ConvMixRecomputedBackward"  # 56 < 64 pixels
     with torch.no_grad():
         assert layer(x, r).grad_fn is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # backward runs outside autocast: no recomputation
+        assert type(layer(x, r).grad_fn).__name__ != "_ConvMixRecomputedBackward"
     # inside a block that recomputes itself (train.recompute) the layer keeps its stack: the block keeps nothing
     assert type(_run_inside(layer, x, r).grad_fn).__name__ != "_ConvMixRecomputedBackward"

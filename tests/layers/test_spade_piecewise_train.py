@@ -166,3 +166,34 @@ def test_distinct_windows_groups_exactly_the_pixels_with_equal_windows(classes, 
     assert expected < pixels.numel()  # the layout repeats windows (else the test shows nothing)
     first, group = distinct_windows(ids, classes, pixels[:0], size)
     assert first.numel() == group.numel() == 0
+
+
+def test_spade_training_keeps_the_recipe_not_the_scale_and_rebuilds_it_exactly(monkeypatch):
+    import copy
+    import contextlib
+
+    import semsynth.layers.spade as spade_module
+    from semsynth.layers.spade_piecewise import PiecewiseRecipe
+
+    a, _ = spade_pair()
+    b = copy.deepcopy(a)
+    ids = rect_ids(9, 32, 32, count=4)
+    seg = F.one_hot(ids, 9).permute(0, 3, 1, 2).double()
+    x = torch.randn(2, 6, 32, 32, dtype=torch.float64, requires_grad=True)
+    a, b = a.double().train(), b.double().train()
+    kept, rebuilt = [], []
+    orig = PiecewiseRecipe.assemble
+    monkeypatch.setattr(PiecewiseRecipe, "assemble", lambda self, ch=slice(None): rebuilt.append(ch) or orig(self, ch))
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        ya = a(x, seg)
+    # nothing of x's size is kept but x itself (the scale 1 + gamma is rebuilt from the recipe in backward)
+    assert [t for t in kept if isinstance(t, torch.Tensor) and t.numel() == x.numel() and t is not x] == []
+    probe = torch.randn_like(ya)
+    ga = torch.autograd.grad((ya * probe).sum(), [x, *a.parameters()])
+    assert rebuilt == [slice(0, 6)]
+    monkeypatch.setattr(spade_module, "saved_as", lambda *args: contextlib.nullcontext())
+    yb = b(x, seg)
+    gb = torch.autograd.grad((yb * probe).sum(), [x, *b.parameters()])
+    assert torch.equal(ya, yb)
+    for p, q in zip(ga, gb):
+        assert torch.equal(p, q)

@@ -127,27 +127,42 @@ def _view_key(t: torch.Tensor) -> tuple:
     return t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype
 
 
+_saved_as = threading.local()  # the (key, source, rebuild) of the saved_as blocks open in this thread
+
+
+def _pack(t: torch.Tensor):
+    key = _view_key(t)
+    for k, source, rebuild in reversed(_saved_as.entries):
+        if k == key:
+            return _Rebuilt(source, rebuild)
+    return t
+
+
+def _unpack(p):
+    return p.rebuild(p.source) if isinstance(p, _Rebuilt) else p
+
+
 @contextlib.contextmanager
-def saved_as(tensor: torch.Tensor, source: torch.Tensor, rebuild) -> Iterator[None]:
+def saved_as(tensor: torch.Tensor, source, rebuild) -> Iterator[None]:
     """Within this block, an operator that keeps ``tensor`` for backward keeps ``source`` instead, and backward
     uses ``rebuild(source)`` (which must return ``tensor``'s values exactly, e.g. an up-sampling of ``source``).
 
-    For a ``tensor`` larger than its ``source``. Inactive (nothing changes) without gradients, when ``tensor``
-    does not require them, while tracing or compiling. ``source`` must not be modified in place afterwards."""
+    For a ``tensor`` larger than its ``source``. Blocks nest (an inner one also applies the outer ones' tensors).
+    Inactive (nothing changes) without gradients, when ``tensor`` does not require them, while tracing or
+    compiling, and inside a recompute unit (whose own hooks must see every saved tensor). ``source`` must not be
+    modified in place afterwards."""
     if not (torch.is_grad_enabled() and tensor.requires_grad) or torch.jit.is_tracing() \
-            or torch.compiler.is_compiling():
+            or torch.compiler.is_compiling() or in_recompute_unit():
         yield
         return
-
-    # the hooks live as long as what they saved: they hold the view's key (valid while the block runs, when
-    # ``tensor`` is alive), not ``tensor`` itself, which would keep it alive until backward
-    key = _view_key(tensor)
-
-    def pack(t: torch.Tensor):
-        return _Rebuilt(source, rebuild) if _view_key(t) == key else t
-
-    def unpack(p):
-        return p.rebuild(p.source) if isinstance(p, _Rebuilt) else p
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        yield
+    # the entry holds the view's key (valid while the block runs, when ``tensor`` is alive), not ``tensor`` itself,
+    # which the saved entries would keep alive until backward
+    entries = getattr(_saved_as, "entries", None)
+    if entries is None:
+        entries = _saved_as.entries = []
+    entries.append((_view_key(tensor), source, rebuild))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
+            yield
+    finally:
+        entries.pop()

@@ -203,6 +203,7 @@ class SpatiallyConditionalConv2d(nn.Module):
         m = self.recompute_min_pixels
         return (m is not None and size[0] * size[1] >= m and torch.is_grad_enabled()
                 and (x.requires_grad or self.weight.requires_grad) and not in_recompute_unit()
+                and not torch.is_autocast_enabled(x.device.type)  # backward would recompute in another precision
                 and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
     def output_size(self, x: torch.Tensor) -> tuple[int, int]:

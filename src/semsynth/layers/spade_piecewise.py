@@ -32,6 +32,7 @@ rounding (``tests/layers/test_spade_piecewise_train.py``: forward and every grad
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -129,7 +130,7 @@ class PiecewiseModulation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ids: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                b2: torch.Tensor) -> torch.Tensor:
+                b2: torch.Tensor, recipe: list | None = None) -> torch.Tensor:
         B, _, H, W = ids.shape
         hidden, L = w1.shape[:2]
         c2 = w2.shape[0]
@@ -165,6 +166,8 @@ class PiecewiseModulation(torch.autograd.Function):
         mod[:, bidx] = umod[group].t()
         ctx.save_for_backward(ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx, ubidx, group)
         ctx.geo = geo
+        if recipe is not None:  # what assemble() needs to build the output again (all small beside it)
+            recipe.append(PiecewiseRecipe(table, idl, bidx, umod, group, (B, H, W)))
         return mod.view(c2, B, H, W).transpose(0, 1)
 
     @staticmethod
@@ -237,12 +240,32 @@ class PiecewiseModulation(torch.autograd.Function):
                 d_w1t[t] += g.new_zeros(L + 1, hidden).index_add_(0, cls_t, da_u)[:L].t()
             d_w1 = d_w1t.view(3, 3, hidden, L).permute(2, 3, 0, 1).contiguous()
             d_b1 = da_cls.sum(0) + da_u.sum(0)
-        return None, d_w1, d_b1, d_w2, d_b2
+        return None, d_w1, d_b1, d_w2, d_b2, None
+
+
+class PiecewiseRecipe(NamedTuple):
+    """The output of :class:`PiecewiseModulation` in small pieces: the per-class table ``[L, C2]``, the flat class
+    ids, the band pixels, the band's distinct windows' values and each band pixel's window, and ``(B, H, W)``."""
+
+    table: torch.Tensor
+    idl: torch.Tensor
+    bidx: torch.Tensor
+    umod: torch.Tensor
+    group: torch.Tensor
+    size: tuple[int, int, int]
+
+    def assemble(self, channels: slice = slice(None)) -> torch.Tensor:
+        """Channels ``channels`` of the output ``[B, C2, H, W]``, the very values the forward returned (the same
+        gathers)."""
+        B, H, W = self.size
+        mod = self.table[:, channels].t().index_select(1, self.idl)
+        mod[:, self.bidx] = self.umod[:, channels][self.group].t()
+        return mod.view(-1, B, H, W).transpose(0, 1)
 
 
 def piecewise_modulation(ids: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                         b2: torch.Tensor) -> torch.Tensor:
+                         b2: torch.Tensor, recipe: list | None = None) -> torch.Tensor:
     """``conv2d(relu(conv2d(onehot(ids), w1, b1, padding=1)), w2, b2, padding=1)`` for float class ids
     ``[B, 1, H, W]`` (H, W >= 5), by the exact piecewise algebra of the module docstring, differentiable in the
-    weights."""
-    return PiecewiseModulation.apply(ids, w1, b1, w2, b2)
+    weights. ``recipe``: a list to which the forward appends a :class:`PiecewiseRecipe` of its output."""
+    return PiecewiseModulation.apply(ids, w1, b1, w2, b2, recipe)
