@@ -66,7 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 151  # ADE20K: 150 classes + "other" (SC-GAN's label convention), no instance map
 SIDES_TIMED = [("official", "eval"), ("semsynth", "eval"), ("dense", "eval"), ("prepared", "eval"),
                ("official", "train"), ("semsynth", "train"), ("dense", "train"), ("recompute", "train"),
-               ("official", "gd"), ("semsynth", "gd"), ("conv", "-")]
+               ("official", "gd"), ("semsynth", "gd"), ("trainer", "gd"), ("conv", "-")]
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "68719476736",
               "MALLOC_TOP_PAD_": "536870912"}  # = semsynth.utils.runtime.tune_malloc
 
@@ -386,13 +386,14 @@ def worker_setup_semsynth(args, workdir: Path, opt_txt: str) -> dict:
     return res
 
 
-def make_step(G, run, x, mode: str, D=None, disc=None, real=None):
+def make_step(G, run, x, mode: str, D=None, disc=None, real=None, trainer: bool = False):
     """One call of ``mode`` on ``G``: an eval forward (``no_grad``); a train forward+backward of G (loss: mean of
     the image plus mean of the coarse SVG image) with the gradients reset first; or ("gd") a training step of G and
     D together as the official ``Pix2PixModel`` does it with the FPSE discriminator, without the optimiser updates:
     G step (fake and real through D as one batch, hinge G loss on the three predictions + feature matching L1 x 10
     against the detached real features + mean of the coarse SVG image; backward into G and D), then D step (a fresh
-    fake under ``no_grad``, hinge D loss on fake and real; backward into D)."""
+    fake under ``no_grad``, hinge D loss on fake and real; backward into D). ``trainer``: as ``semsynth train``
+    runs it, the G step's backward reaches G only, and G's gradients are released before the D step."""
     import torch
     import torch.nn.functional as F
 
@@ -418,6 +419,8 @@ def make_step(G, run, x, mode: str, D=None, disc=None, real=None):
         def step():
             for p in (*G.parameters(), *D.parameters()):
                 p.grad = None
+            if trainer:
+                D.requires_grad_(False)
             fake, rgb = run(G, x)
             feats, preds = disc(D, torch.cat([fake, real]), semantic)
             loss = rgb.mean()
@@ -427,6 +430,10 @@ def make_step(G, run, x, mode: str, D=None, disc=None, real=None):
                 loss = loss + F.l1_loss(f[: len(x)], f[len(x):].detach()) * 10.0 / len(feats)
             loss.backward()
             del fake, rgb, feats, preds, loss
+            if trainer:
+                D.requires_grad_(True)
+                for p in G.parameters():  # released after the G optimiser step (none here)
+                    p.grad = None
             with torch.no_grad():
                 fake = run(G, x)[0]
             preds = disc(D, torch.cat([fake, real]), semantic)[1]
@@ -473,7 +480,7 @@ def worker_time(args, workdir: Path, side: str, mode: str) -> dict:
     gc.collect()
     peak_reset = reset_peak()
     after_build = status_kib("VmRSS")
-    step = make_step(G, run, x, mode, D, disc, real)
+    step = make_step(G, run, x, mode, D, disc, real, trainer=side == "trainer")
 
     step()
     best = min(_timed(step) for _ in range(args.iters))
@@ -497,7 +504,8 @@ def worker_tensors(args, workdir: Path, side: str, mode: str) -> dict:
     from semsynth.utils.memory import TensorPeak
 
     G, run, D, disc = build_side(side, args, workdir, mode)
-    step = make_step(G, run, x, mode, D, disc, torch.load(workdir / "real.pt", weights_only=True))
+    step = make_step(G, run, x, mode, D, disc, torch.load(workdir / "real.pt", weights_only=True),
+                     trainer=side == "trainer")
 
     step()
     nets = torch.nn.ModuleList([G] if D is None else [G, D])

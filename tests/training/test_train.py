@@ -150,3 +150,27 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_and_trains_in_fp32(tmp_path, mo
     assert "no native bfloat16" in log and "400x" in log and "precision fp32" in log
     assert torch.bfloat16 not in seen  # no bf16 autocast anywhere in the step
     assert "precision: bf16" in (run / "config.yaml").read_text()  # the setting is kept for a bf16 machine
+
+
+def test_the_generator_gradients_are_released_before_the_d_step(tmp_path, monkeypatch):
+    """After G's optimiser step its gradients are not read again: the D step runs without them in memory."""
+    from semsynth.objectives.gan import GANObjective
+
+    seen = []
+    orig = GANObjective.discriminator_loss
+
+    def spy(self, D, semantic, real, fake):
+        seen.append(sum(p.grad is not None for p in self._spy_G.parameters()))
+        return orig(self, D, semantic, real, fake)
+
+    orig_gen = GANObjective.generator_loss
+
+    def spy_gen(self, G, *args, **kwargs):
+        self._spy_G = G
+        return orig_gen(self, G, *args, **kwargs)
+
+    monkeypatch.setattr(GANObjective, "discriminator_loss", spy)
+    monkeypatch.setattr(GANObjective, "generator_loss", spy_gen)
+    raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 8, "checkpoint_every": 8}}
+    train(resolve_config(raw, name="g"), outdir=tmp_path)
+    assert seen == [0, 0]  # two steps of 4 images, no G gradient held during either D step

@@ -466,6 +466,9 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
             return False
         scaler.step(opt)
         scaler.update()
+        # the gradients are not read again: released now, G's are not held through the D step (232 MiB at the
+        # ADE20K preset; the official code keeps them until its next G step)
+        opt.zero_grad(set_to_none=True)
         return True
 
     def check_divergence(step_ok: bool) -> None:
