@@ -76,6 +76,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the generator and discriminator
     channels_last: bool = False  # NHWC memory format for models and inputs
     recompute: bool = False  # recompute G's residual blocks in backward: less memory, one more forward of them
+    # SCC layers (scgan) on maps of at least this many pixels recompute their stacked convolution in backward instead
+    # of keeping it (n * Cout channels per layer); null: never
+    scc_recompute_pixels: int | None = 128 * 128
     sync_batchnorm: bool = True  # under DDP on CUDA, synchronise the generator's sync-batch norms
     nan_patience: int = 20  # consecutive non-finite steps (each skipped) before the run stops
     tensorboard: bool = True  # also write TensorBoard events (needs the tensorboard package)
@@ -272,6 +275,9 @@ def _validate(cfg: RunConfig) -> None:
     if train.accumulate < 1 or train.batch_size % train.accumulate:
         raise ConfigError(f"train.accumulate = {train.accumulate} must be >= 1 and divide train.batch_size "
                           f"({train.batch_size})")
+    if train.scc_recompute_pixels is not None and train.scc_recompute_pixels < 1:
+        raise ConfigError(f"train.scc_recompute_pixels = {train.scc_recompute_pixels} must be >= 1 (pixels per "
+                          f"image), or null to keep every SCC layer's stacked output")
     if train.nan_patience < 1:
         raise ConfigError(f"train.nan_patience = {train.nan_patience} must be >= 1")
     if train.ema_halflife_images < 1:

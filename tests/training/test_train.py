@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from semsynth.config import resolve_config
+from semsynth.errors import ConfigError
 from semsynth.training import load_model, load_training_state, train
 from semsynth.training.loop import lr_factor
 from tests.helpers import TINY_RAW
@@ -93,7 +94,6 @@ def _model_with_discriminator(run):
 
 
 def test_train_init_starts_a_new_run_from_exactly_the_models_weights(tmp_path):
-    from semsynth.errors import ConfigError
     from semsynth.utils.files import read_safetensors
 
     raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 4, "checkpoint_every": 4}}
@@ -174,3 +174,16 @@ def test_the_generator_gradients_are_released_before_the_d_step(tmp_path, monkey
     raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 8, "checkpoint_every": 8}}
     train(resolve_config(raw, name="g"), outdir=tmp_path)
     assert seen == [0, 0]  # two steps of 4 images, no G gradient held during either D step
+
+
+def test_scc_recompute_pixels_changes_nothing_the_run_computes(tmp_path):
+    """Every SCC layer recomputing its stack (1 pixel) or none (null): the same weights after two steps, bit for
+    bit (a bookkeeping key: a resume may change it)."""
+    raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "images": 8, "checkpoint_every": 8}}
+    runs = [train(resolve_config(raw, [f"train.scc_recompute_pixels={v}"], name=f"r{i}"), outdir=tmp_path)
+            for i, v in enumerate(("1", "null"))]
+    a, b = (load_training_state(sorted((r / "checkpoints").glob("*.pt"))[-1]) for r in runs)
+    for k in a["G"]:
+        assert torch.equal(a["G"][k], b["G"][k]), k
+    with pytest.raises(ConfigError, match="train.scc_recompute_pixels = 0 must be >= 1"):
+        resolve_config(TINY_RAW, ["train.scc_recompute_pixels=0"], name="bad")

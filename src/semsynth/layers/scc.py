@@ -237,6 +237,15 @@ class SpatiallyConditionalConv2d(nn.Module):
                 f"bias={self.bias is not None}, spectral={self.sn is not None}")
 
 
+def set_scc_recompute(module: nn.Module, min_pixels: int | None) -> int:
+    """Set ``recompute_min_pixels`` of every SCC layer of ``module`` (``train.scc_recompute_pixels``); returns how
+    many there are."""
+    layers = [m for m in module.modules() if isinstance(m, SpatiallyConditionalConv2d)]
+    for m in layers:
+        m.recompute_min_pixels = min_pixels
+    return len(layers)
+
+
 def scc_reference(x: torch.Tensor, routing: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None = None,
                   stride: int = 1, padding: int = 1) -> torch.Tensor:
     """Alg. 1 of the supplement written out: one convolution per candidate, stacked, weighted, summed."""

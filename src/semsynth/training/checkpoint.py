@@ -195,6 +195,7 @@ BOOKKEEPING_KEYS = frozenset({
     "name", "data.root", "train.log_every", "train.sample_every", "train.checkpoint_every",
     "train.keep_checkpoints", "train.tensorboard", "train.num_samples", "train.nan_patience", "train.num_workers",
     "train.recompute",  # the same gradients and buffers, bit for bit (layers/recompute.py)
+    "train.scc_recompute_pixels",  # the same gradients, bit for bit (layers/scc.py, _ConvMixRecomputed)
     "train.init",  # read only when a run starts: a resume ignores it
 })
 # The run's length: a resume may extend (or shorten) a run; the learning-rate schedule is re-stretched.

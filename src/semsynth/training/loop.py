@@ -22,6 +22,7 @@ from ..config import RunConfig, check_models
 from ..data import build_dataset, colorize
 from ..errors import ConfigError, SemsynthError
 from ..layers.recompute import enable_recompute
+from ..layers.scc import set_scc_recompute
 from ..layers import convert_sync_batchnorm, semantic_input
 from ..layers.spectral import power_iteration_frozen
 from ..models import build_discriminator, build_encoder, build_generator, count_parameters
@@ -337,6 +338,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
     G_ema = make_ema(G) if tc.ema and main else None
     if tc.recompute:  # after the EMA copy, before DDP / compile wrap G (the blocks' state dicts are unchanged)
         enable_recompute(G)
+    set_scc_recompute(G, tc.scc_recompute_pixels)
     opt_G = torch.optim.Adam(list(G.parameters()) + (list(E.parameters()) if E is not None else []),
                              lr=oc.lr_g, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps)
     opt_D = torch.optim.Adam(D.parameters(), lr=oc.lr_d, betas=(float(oc.beta1), float(oc.beta2)), eps=oc.eps) \
