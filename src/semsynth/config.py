@@ -77,8 +77,8 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory format for models and inputs
     recompute: bool = False  # recompute G's residual blocks in backward: less memory, one more forward of them
     # SCC layers (scgan) on maps of at least this many pixels recompute their stacked convolution in backward instead
-    # of keeping it (n * Cout channels per layer); null: never
-    scc_recompute_pixels: int | None = 128 * 128
+    # of keeping it (n * Cout channels per layer): less memory, more time; null (default): never
+    scc_recompute_pixels: int | None = None
     sync_batchnorm: bool = True  # under DDP on CUDA, synchronise the generator's sync-batch norms
     nan_patience: int = 20  # consecutive non-finite steps (each skipped) before the run stops
     tensorboard: bool = True  # also write TensorBoard events (needs the tensorboard package)

@@ -178,10 +178,11 @@ class SpatiallyConditionalConv2d(nn.Module):
         return self
 
     # In training, layers whose output has at least this many pixels per image keep their input instead of the
-    # stacked n*Cout-channel convolution output and recompute the convolution in backward (_ConvMixRecomputed): at
-    # SC-GAN's ADE20K preset the 256x256 and 128x128 blocks, 72 MiB less at the end of a forward for about 6% more
-    # time per training step (docs/benchmarks.md). None: never.
-    recompute_min_pixels: int | None = 128 * 128
+    # stacked n*Cout-channel convolution output and recompute the convolution in backward (_ConvMixRecomputed).
+    # At SC-GAN's ADE20K preset, 128 * 128 (the 256x256 and 128x128 blocks) keeps 72 MiB less at the end of a forward
+    # for 21.8 GFLOP and 2-16% more time per step (docs/benchmarks.md). None (default): never.
+    # ``train.scc_recompute_pixels`` sets it per model (set_scc_recompute).
+    recompute_min_pixels: int | None = None
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, backward: bool | None = None) -> torch.Tensor:
         """The stacked convolution ``[B, n*Cout, H', W']`` (``backward``: as :func:`~.winograd.conv3x3`)."""
