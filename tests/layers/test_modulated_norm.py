@@ -57,20 +57,24 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda a, b, c: modulated_batch_norm(norm, a, b, c), (x, scale, shift))
 
 
-def test_keeps_no_normalised_map_for_backward():
-    x, scale, shift = _inputs(torch.float32)
+def _kept_maps(fn, x, *args) -> set[int]:
+    """The storages of the tensors at least as large as ``x`` that ``fn(BatchNorm2d, x, *args)`` keeps for
+    backward."""
     kept = []
 
     def pack(t):
         kept.append(t)
         return t
 
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(nn.BatchNorm2d(x.shape[1], affine=False), x, *args)
+    return {t.untyped_storage().data_ptr() for t in kept if t.numel() >= x.numel()}
+
+
+def test_keeps_no_normalised_map_for_backward():
+    x, scale, shift = _inputs(torch.float32)
     for modulated in (True, False):
-        kept.clear()
-        norm = nn.BatchNorm2d(5, affine=False)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            (modulated_batch_norm if modulated else _plain)(norm, x, scale, shift)
-        full = {t.untyped_storage().data_ptr() for t in kept if t.numel() == x.numel()}
+        full = _kept_maps(modulated_batch_norm if modulated else _plain, x, scale, shift)
         others = full - {x.untyped_storage().data_ptr(), scale.untyped_storage().data_ptr()}
         # the two operators keep BN(x) (and 1 + gamma is here the caller's scale); the modulated one only x, scale
         assert len(others) == (0 if modulated else 1)
@@ -169,18 +173,9 @@ def test_routed_gradcheck_and_only_the_needed_gradients():
 
 def test_routed_keeps_only_x_of_its_size_for_backward():
     x, routing, table = (t.detach().float().requires_grad_() for t in _routed_inputs())
-    kept = []
-
-    def pack(t):
-        kept.append(t)
-        return t
-
     for routed in (True, False):
-        kept.clear()
-        norm = nn.BatchNorm2d(5, affine=False)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            (routed_batch_norm if routed else _routed_plain)(norm, x, routing, table)
-        full = {t.untyped_storage().data_ptr() for t in kept if t.numel() >= x.numel()} - {x.untyped_storage().data_ptr()}
+        full = _kept_maps(routed_batch_norm if routed else _routed_plain, x, routing, table)
+        full -= {x.untyped_storage().data_ptr()}
         # the plain form keeps BN(x) and 1 + scale; the routed operator only x (and the small routing map)
         assert len(full) == (0 if routed else 2)
 

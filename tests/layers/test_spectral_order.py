@@ -183,3 +183,14 @@ def test_scc_kernels_and_sigma_as_one_node_give_the_per_candidate_gradient():
     (want,) = torch.autograd.grad(ref.sin().sum(), (layer.weight,))
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     assert torch.autograd.gradcheck(lambda w: layer.sn.flat_and_sigma(w)[1], (layer.weight.detach().requires_grad_(),))
+
+
+def test_traced_scc_with_spectral_norm_holds_plain_operators():
+    from semsynth.layers import SpatiallyConditionalConv2d
+
+    torch.manual_seed(0)
+    layer = SpatiallyConditionalConv2d(4, 5, 3, spectral=True).eval()
+    x, r = torch.randn(1, 4, 6, 6), torch.softmax(torch.randn(1, 3, 6, 6), 1)
+    traced = torch.jit.trace(layer, (x, r), check_trace=False)
+    assert "PythonOp" not in str(traced.inlined_graph)
+    torch.testing.assert_close(traced(x, r), layer(x, r), rtol=1e-5, atol=1e-6)  # the export form of the mix

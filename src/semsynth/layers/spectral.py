@@ -136,6 +136,8 @@ class StackedSpectralNorm(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.training and self.n_power_iterations > 0:
             self._power_iteration(weight, self.n_power_iterations)
+        if torch.jit.is_tracing():  # a traced graph holds plain operators, not autograd functions
+            return _sigmas(weight.flatten(2), self.u.clone(), self.v.clone())
         return _StackedSigma.apply(weight, self.u.clone(), self.v.clone())  # [n]
 
     def flat_and_sigma(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +145,14 @@ class StackedSpectralNorm(nn.Module):
         (:class:`_FlatAndSigma`: the gradient of ``weight`` written once)."""
         if self.training and self.n_power_iterations > 0:
             self._power_iteration(weight, self.n_power_iterations)
+        if torch.jit.is_tracing():
+            return weight.flatten(0, 1), self(weight)
         return _FlatAndSigma.apply(weight, self.u.clone(), self.v.clone())
+
+
+def _sigmas(w: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``[u_i . (W_i v_i)]`` for ``w`` ``[n, out, in*k*k]``: one matrix-vector product per candidate."""
+    return torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])
 
 
 class _FlatAndSigma(torch.autograd.Function):
@@ -158,8 +167,7 @@ class _FlatAndSigma(torch.autograd.Function):
         w = weight.flatten(2)
         ctx.save_for_backward(u, v)
         ctx.shape = weight.shape
-        sigma = torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])
-        return weight.flatten(0, 1), sigma
+        return weight.flatten(0, 1), _sigmas(w, u, v)
 
     @staticmethod
     def backward(ctx, grad_flat: torch.Tensor | None, grad_sigma: torch.Tensor | None):
@@ -183,7 +191,7 @@ class _StackedSigma(torch.autograd.Function):
         w = weight.flatten(2)
         ctx.save_for_backward(u, v)
         ctx.shape = weight.shape
-        return torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])
+        return _sigmas(w, u, v)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
