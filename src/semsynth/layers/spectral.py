@@ -146,13 +146,18 @@ class StackedSpectralNorm(nn.Module):
         if self.training and self.n_power_iterations > 0:
             self._power_iteration(weight, self.n_power_iterations)
         if torch.jit.is_tracing():
-            return weight.flatten(0, 1), self(weight)
+            return weight.flatten(0, 1), _sigmas(weight.flatten(2), self.u.clone(), self.v.clone())
         return _FlatAndSigma.apply(weight, self.u.clone(), self.v.clone())
 
 
 def _sigmas(w: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``[u_i . (W_i v_i)]`` for ``w`` ``[n, out, in*k*k]``: one matrix-vector product per candidate."""
     return torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])
+
+
+def _sigmas_gradient(grad: torch.Tensor, u: torch.Tensor, v: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``dsigma_i u_i v_i^T`` for every candidate, as one new tensor of the weight's ``shape``."""
+    return (u * grad[:, None]).unsqueeze(2).mul(v.unsqueeze(1)).view(shape)
 
 
 class _FlatAndSigma(torch.autograd.Function):
@@ -175,7 +180,7 @@ class _FlatAndSigma(torch.autograd.Function):
         if grad_sigma is None:
             return (None if grad_flat is None else grad_flat.reshape(ctx.shape)), None, None
         # dsigma_i u_i v_i^T for every candidate as one new tensor, the convolution's gradient added into it
-        out = (u * grad_sigma[:, None]).unsqueeze(2).mul(v.unsqueeze(1)).view(ctx.shape)
+        out = _sigmas_gradient(grad_sigma, u, v, ctx.shape)
         if grad_flat is not None:
             out.add_(grad_flat.reshape(ctx.shape))
         return out, None, None
@@ -196,7 +201,7 @@ class _StackedSigma(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         u, v = ctx.saved_tensors
-        return (grad[:, None] * u)[:, :, None].mul(v[:, None, :]).view(ctx.shape), None, None
+        return _sigmas_gradient(grad, u, v, ctx.shape), None, None
 
 
 def _power_iteration_modules(module: nn.Module) -> list[nn.Module]:
