@@ -56,9 +56,12 @@ def _routed_modulation(routing: torch.Tensor, table: torch.Tensor) -> tuple[torc
     """SCN's per-pixel ``(1 + scale, shift)`` from the routing map ``[B, n, H, W]`` and the table ``A`` ``[n, 2C]``
     (row ``i`` = ``[scale_i | shift_i]``): ``V^T A`` per pixel, as two 1x1 convolutions."""
     c = table.shape[1] // 2
-    scale = F.conv2d(routing, table[:, :c].t()[:, :, None, None])
-    shift = F.conv2d(routing, table[:, c:].t()[:, :, None, None])
-    return 1 + scale, shift
+    return 1 + _routed_1x1(routing, table[:, :c]), _routed_1x1(routing, table[:, c:])
+
+
+def _routed_1x1(routing: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``V^T rows`` per pixel: the 1x1 convolution of the routing map ``[B, n, H, W]`` with ``rows`` ``[n, C]``."""
+    return F.conv2d(routing, rows.t()[:, :, None, None])
 
 
 class _RoutedModulatedBatchNorm(torch.autograd.Function):
@@ -90,7 +93,7 @@ class _RoutedModulatedBatchNorm(torch.autograd.Function):
                                      torch.einsum("bnp,bcp->nc", v, grad.flatten(2))], 1)
             del d_scale
         if need_x:
-            scale = F.conv2d(routing, table[:, :c].t()[:, :, None, None]).add_(1).mul_(grad)  # (1 + scale) * grad
+            scale = _routed_1x1(routing, table[:, :c]).add_(1).mul_(grad)  # (1 + scale) * grad
             d_x = torch.ops.aten.native_batch_norm_backward(scale, x, None, None, None, mean, invstd, True,
                                                             ctx.eps, [True, False, False])[0]
         return d_x, d_routing, d_table, None, None, None, None

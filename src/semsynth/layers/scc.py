@@ -202,10 +202,10 @@ class SpatiallyConditionalConv2d(nn.Module):
 
     def _recomputes(self, x: torch.Tensor, size: tuple[int, int]) -> bool:
         m = self.recompute_min_pixels
-        return (m is not None and size[0] * size[1] >= m and torch.is_grad_enabled()
+        return (m is not None and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and size[0] * size[1] >= m and torch.is_grad_enabled()
                 and (x.requires_grad or self.weight.requires_grad) and not in_recompute_unit()
-                and not torch.is_autocast_enabled(x.device.type)  # backward would recompute in another precision
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+                and not torch.is_autocast_enabled(x.device.type))  # backward would recompute in another precision
 
     def output_size(self, x: torch.Tensor) -> tuple[int, int]:
         k, s, p = self.kernel_size, self.stride, self.padding
@@ -222,7 +222,7 @@ class SpatiallyConditionalConv2d(nn.Module):
         else:  # the kernels and their n sigmas as one autograd node: the weight's gradient is written once
             kernels, sigma = self.sn.flat_and_sigma(self.weight)
             coeff = routing / sigma.view(1, n, 1, 1)
-        if not torch.jit.is_tracing() and self._recomputes(x, size):
+        if self._recomputes(x, size):
             out = _ConvMixRecomputed.apply(x, kernels, coeff.to(x.dtype), self)
         else:
             y = self._conv(x, kernels)  # [B, n*Cout, H', W']
