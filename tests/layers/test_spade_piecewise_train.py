@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from semsynth.layers import SPADE
 from semsynth.layers.spade_piecewise import PiecewiseModulation, piecewise_modulation
 from tests.models.test_spade_piecewise import rects  # random rectangles: piecewise-constant class ids
+from tests.helpers import kept_for_backward
 
 
 def rect_ids(classes: int, h: int, w: int, batch: int = 2, seed: int = 0, count: int = 10) -> torch.Tensor:
@@ -181,10 +182,10 @@ def test_spade_training_keeps_the_recipe_not_the_scale_and_rebuilds_it_exactly(m
     seg = F.one_hot(ids, 9).permute(0, 3, 1, 2).double()
     x = torch.randn(2, 6, 32, 32, dtype=torch.float64, requires_grad=True)
     a, b = a.double().train(), b.double().train()
-    kept, rebuilt = [], []
+    rebuilt = []
     orig = PiecewiseRecipe.assemble
     monkeypatch.setattr(PiecewiseRecipe, "assemble", lambda self, ch=slice(None): rebuilt.append(ch) or orig(self, ch))
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+    with kept_for_backward() as kept:
         ya = a(x, seg)
     # nothing of x's size is kept but x itself (the scale 1 + gamma is rebuilt from the recipe in backward)
     assert [t for t in kept if isinstance(t, torch.Tensor) and t.numel() == x.numel() and t is not x] == []

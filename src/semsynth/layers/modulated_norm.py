@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .norm import SyncableBatchNorm2d
+from .recompute import rebuildable
 
 
 class _ModulatedBatchNorm(torch.autograd.Function):
@@ -56,7 +57,7 @@ def _routed_modulation(routing: torch.Tensor, table: torch.Tensor) -> tuple[torc
     """SCN's per-pixel ``(1 + scale, shift)`` from the routing map ``[B, n, H, W]`` and the table ``A`` ``[n, 2C]``
     (row ``i`` = ``[scale_i | shift_i]``): ``V^T A`` per pixel, as two 1x1 convolutions."""
     c = table.shape[1] // 2
-    return 1 + _routed_1x1(routing, table[:, :c]), _routed_1x1(routing, table[:, c:])
+    return _routed_1x1(routing, table[:, :c]).add_(1), _routed_1x1(routing, table[:, c:])
 
 
 def _routed_1x1(routing: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -64,27 +65,54 @@ def _routed_1x1(routing: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return F.conv2d(routing, rows.t()[:, :, None, None])
 
 
+def _routed_forward(x, routing, table, running_mean, running_var, momentum: float, eps: float,
+                    negative_slope: float | None) -> tuple[torch.Tensor, ...]:
+    """``(y, BN(x), 1 + scale, mean, invstd)`` of :class:`_RoutedModulatedBatchNorm`. Without running statistics
+    (None) the same values: batch norm's output and statistics do not depend on them."""
+    scale, shift = _routed_modulation(routing, table)
+    normed, mean, invstd = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
+    out = shift.addcmul_(normed, scale)  # written over the shift, which nothing else reads
+    if negative_slope is not None:
+        F.leaky_relu(out, negative_slope, inplace=True)
+    return out, normed, scale, mean, invstd
+
+
+def _routed_output(x, routing, table, eps: float, negative_slope: float | None) -> torch.Tensor:
+    """The output of :class:`_RoutedModulatedBatchNorm` computed again, the running statistics untouched."""
+    return _routed_forward(x, routing, table, None, None, 0.0, eps, negative_slope)[0]
+
+
 class _RoutedModulatedBatchNorm(torch.autograd.Function):
-    """``y = shift + native_batch_norm(x) * (1 + scale)`` with ``[scale | shift] = V^T A``; saves ``x``, the batch
-    statistics, the routing map ``V`` and ``A`` (no map of ``x``'s size besides ``x``)."""
+    """``y = shift + native_batch_norm(x) * (1 + scale)`` with ``[scale | shift] = V^T A``, then (given a slope) a
+    LeakyReLU; saves ``x``, the batch statistics, the routing map ``V`` and ``A`` (no map of ``x``'s size besides
+    ``x``). With the activation, backward computes ``y`` again for the activation's gradient (the same operators:
+    the same values, as :func:`_routed_output` does) and takes ``BN(x)`` and ``1 + scale`` from that pass."""
 
     @staticmethod
-    def forward(ctx, x, routing, table, running_mean, running_var, momentum: float, eps: float):
-        scale, shift = _routed_modulation(routing, table)
-        normed, mean, invstd = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
+    def forward(ctx, x, routing, table, running_mean, running_var, momentum: float, eps: float,
+                negative_slope: float | None):
+        out, _, _, mean, invstd = _routed_forward(x, routing, table, running_mean, running_var, momentum, eps,
+                                                  negative_slope)
         ctx.save_for_backward(x, mean, invstd, routing, table)
-        ctx.eps = eps
-        return torch.addcmul(shift, normed, scale)
+        ctx.eps, ctx.negative_slope = eps, negative_slope
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, mean, invstd, routing, table = ctx.saved_tensors
         need_x, need_routing, need_table = ctx.needs_input_grad[:3]
         c = table.shape[1] // 2
-        d_x = d_routing = d_table = None
+        d_x = d_routing = d_table = normed = scale = None
         shape = (1, -1) + (1,) * (x.dim() - 2)
+        if ctx.negative_slope is not None:  # the gradient before the activation, from the sign of y (LReLU's rule)
+            out, normed, scale = _routed_forward(x, routing, table, None, None, 0.0, ctx.eps, ctx.negative_slope)[:3]
+            grad = torch.ops.aten.leaky_relu_backward.grad_input(grad, out, ctx.negative_slope, True, grad_input=out)
+            del out
         if need_routing or need_table:  # d(scale) = BN(x) * grad, BN(x) again from the batch statistics
-            d_scale = (x - mean.view(shape)).mul_(invstd.view(shape)).mul_(grad)
+            if normed is None:
+                normed = (x - mean.view(shape)).mul_(invstd.view(shape))
+            d_scale = normed.mul_(grad)
+            del normed
             if need_routing:  # the 1x1 convolutions' input gradient: A_scale d(scale) + A_shift grad per pixel
                 d_routing = F.conv2d(d_scale, table[:, :c, None, None]).add_(F.conv2d(grad, table[:, c:, None, None]))
             if need_table:  # their weight gradient: sum over pixels of V (x) d(scale), V (x) grad
@@ -93,10 +121,10 @@ class _RoutedModulatedBatchNorm(torch.autograd.Function):
                                      torch.einsum("bnp,bcp->nc", v, grad.flatten(2))], 1)
             del d_scale
         if need_x:
-            scale = _routed_1x1(routing, table[:, :c]).add_(1).mul_(grad)  # (1 + scale) * grad
-            d_x = torch.ops.aten.native_batch_norm_backward(scale, x, None, None, None, mean, invstd, True,
-                                                            ctx.eps, [True, False, False])[0]
-        return d_x, d_routing, d_table, None, None, None, None
+            scale = _routed_1x1(routing, table[:, :c]).add_(1) if scale is None else scale
+            d_x = torch.ops.aten.native_batch_norm_backward(scale.mul_(grad), x, None, None, None, mean, invstd,
+                                                            True, ctx.eps, [True, False, False])[0]
+        return d_x, d_routing, d_table, None, None, None, None, None
 
 
 def _context_applies(norm: nn.Module, x: torch.Tensor) -> bool:
@@ -122,16 +150,22 @@ def modulated_batch_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, 
     return _ModulatedBatchNorm.apply(x, scale, shift, norm.running_mean, norm.running_var, norm.momentum, norm.eps)
 
 
-def routed_batch_norm(norm: nn.Module, x: torch.Tensor, routing: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def routed_batch_norm(norm: nn.Module, x: torch.Tensor, routing: torch.Tensor, table: torch.Tensor,
+                      negative_slope: float | None = None) -> torch.Tensor:
     """SCN's modulation: ``shift + norm(x) * (1 + scale)`` with ``[scale | shift] = V^T A`` per pixel, for the
-    routing map ``V`` ``[B, n, H, W]`` and the table ``A`` ``[n, 2C]``; where ``norm`` is a training-mode batch norm
-    without affine parameters, by :class:`_RoutedModulatedBatchNorm` (module docstring), else as two 1x1 convs and
-    :func:`modulated_batch_norm`."""
+    routing map ``V`` ``[B, n, H, W]`` and the table ``A`` ``[n, 2C]``, then ``LeakyReLU(negative_slope)`` where
+    one is given; where ``norm`` is a training-mode batch norm without affine parameters, by
+    :class:`_RoutedModulatedBatchNorm` (module docstring), else as two 1x1 convs, :func:`modulated_batch_norm` and
+    an in-place activation. The output is :func:`~.recompute.rebuildable`: the next layer (a convolution, which
+    keeps its input for its weight's gradient) keeps this operator's inputs instead inside a
+    :func:`~.recompute.rebuild_scope`."""
     if (_context_applies(norm, x) and (x.requires_grad or routing.requires_grad or table.requires_grad)
             and routing.dim() == 4 and routing.shape[0] == x.shape[0] and routing.shape[2:] == x.shape[2:]
             and table.shape == (routing.shape[1], 2 * x.shape[1]) and x.dtype == routing.dtype == table.dtype):
         norm.num_batches_tracked.add_(1)  # as nn.BatchNorm2d.forward does in training mode
-        return _RoutedModulatedBatchNorm.apply(x, routing, table, norm.running_mean, norm.running_var,
-                                               norm.momentum, norm.eps)
+        out = _RoutedModulatedBatchNorm.apply(x, routing, table, norm.running_mean, norm.running_var,
+                                              norm.momentum, norm.eps, negative_slope)
+        return rebuildable(out, (x, routing, table, norm.eps, negative_slope), _routed_output)
     scale, shift = _routed_modulation(routing, table)
-    return modulated_batch_norm(norm, x, scale, shift)
+    out = modulated_batch_norm(norm, x, scale, shift)
+    return out if negative_slope is None else F.leaky_relu(out, negative_slope, inplace=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -90,6 +91,19 @@ def in_recompute_unit() -> bool:
     return getattr(_inside, "depth", 0) > 0
 
 
+def saved_tensors_reusable() -> bool:
+    """Called in an autograd function's backward: whether the tensors it saved may be overwritten there (reused as
+    the buffer of a gradient of the same shape). True only when the graph is freed after this backward (no
+    ``retain_graph`` or ``create_graph``: nothing reads them again), in eager mode (not compiling). Where the
+    private query PyTorch offers is missing, False (allocate, as autograd would)."""
+    if torch.compiler.is_compiling() or torch._C._current_graph_task_id() == -1:
+        return False
+    try:
+        return not torch._C._autograd._get_current_graph_task_keep_graph()
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _run_inside(call, *args, **kwargs):
     _inside.depth = getattr(_inside, "depth", 0) + 1
     try:
@@ -115,12 +129,13 @@ class RecomputeMixin:
 
 
 class _Rebuilt:
-    """What :func:`saved_as` stores in place of a saved tensor: its source and how to rebuild it."""
+    """What :func:`saved_as` and :func:`rebuildable` store in place of a saved tensor: its source, how to rebuild
+    it and, for a view of the registered tensor, the view (size, stride, storage offset)."""
 
-    __slots__ = ("source", "rebuild")
+    __slots__ = ("source", "rebuild", "view")
 
-    def __init__(self, source: torch.Tensor, rebuild) -> None:
-        self.source, self.rebuild = source, rebuild
+    def __init__(self, source, rebuild, view: tuple | None = None) -> None:
+        self.source, self.rebuild, self.view = source, rebuild, view
 
 
 def _view_key(t: torch.Tensor) -> tuple:
@@ -131,15 +146,89 @@ _saved_as = threading.local()  # the (key, source, rebuild) of the saved_as bloc
 
 
 def _pack(t: torch.Tensor):
-    key = _view_key(t)
-    for k, source, rebuild in reversed(_saved_as.entries):
-        if k == key:
-            return _Rebuilt(source, rebuild)
+    entries = getattr(_saved_as, "entries", None)
+    if entries:
+        key = _view_key(t)
+        for k, source, rebuild in reversed(entries):
+            if k == key:
+                return _Rebuilt(source, rebuild)
+    table = getattr(_saved_as, "table", None)
+    if table and t.layout == torch.strided and not t.is_meta:
+        entry = table.get(t.untyped_storage().data_ptr())
+        base = None if entry is None else entry[0]()
+        # the registered tensor still alive (so is its memory: t is a view of it) and unchanged since
+        if base is not None and t._version == entry[1] and t.dtype == base.dtype:
+            same = t.shape == base.shape and t.stride() == base.stride() and t.storage_offset() == 0
+            return _Rebuilt(entry[2], entry[3], None if same else (t.shape, t.stride(), t.storage_offset()))
     return t
 
 
 def _unpack(p):
-    return p.rebuild(p.source) if isinstance(p, _Rebuilt) else p
+    if not isinstance(p, _Rebuilt):
+        return p
+    t = p.rebuild(p.source)
+    return t if p.view is None else t.contiguous().as_strided(*p.view)
+
+
+def _foreign_hooks() -> bool:
+    """Whether saved-tensor hooks other than these are open (the caller's ``torch.autograd.graph.save_on_cpu``, a
+    checkpoint's): they stay in charge (hooks do not nest: the innermost pair alone applies)."""
+    try:
+        top = torch._C._autograd._top_saved_tensors_default_hooks(False)
+    except (AttributeError, RuntimeError, TypeError):  # the private query missing: nothing can be told
+        return False
+    return top is not None and top[0] is not _pack
+
+
+def _unpack_all(rebuild, sources: tuple):
+    """``rebuild`` called with the sources of a :func:`rebuildable` tensor, each unpacked."""
+    with torch.no_grad():
+        return rebuild(*(_unpack(s) for s in sources))
+
+
+@contextlib.contextmanager
+def rebuild_scope() -> Iterator[None]:
+    """A training forward (a model's ``forward``) inside which the operators that keep a tensor announced with
+    :func:`rebuildable` for backward keep the recipe that rebuilds it instead. Scopes nest; inactive (nothing
+    changes) without gradients, while tracing or compiling, inside a recompute unit and inside saved-tensor hooks
+    of the caller's (``torch.autograd.graph.save_on_cpu``, say), which stay in charge."""
+    if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling() \
+            or in_recompute_unit() or _foreign_hooks():
+        yield
+        return
+    outermost = getattr(_saved_as, "table", None) is None
+    if outermost:
+        _saved_as.table = {}
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
+            yield
+    finally:
+        if outermost:
+            _saved_as.table = None
+
+
+def rebuildable(tensor: torch.Tensor, sources: tuple, rebuild) -> torch.Tensor:
+    """Announce that ``rebuild(*sources)`` (without gradients) returns ``tensor``'s values exactly, and return
+    ``tensor``. Inside a :func:`rebuild_scope`, an operator that keeps ``tensor`` or a view of it for backward keeps
+    ``sources`` instead (themselves as the open scopes keep them: the quarter-size source of an up-sampled map,
+    say) and backward calls ``rebuild`` again: a spectrally normalised weight kept as the weight and sigma, a
+    normalisation's output as its input and the few values it is made of. For a contiguous ``tensor`` that owns its
+    memory (anything else, or no open scope: nothing changes); it must not be modified in place afterwards (an
+    operator that keeps it after such a change keeps it as it is)."""
+    table = getattr(_saved_as, "table", None)
+    if table is None or not torch.is_grad_enabled() or in_recompute_unit() or tensor.layout != torch.strided \
+            or tensor.numel() == 0 or not tensor.is_contiguous() or tensor.storage_offset() != 0 \
+            or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        return tensor
+    packed = tuple(_pack(s) if isinstance(s, torch.Tensor) else s for s in sources)
+    key = tensor.untyped_storage().data_ptr()
+
+    def forget(ref) -> None:  # the tensor is gone: its sources need not wait for the end of the scope
+        if table.get(key, (None,))[0] is ref:
+            del table[key]
+
+    table[key] = (weakref.ref(tensor, forget), tensor._version, packed, functools.partial(_unpack_all, rebuild))
+    return tensor
 
 
 @contextlib.contextmanager
@@ -149,10 +238,10 @@ def saved_as(tensor: torch.Tensor, source, rebuild) -> Iterator[None]:
 
     For a ``tensor`` larger than its ``source``. Blocks nest (an inner one also applies the outer ones' tensors).
     Inactive (nothing changes) without gradients, when ``tensor`` does not require them, while tracing or
-    compiling, and inside a recompute unit (whose own hooks must see every saved tensor). ``source`` must not be
-    modified in place afterwards."""
+    compiling, inside a recompute unit (whose own hooks must see every saved tensor) and inside saved-tensor hooks
+    of the caller's. ``source`` must not be modified in place afterwards."""
     if not (torch.is_grad_enabled() and tensor.requires_grad) or torch.jit.is_tracing() \
-            or torch.compiler.is_compiling() or in_recompute_unit():
+            or torch.compiler.is_compiling() or in_recompute_unit() or _foreign_hooks():
         yield
         return
     # the entry holds the view's key (valid while the block runs, when ``tensor`` is alive), not ``tensor`` itself,

@@ -19,7 +19,9 @@ from .scc import check_routing
 
 
 class SpatiallyConditionalNorm2d(nn.Module):
-    """SCN layer: ``forward(x [B, C, H, W], routing [B, n, H, W]) -> [B, C, H, W]``.
+    """SCN layer: ``forward(x [B, C, H, W], routing [B, n, H, W], negative_slope=None) -> [B, C, H, W]``; with
+    ``negative_slope``, followed by ``LeakyReLU(negative_slope)`` (one operator in training: its output is rebuilt in
+    backward rather than kept, ``layers/modulated_norm.py``).
 
     Args:
         num_features: ``C``.
@@ -34,14 +36,14 @@ class SpatiallyConditionalNorm2d(nn.Module):
         self.param_free_norm = param_free_norm(norm, num_features, eps=eps)
         self.candidates = nn.Parameter(torch.zeros(num_candidates, 2 * num_features))
 
-    def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, routing: torch.Tensor, negative_slope: float | None = None) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.num_features:
             raise ShapeError(f"SCN: input has shape {tuple(x.shape)}, expected [B, {self.num_features}, H, W]")
         check_routing(routing, self.num_candidates, x.shape[0], tuple(x.shape[2:]), "SCN")
         # V^T A per pixel: 1x1 convolutions of the routing map, computed inside the normalisation, so that training
         # keeps the routing map instead of the [B, C, H, W] scale (layers/modulated_norm.py)
         routing = routing.to(x.dtype)
-        return routed_batch_norm(self.param_free_norm, x, routing, self.candidates.to(routing.dtype))
+        return routed_batch_norm(self.param_free_norm, x, routing, self.candidates.to(routing.dtype), negative_slope)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_candidates={self.num_candidates}"

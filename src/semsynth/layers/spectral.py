@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .recompute import rebuildable
+
 
 class SpectralNorm(nn.Module):
     """Parametrisation ``weight -> weight / sigma`` (register it with ``torch.nn.utils.parametrize``).
@@ -77,7 +79,9 @@ class SpectralNorm(nn.Module):
         u = self._u.clone(memory_format=torch.contiguous_format)
         v = self._v.clone(memory_format=torch.contiguous_format)
         sigma = torch.dot(u, torch.mv(weight_mat, v))
-        return weight / sigma
+        # in a training forward, the operators that keep W / sigma for backward (a conv: for its input's gradient)
+        # keep W and sigma instead, and backward divides again: no copy of the weight kept per layer
+        return rebuildable(weight / sigma, (weight, sigma), torch.div)
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value
@@ -179,10 +183,12 @@ class _FlatAndSigma(torch.autograd.Function):
         u, v = ctx.saved_tensors
         if grad_sigma is None:
             return (None if grad_flat is None else grad_flat.reshape(ctx.shape)), None, None
-        # dsigma_i u_i v_i^T for every candidate as one new tensor, the convolution's gradient added into it
-        out = _sigmas_gradient(grad_sigma, u, v, ctx.shape)
-        if grad_flat is not None:
-            out.add_(grad_flat.reshape(ctx.shape))
+        if grad_flat is None:
+            return _sigmas_gradient(grad_sigma, u, v, ctx.shape), None, None
+        # dsigma_i u_i v_i^T added in place into the convolution's weight gradient, a fresh tensor (SCC's kernels
+        # feed one convolution): no second weight-sized tensor (27 MiB at the 512-channel SCC layers)
+        out = grad_flat.reshape(ctx.shape).contiguous()
+        out.view(ctx.shape[0], ctx.shape[1], -1).baddbmm_((u * grad_sigma[:, None]).unsqueeze(2), v.unsqueeze(1))
         return out, None, None
 
 

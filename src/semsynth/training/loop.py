@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import RunConfig, check_models
 from ..data import build_dataset, colorize
 from ..errors import ConfigError, SemsynthError
-from ..layers.recompute import enable_recompute
+from ..layers.recompute import enable_recompute, rebuild_scope
 from ..layers.scc import set_scc_recompute
 from ..layers import convert_sync_batchnorm, semantic_input
 from ..layers.spectral import power_iteration_frozen
@@ -528,7 +528,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
                                         sync.enter_context(unwrap_ddp(m).no_sync())
                             if j > 0:  # spectral norm advances once per step, as with the full batch
                                 sync.enter_context(power_iteration_frozen(G_plain, D_plain, E_plain))
-                            with autocast():
+                            with autocast(), rebuild_scope():  # kept for backward: rebuildable tensors as recipes
                                 g_loss, g_stats, fakes[j] = objective.generator_loss(
                                     G, D_plain, E, sem, real, kl_scale=kl_scale)
                             scaler_G.scale(g_loss / len(chunks)).backward()
@@ -555,7 +555,7 @@ def train(cfg: RunConfig, outdir: str | os.PathLike = "runs", resume: str | os.P
                             with autocast():
                                 fake = fakes[j] if (fakes[j] is not None and tc.d_fakes == "reuse") else \
                                     objective.generate(G_plain, E_plain, sem, real)
-                            with autocast():
+                            with autocast(), rebuild_scope():
                                 d_loss, d_stats = objective.discriminator_loss(D, sem, real, fake)
                             scaler_D.scale(d_loss / len(chunks)).backward()
                         finite &= bool(torch.isfinite(d_loss))

@@ -20,6 +20,7 @@ from torch import nn
 from ...errors import ShapeError
 from ...layers import init_weights, spectral_norm
 from ...layers.init import INIT_SCHEMES
+from ...layers.recompute import rebuild_scope
 from ...registry import check_range
 from .. import DISCRIMINATORS
 from ..outputs import DiscriminatorOutput
@@ -85,6 +86,10 @@ class FPSEDiscriminator(nn.Module):
         if h % 32 or w % 32 or h < 64 or w < 64:
             raise ShapeError(f"FPSE discriminator needs H and W divisible by 32 and at least 64 (its coarsest "
                              f"level is H/32 and is instance-normalised), got {h}x{w}")
+        with rebuild_scope():  # in training its spectrally normalised weights are kept as the weight and sigma
+            return self._forward(image, semantic, h, w)
+
+    def _forward(self, image: torch.Tensor, semantic: torch.Tensor, h: int, w: int) -> DiscriminatorOutput:
         e1 = self.enc1(image)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)

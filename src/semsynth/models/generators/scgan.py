@@ -49,7 +49,7 @@ from ...layers import (
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
 from ...layers.onehot_conv import onehot_conv3x3
-from ...layers.recompute import RecomputeMixin, saved_as
+from ...layers.recompute import RecomputeMixin, rebuild_scope, saved_as
 from ...layers.routing import MAPPINGS
 from ...layers.spade import resize_nearest
 from ...layers.spade_piecewise import one_hot_ids
@@ -319,9 +319,16 @@ class SCResBlock(RecomputeMixin, nn.Module):
             xs = self.conv_s(self.norm_s(x, cond))
         else:
             xs = x
-        dx = self.conv_0(self.act(self.norm_0(x, norm_routing)), conv_routing)
-        dx = self.conv_1(self.act(self.norm_1(dx, norm_routing)), conv_routing)
+        dx = self.conv_0(self._norm_act(self.norm_0, x, norm_routing), conv_routing)
+        dx = self.conv_1(self._norm_act(self.norm_1, dx, norm_routing), conv_routing)
         return xs + dx
+
+    def _norm_act(self, norm: nn.Module, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
+        """``LReLU(norm(x))``; an SCN applies the activation itself (in training, one operator whose output the
+        conv after it does not keep: it is rebuilt in backward)."""
+        if isinstance(norm, SpatiallyConditionalNorm2d):
+            return norm(x, routing, negative_slope=self.act.negative_slope)
+        return self.act(norm(x, routing))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -502,6 +509,12 @@ class SCGANGenerator(nn.Module):
 
     def forward(self, semantic: torch.Tensor, z: torch.Tensor | None = None, *,
                 return_aux: bool = False) -> torch.Tensor | GeneratorOutput:
+        # in training, spectrally normalised weights and SCN outputs are kept for backward as what rebuilds them
+        with rebuild_scope():
+            return self._forward(semantic, z, return_aux)
+
+    def _forward(self, semantic: torch.Tensor, z: torch.Tensor | None,
+                 return_aux: bool) -> torch.Tensor | GeneratorOutput:
         self.check_input(semantic)
         features, coarse_rgb = self.svg(semantic, rgb=return_aux)  # the coarse image only for the aux output
         conv_r, norm_r = self.routing(features)
