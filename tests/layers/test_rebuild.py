@@ -256,3 +256,23 @@ def test_scgan_training_step_keeps_less_with_the_same_gradients():
     recipes = [t for t in kept if not isinstance(t, torch.Tensor)
                and getattr(t.rebuild, "args", (None,))[0] is _routed_output]
     assert len(recipes) == 2 * 7
+
+
+def test_scn_backward_takes_the_pass_that_rebuilt_its_output_for_the_conv(monkeypatch):
+    import semsynth.layers.modulated_norm as mn
+    from semsynth.layers.scn import SpatiallyConditionalNorm2d
+
+    g = torch.Generator().manual_seed(6)
+    norm = SpatiallyConditionalNorm2d(5, 3, "batch").double().train()
+    conv = nn.Conv2d(5, 4, 3, padding=1).double()
+    x = torch.randn(2, 5, 6, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    routing = torch.softmax(torch.randn(2, 3, 6, 7, generator=g, dtype=torch.float64), 1)
+    passes = []
+    original = mn._routed_forward
+    monkeypatch.setattr(mn, "_routed_forward", lambda *a: passes.append(a[3] is None) or original(*a))
+    with rebuild_scope():
+        y = conv(norm(x, routing, negative_slope=0.2))
+    torch.autograd.grad(y.sin().sum(), (x, norm.candidates))
+    # the forward (with the running statistics), then one pass without them: the conv's rebuild, which the
+    # norm's backward takes instead of computing it again
+    assert passes == [False, True]

@@ -77,24 +77,42 @@ def _routed_forward(x, routing, table, running_mean, running_var, momentum: floa
     return out, normed, scale, mean, invstd
 
 
-def _routed_output(x, routing, table, eps: float, negative_slope: float | None) -> torch.Tensor:
+class _LastPass:
+    """The ``(y, BN(x), 1 + scale)`` of the latest :func:`_routed_output` of one operator, until its backward takes
+    them: the conv after it rebuilds ``y`` just before that backward, which needs the same three maps."""
+
+    __slots__ = ("maps",)
+
+    def __init__(self) -> None:
+        self.maps = None
+
+    def take(self) -> tuple | None:
+        maps, self.maps = self.maps, None
+        return maps
+
+
+def _routed_output(x, routing, table, eps: float, negative_slope: float | None, last: _LastPass) -> torch.Tensor:
     """The output of :class:`_RoutedModulatedBatchNorm` computed again, the running statistics untouched."""
-    return _routed_forward(x, routing, table, None, None, 0.0, eps, negative_slope)[0]
+    out, normed, scale = _routed_forward(x, routing, table, None, None, 0.0, eps, negative_slope)[:3]
+    if negative_slope is not None:  # only then does the operator's backward need them
+        last.maps = out, normed, scale
+    return out
 
 
 class _RoutedModulatedBatchNorm(torch.autograd.Function):
     """``y = shift + native_batch_norm(x) * (1 + scale)`` with ``[scale | shift] = V^T A``, then (given a slope) a
     LeakyReLU; saves ``x``, the batch statistics, the routing map ``V`` and ``A`` (no map of ``x``'s size besides
-    ``x``). With the activation, backward computes ``y`` again for the activation's gradient (the same operators:
-    the same values, as :func:`_routed_output` does) and takes ``BN(x)`` and ``1 + scale`` from that pass."""
+    ``x``). With the activation, backward needs ``y`` again for the activation's gradient: it takes the pass that
+    rebuilt ``y`` for the conv after it (:func:`_routed_output`), or computes it (the same operators: the same
+    values), and takes ``BN(x)`` and ``1 + scale`` from that pass."""
 
     @staticmethod
     def forward(ctx, x, routing, table, running_mean, running_var, momentum: float, eps: float,
-                negative_slope: float | None):
+                negative_slope: float | None, last: _LastPass):
         out, _, _, mean, invstd = _routed_forward(x, routing, table, running_mean, running_var, momentum, eps,
                                                   negative_slope)
         ctx.save_for_backward(x, mean, invstd, routing, table)
-        ctx.eps, ctx.negative_slope = eps, negative_slope
+        ctx.eps, ctx.negative_slope, ctx.last = eps, negative_slope, last
         return out
 
     @staticmethod
@@ -105,7 +123,8 @@ class _RoutedModulatedBatchNorm(torch.autograd.Function):
         d_x = d_routing = d_table = normed = scale = None
         shape = (1, -1) + (1,) * (x.dim() - 2)
         if ctx.negative_slope is not None:  # the gradient before the activation, from the sign of y (LReLU's rule)
-            out, normed, scale = _routed_forward(x, routing, table, None, None, 0.0, ctx.eps, ctx.negative_slope)[:3]
+            out, normed, scale = ctx.last.take() or \
+                _routed_forward(x, routing, table, None, None, 0.0, ctx.eps, ctx.negative_slope)[:3]
             grad = torch.ops.aten.leaky_relu_backward.grad_input(grad, out, ctx.negative_slope, True, grad_input=out)
             del out
         if need_routing or need_table:  # d(scale) = BN(x) * grad, BN(x) again from the batch statistics
@@ -124,7 +143,7 @@ class _RoutedModulatedBatchNorm(torch.autograd.Function):
             scale = _routed_1x1(routing, table[:, :c]).add_(1) if scale is None else scale
             d_x = torch.ops.aten.native_batch_norm_backward(scale.mul_(grad), x, None, None, None, mean, invstd,
                                                             True, ctx.eps, [True, False, False])[0]
-        return d_x, d_routing, d_table, None, None, None, None, None
+        return d_x, d_routing, d_table, None, None, None, None, None, None
 
 
 def _context_applies(norm: nn.Module, x: torch.Tensor) -> bool:
@@ -163,9 +182,10 @@ def routed_batch_norm(norm: nn.Module, x: torch.Tensor, routing: torch.Tensor, t
             and routing.dim() == 4 and routing.shape[0] == x.shape[0] and routing.shape[2:] == x.shape[2:]
             and table.shape == (routing.shape[1], 2 * x.shape[1]) and x.dtype == routing.dtype == table.dtype):
         norm.num_batches_tracked.add_(1)  # as nn.BatchNorm2d.forward does in training mode
+        last = _LastPass()
         out = _RoutedModulatedBatchNorm.apply(x, routing, table, norm.running_mean, norm.running_var,
-                                              norm.momentum, norm.eps, negative_slope)
-        return rebuildable(out, (x, routing, table, norm.eps, negative_slope), _routed_output)
+                                              norm.momentum, norm.eps, negative_slope, last)
+        return rebuildable(out, (x, routing, table, norm.eps, negative_slope, last), _routed_output)
     scale, shift = _routed_modulation(routing, table)
     out = modulated_batch_norm(norm, x, scale, shift)
     return out if negative_slope is None else F.leaky_relu(out, negative_slope, inplace=True)
