@@ -330,6 +330,27 @@ def test_prepare_generator_folds_spectral_and_batch_norm_and_leaves_g_alone(tmp_
     assert json.loads(meta["semsynth.portable"])["num_classes"] == NUM_CLASSES
 
 
+def test_fold_spectral_norm_divides_in_place_with_the_eval_values():
+    """No second copy of any weight, even for a moment (prepared inference's peak memory), and bit for bit the
+    W / sigma an eval forward computes."""
+    from torch import nn
+
+    from semsynth.layers import SpatiallyConditionalConv2d, spectral_norm
+    from semsynth.portable import fold_spectral_norm
+
+    torch.manual_seed(0)
+    net = nn.ModuleDict({"conv": spectral_norm(nn.Conv2d(3, 4, 3, padding=1)),
+                         "scc": SpatiallyConditionalConv2d(3, 4, 2, 3, spectral=True)}).eval()
+    with torch.no_grad():
+        expected = {"conv": net["conv"].weight.clone(), "scc": net["scc"].candidate_weights().clone()}
+    storages = {"conv": net["conv"].parametrizations.weight.original.data_ptr(),
+                "scc": net["scc"].weight.data_ptr()}
+    assert fold_spectral_norm(net) == 2
+    for k in ("conv", "scc"):
+        assert net[k].weight.data_ptr() == storages[k], k  # the stored weight itself, divided
+        assert torch.equal(net[k].weight, expected[k]), k
+
+
 # -- the bundled SC-GAN, run without semsynth ---------------------------------------------------------------
 
 NO_SEMSYNTH = r"""

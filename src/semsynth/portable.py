@@ -156,7 +156,7 @@ def fold_spectral_norm(module: nn.Module) -> int:
     from torch.nn.utils import parametrize
     from torch.nn.utils.spectral_norm import SpectralNorm as HookSpectralNorm
 
-    from .layers.spectral import StackedSpectralNorm
+    from .layers.spectral import SpectralNorm, StackedSpectralNorm
 
     if module.training:
         raise ExportError("fold_spectral_norm needs a module in eval mode (a training forward would advance the "
@@ -165,7 +165,12 @@ def fold_spectral_norm(module: nn.Module) -> int:
     for m in list(module.modules()):
         if parametrize.is_parametrized(m):
             for name in list(m.parametrizations.keys()):
-                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+                chain = m.parametrizations[name]
+                if len(chain) == 1 and isinstance(chain[0], SpectralNorm):  # semsynth's: divided in place
+                    chain[0].fold_(chain.original)
+                    parametrize.remove_parametrizations(m, name, leave_parametrized=False)
+                else:
+                    parametrize.remove_parametrizations(m, name, leave_parametrized=True)
                 folded += 1
         for hook in list(m._forward_pre_hooks.values()):
             if isinstance(hook, HookSpectralNorm):

@@ -187,7 +187,8 @@ class SpatiallyConditionalConv2d(nn.Module):
         loses the ``sn.u``/``sn.v`` buffers)."""
         if self.sn is not None:
             self.sn.eval()  # sigma from the stored u, v: no power iteration
-            self.weight.data = self.candidate_weights().detach().clone()
+            # in place (the division candidate_weights() does): no second copy of the kernels, even for a moment
+            self.weight.data.div_(self.sn(self.weight).view(-1, 1, 1, 1, 1))
             self.sn = None
         return self
 

@@ -75,13 +75,23 @@ class SpectralNorm(nn.Module):
         weight_mat = self._reshape_weight_to_matrix(weight)
         if self.training:
             self._power_method(weight_mat, self.n_power_iterations)
-        # clones: a second forward before backward (D(real), D(fake)) must not change what the first one saved
-        u = self._u.clone(memory_format=torch.contiguous_format)
-        v = self._v.clone(memory_format=torch.contiguous_format)
-        sigma = torch.dot(u, torch.mv(weight_mat, v))
+        sigma = self._sigma(weight_mat)
         # in a training forward, the operators that keep W / sigma for backward (a conv: for its input's gradient)
         # keep W and sigma instead, and backward divides again: no copy of the weight kept per layer
         return rebuildable(weight / sigma, (weight, sigma), torch.div)
+
+    def _sigma(self, weight_mat: torch.Tensor) -> torch.Tensor:
+        """``u^T W v`` with the stored vectors (the weight as a matrix)."""
+        # clones: a second forward before backward (D(real), D(fake)) must not change what the first one saved
+        u = self._u.clone(memory_format=torch.contiguous_format)
+        v = self._v.clone(memory_format=torch.contiguous_format)
+        return torch.dot(u, torch.mv(weight_mat, v))
+
+    @torch.no_grad()
+    def fold_(self, weight: torch.Tensor) -> None:
+        """Divide ``weight`` (the parametrisation's ``original``) by sigma in place, as an eval-mode forward would
+        (the same division: the same values), without a second copy of the weight."""
+        weight.div_(self._sigma(self._reshape_weight_to_matrix(weight)))
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value
