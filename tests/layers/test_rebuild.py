@@ -276,3 +276,75 @@ def test_scn_backward_takes_the_pass_that_rebuilt_its_output_for_the_conv(monkey
     # the forward (with the running statistics), then one pass without them: the conv's rebuild, which the
     # norm's backward takes instead of computing it again
     assert passes == [False, True]
+
+
+def test_piecewise_spade_output_is_rebuilt_for_the_conv_after_it_not_kept():
+    from tests.layers.test_spade_piecewise_train import rect_ids, spade_pair
+
+    a, _ = spade_pair()
+    a = a.double().train()
+    plain = copy.deepcopy(a)
+    conv = nn.Conv2d(6, 4, 3, padding=1).double()
+    seg = F.one_hot(rect_ids(9, 32, 32, count=4), 9).permute(0, 3, 1, 2).double()
+    x = torch.randn(2, 6, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(7),
+                    requires_grad=True)
+    with kept_for_backward() as kept:
+        h = a(x, seg)
+        ref = StorageWeakRef(h.untyped_storage())
+        y = conv(h)
+        del h
+    assert ref.expired()  # the conv keeps x and the piecewise recipe, not the SPADE output
+    assert all(t.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+               for t in kept if isinstance(t, torch.Tensor) and t.numel() >= x.numel())
+    got = torch.autograd.grad(y.sin().sum(), (x, *a.parameters(), conv.weight))
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):  # the plain path: all kept
+        y2 = conv(plain(x, seg))
+    assert torch.equal(y, y2)
+    for p, q in zip(got, torch.autograd.grad(y2.sin().sum(), (x, *plain.parameters(), conv.weight))):
+        assert torch.equal(p, q)
+
+
+def test_svg_keeps_its_activated_label_maps_as_the_label_pyramid():
+    from semsynth.models.generators.scgan import SemanticVectorGenerator
+
+    torch.manual_seed(0)
+    svg = SemanticVectorGenerator(5, 5, width=4, num_stages=6).double().train()
+    plain = copy.deepcopy(svg)
+    ids = torch.randint(0, 5, (2, 16, 16), generator=torch.Generator().manual_seed(1))
+    sem = F.one_hot(ids.repeat_interleave(8, 1).repeat_interleave(8, 2), 5).permute(0, 3, 1, 2).double()
+    with kept_for_backward() as kept:
+        feats, rgb = svg(sem)
+    # the 32x32, 64x64 and 128x128 stages (the split conv on a previous stage of >= 16x16; no one-hot look-ups at
+    # this width) keep their labels as recipes
+    rebuilt = [t for t in kept if not isinstance(t, torch.Tensor)
+               and getattr(getattr(t.rebuild, "args", (None,))[0], "__name__", "") == "_activate"]
+    assert len(rebuilt) == 3
+    loss = sum((f * f.detach().cos()).sum() for f in feats) + rgb.square().sum()
+    got = torch.autograd.grad(loss, list(svg.parameters()))
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        feats2, rgb2 = plain(sem)
+    loss2 = sum((f * f.detach().cos()).sum() for f in feats2) + rgb2.square().sum()
+    assert all(torch.equal(f, g) for f, g in zip(feats, feats2))
+    for p, q in zip(got, torch.autograd.grad(loss2, list(plain.parameters()))):
+        assert torch.equal(p, q)
+
+
+def test_a_view_of_a_rebuildable_tensor_in_another_dimension_order_is_rebuilt_in_that_order():
+    x, w, s = _inputs(8)
+    calls = []
+
+    def divide(a, b):  # rebuilt contiguous, while the announced tensor is laid out [in, out, kh, kw]
+        calls.append(1)
+        return a / b
+
+    with rebuild_scope():
+        ws = (w / s).transpose(0, 1).contiguous().transpose(0, 1)  # its own memory, [in, out, ...] order
+        assert not ws.is_contiguous()
+        rebuildable(ws, (w, s), divide)
+        y = F.conv2d(x, ws[1:], padding=1)  # a view of it: kept as the recipe
+    del ws
+    grads = torch.autograd.grad(y.sum(), (x, w, s))
+    assert calls == [1]
+    ref = F.conv2d(x, (w / s)[1:], padding=1)
+    for a, b in zip(grads, torch.autograd.grad(ref.sum(), (x, w, s))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

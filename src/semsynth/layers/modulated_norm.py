@@ -160,13 +160,29 @@ def _applies(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch
             and scale.shape == x.shape and shift.shape == x.shape and x.dtype == scale.dtype == shift.dtype)
 
 
-def modulated_batch_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def modulated_batch_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                         modulation: tuple | None = None) -> torch.Tensor:
     """``torch.addcmul(shift, norm(x), scale)`` (``scale`` is SPADE's and SCN's ``1 + gamma``); where ``norm`` is a
-    training-mode batch norm without affine parameters, by :class:`_ModulatedBatchNorm` (module docstring)."""
+    training-mode batch norm without affine parameters, by :class:`_ModulatedBatchNorm` (module docstring).
+
+    ``modulation``: ``(sources, fn)`` with ``fn(*sources)`` giving ``(scale, shift)`` again exactly (SPADE's
+    piecewise recipe); the output is then :func:`~.recompute.rebuildable` from ``x`` and those sources, so the conv
+    after it keeps them instead inside a :func:`~.recompute.rebuild_scope`."""
     if not _applies(norm, x, scale, shift):
         return torch.addcmul(shift, norm(x), scale)
     norm.num_batches_tracked.add_(1)  # as nn.BatchNorm2d.forward does in training mode
-    return _ModulatedBatchNorm.apply(x, scale, shift, norm.running_mean, norm.running_var, norm.momentum, norm.eps)
+    out = _ModulatedBatchNorm.apply(x, scale, shift, norm.running_mean, norm.running_var, norm.momentum, norm.eps)
+    if modulation is None:
+        return out
+    sources, fn = modulation
+    return rebuildable(out, (x, norm.eps, fn, *sources), _modulated_output)
+
+
+def _modulated_output(x: torch.Tensor, eps: float, fn, *sources) -> torch.Tensor:
+    """The output of :class:`_ModulatedBatchNorm` computed again (batch statistics, running ones untouched)."""
+    scale, shift = fn(*sources)
+    normed = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)[0]
+    return torch.addcmul(shift, normed, scale)
 
 
 def routed_batch_norm(norm: nn.Module, x: torch.Tensor, routing: torch.Tensor, table: torch.Tensor,

@@ -159,7 +159,8 @@ def _pack(t: torch.Tensor):
         # the registered tensor still alive (so is its memory: t is a view of it) and unchanged since
         if base is not None and t._version == entry[1] and t.dtype == base.dtype:
             same = t.shape == base.shape and t.stride() == base.stride() and t.storage_offset() == 0
-            return _Rebuilt(entry[2], entry[3], None if same else (t.shape, t.stride(), t.storage_offset()))
+            view = (t.shape, t.stride(), t.storage_offset(), base.shape, base.stride())
+            return _Rebuilt(entry[2], entry[3], None if same else view)
     return t
 
 
@@ -167,7 +168,23 @@ def _unpack(p):
     if not isinstance(p, _Rebuilt):
         return p
     t = p.rebuild(p.source)
-    return t if p.view is None else t.contiguous().as_strided(*p.view)
+    if p.view is None:
+        return t
+    size, stride, offset, base_size, base_stride = p.view
+    if t.stride() != base_stride:  # laid out as the registered tensor was, which the view's strides refer to
+        t = torch.empty_strided(base_size, base_stride, dtype=t.dtype, device=t.device).copy_(t)
+    return t.as_strided(size, stride, offset)
+
+
+def _owns_dense(t: torch.Tensor) -> bool:
+    """Whether ``t`` covers exactly its own memory: a permutation of a contiguous layout, from offset 0, over a
+    storage of its size."""
+    expected = 1
+    for size, stride in sorted(((n, s) for n, s in zip(t.shape, t.stride()) if n != 1), key=lambda d: d[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return t.storage_offset() == 0 and t.untyped_storage().nbytes() == t.numel() * t.element_size()
 
 
 def _foreign_hooks() -> bool:
@@ -212,13 +229,12 @@ def rebuildable(tensor: torch.Tensor, sources: tuple, rebuild) -> torch.Tensor:
     ``tensor``. Inside a :func:`rebuild_scope`, an operator that keeps ``tensor`` or a view of it for backward keeps
     ``sources`` instead (themselves as the open scopes keep them: the quarter-size source of an up-sampled map,
     say) and backward calls ``rebuild`` again: a spectrally normalised weight kept as the weight and sigma, a
-    normalisation's output as its input and the few values it is made of. For a contiguous ``tensor`` that owns its
-    memory (anything else, or no open scope: nothing changes); it must not be modified in place afterwards (an
-    operator that keeps it after such a change keeps it as it is)."""
+    normalisation's output as its input and the few values it is made of. For a dense ``tensor`` (any order of its
+    dimensions) that owns its memory (anything else, or no open scope: nothing changes); it must not be modified in
+    place afterwards (an operator that keeps it after such a change keeps it as it is)."""
     table = getattr(_saved_as, "table", None)
     if table is None or not torch.is_grad_enabled() or in_recompute_unit() or tensor.layout != torch.strided \
-            or tensor.numel() == 0 or not tensor.is_contiguous() or tensor.storage_offset() != 0 \
-            or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+            or tensor.numel() == 0 or not _owns_dense(tensor):
         return tensor
     packed = tuple(_pack(s) if isinstance(s, torch.Tensor) else s for s in sources)
     key = tensor.untyped_storage().data_ptr()

@@ -45,6 +45,10 @@ def _scale_from_recipe(recipe: PiecewiseRecipe, channels: int) -> torch.Tensor:
     return 1 + recipe.assemble(slice(0, channels))
 
 
+def _modulation_from_recipe(recipe: PiecewiseRecipe, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _scale_from_recipe(recipe, channels), recipe.assemble(slice(channels, 2 * channels))
+
+
 def _plain_3x3(m: nn.Module) -> bool:
     """A plain 3x3 conv, stride 1, zero padding 1, with a bias (what the piecewise algebra covers)."""
     return is_same_3x3(m, plain=True) and m.bias is not None
@@ -75,9 +79,11 @@ class SPADE(nn.Module):
             c = self.num_features
             scale = 1 + mod[:, :c]
             # in training the normalisation keeps the few pieces mod is made of instead of the [B, C, H, W] scale,
-            # and assembles it again in backward (the same gathers, the same values; 30 MiB at SC-GAN's preset)
+            # and assembles it again in backward (the same gathers, the same values; 30 MiB at SC-GAN's preset);
+            # the conv after it keeps them too, not the output (rebuilt: 30 MiB more)
             with saved_as(scale, recipe[0], functools.partial(_scale_from_recipe, channels=c)):
-                return modulated_batch_norm(self.param_free_norm, x, scale, mod[:, c:])
+                return modulated_batch_norm(self.param_free_norm, x, scale, mod[:, c:],
+                                            modulation=((recipe[0], c), _modulation_from_recipe))
         actv = self.mlp_shared(seg)
         return modulated_batch_norm(self.param_free_norm, x, 1 + self.mlp_gamma(actv), self.mlp_beta(actv))
 

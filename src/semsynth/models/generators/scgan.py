@@ -49,7 +49,7 @@ from ...layers import (
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
 from ...layers.onehot_conv import onehot_conv3x3
-from ...layers.recompute import RecomputeMixin, rebuild_scope, saved_as
+from ...layers.recompute import RecomputeMixin, rebuild_scope, rebuildable, saved_as
 from ...layers.routing import MAPPINGS
 from ...layers.spade import resize_nearest
 from ...layers.spade_piecewise import one_hot_ids
@@ -66,6 +66,11 @@ LAYOUTS = {"normal": 6, "more": 7}  # number of SVG stages / label-pyramid level
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def _halve(t: torch.Tensor) -> torch.Tensor:
+    """Bilinear 0.5x down-sampling (of an even-sized map: the 2x2 average)."""
+    return F.interpolate(t, scale_factor=0.5, mode="bilinear", align_corners=False)
 
 
 def _lrelu(inplace: bool = True) -> nn.Module:
@@ -119,8 +124,8 @@ class SVGStage(RecomputeMixin, nn.Sequential):
             x = up2_conv3x3(self._activate(previous), w[:, :cp], conv1.bias)
         else:
             x = F.conv2d(act(self._up(previous)), w[:, :cp], conv1.bias, padding=1)
-        if ids is None:
-            x = x + F.conv2d(self._activate(labels), w[:, cp:], padding=1)
+        if ids is None:  # the activated labels kept by the conv as the label map (rebuilt: SC-GAN's pyramid level)
+            x = x + F.conv2d(rebuildable(self._activate(labels), (labels,), self._activate), w[:, cp:], padding=1)
         else:
             x = x + onehot_conv3x3(ids, w[:, cp : cp + L])
             if labels.shape[1] > L:  # the instance-edge channel (not activated in place: it is the caller's input)
@@ -216,8 +221,9 @@ class SemanticVectorGenerator(nn.Module):
         if self.ig is not None:
             levels = [self._encode_position(semantic)]
         for _ in range(self.num_stages - 1):
-            # bilinear 0.5x of an even-sized map = 2x2 average: class area fractions
-            levels.insert(0, F.interpolate(levels[0], scale_factor=0.5, mode="bilinear", align_corners=False))
+            # bilinear 0.5x of an even-sized map = 2x2 average: class area fractions (kept for backward, where
+            # a stage's conv keeps its labels, as the finer level they are computed from)
+            levels.insert(0, rebuildable(_halve(levels[0]), (levels[0],), _halve))
         return levels
 
     def forward(self, semantic: torch.Tensor, rgb: bool = True) -> tuple[list[torch.Tensor], torch.Tensor | None]:
