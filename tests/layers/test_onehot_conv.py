@@ -1,6 +1,8 @@
-"""A 3x3 conv of a one-hot map by look-ups (layers/onehot_conv.py): forward and weight gradient equal the dense
+"""A k x k conv of a one-hot map by look-ups (layers/onehot_conv.py): forward and weight gradient equal the dense
 ``F.conv2d`` (float64 to 1e-10, float32 to rounding, gradcheck), on piecewise-constant layouts, random pixels,
-borders, batches, 1- and 2-pixel sizes; the SVG's finest stage uses it in training and eval."""
+borders, batches, 1- and 2-pixel sizes, 3x3 with zero padding, 5x5 and 7x7 with zero or reflection padding or
+none, and band blocks split across chunks; the SVG's finest stage and pix2pixHD's first conv use it in training
+and eval."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semsynth.layers.onehot_conv import onehot_conv3x3
+from semsynth.layers import onehot_conv as onehot_module
+from semsynth.layers.onehot_conv import onehot_conv, onehot_conv3x3
 from tests.models.test_spade_piecewise import rects  # random rectangles: piecewise-constant class ids
 
 
@@ -35,6 +38,40 @@ def test_forward_and_weight_gradient_equal_the_dense_conv(dtype, tol, h, w, batc
     assert (got - want).abs().max() <= tol * max(1.0, want.abs().max().item())
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("k,padding,reflect", [(7, 3, True), (7, 3, False), (5, 2, True), (5, 1, False),
+                                               (3, 0, False), (7, 0, True), (3, 1, True)])
+@pytest.mark.parametrize("layout", ["rects", "noise"])
+def test_k_by_k_with_zero_or_reflection_padding_equals_the_dense_conv(dtype, tol, k, padding, reflect, layout,
+                                                                      monkeypatch):
+    """Against ``F.conv2d(pad(onehot), W)`` with ``nn.ReflectionPad2d`` or zero padding; the chunk is made small so
+    that band pixels and gradient rows span several blocks and batch elements."""
+    monkeypatch.setattr(onehot_module, "_CHUNK", 37)
+    classes, c, batch, h, w = 6, 4, 2, 13, 19
+    g = torch.Generator().manual_seed(k * 10 + padding)
+    ids = rects(classes, h, w, batch, 1, 5) if layout == "rects" else torch.randint(0, classes, (batch, h, w),
+                                                                                    generator=g)
+    onehot = F.one_hot(ids, classes).permute(0, 3, 1, 2).to(dtype)
+    weight = torch.randn(c, classes, k, k, dtype=dtype, generator=g, requires_grad=True)
+    bias = torch.randn(c, dtype=dtype, generator=g, requires_grad=True) if k != 5 else None
+    padded = F.pad(onehot, (padding,) * 4, mode="reflect") if reflect and padding else F.pad(onehot, (padding,) * 4)
+    ref = F.conv2d(padded, weight, bias)
+    out = onehot_conv(ids[:, None].to(dtype), weight, bias, padding, reflect)
+    assert out.shape == ref.shape and (out - ref).abs().max() <= tol
+    probe = torch.randn(ref.shape, dtype=dtype, generator=g)
+    params = (weight,) if bias is None else (weight, bias)
+    for want, got in zip(torch.autograd.grad((ref * probe).sum(), params),
+                         torch.autograd.grad((out * probe).sum(), params)):
+        assert (got - want).abs().max() <= tol * max(1.0, want.abs().max().item())
+
+
+def test_gradcheck_7x7_reflection():
+    ids = rects(4, 9, 8, 2, 3, 4)[:, None].double()
+    weight = torch.randn(3, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w, b: onehot_conv(ids, w, b, 3, True), (weight, bias))
+
+
 def test_gradcheck():
     ids = rects(4, 7, 6, 2, 3, 4)[:, None].double()
     weight = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
@@ -57,8 +94,8 @@ def test_the_svg_finest_stage_uses_it_in_training_with_equal_gradients(monkeypat
     assert [s.onehot_labels for s in svg.stages[1:]] == [False] * (len(svg.stages) - 2) + [True]
     sem = semantic_input(rects(151, 64, 64, 2, 1, 12), 151, None).double()
     calls = []
-    real = onehot_conv.OneHotConv3x3.apply
-    monkeypatch.setattr(onehot_conv.OneHotConv3x3, "apply", lambda *a: calls.append(1) or real(*a))
+    real = onehot_conv.OneHotConv.apply
+    monkeypatch.setattr(onehot_conv.OneHotConv, "apply", lambda *a: calls.append(1) or real(*a))
 
     def run(lookups: bool):
         monkeypatch.setattr(SVGStage, "onehot_min_work", 0 if lookups else 10**9)

@@ -152,8 +152,8 @@ def test_svg_finest_stage_by_lookups_in_the_prepared_model(monkeypatch):
 
     monkeypatch.setattr(SVGStage, "onehot_min_work", 0)  # 151 x 8 here: the look-ups at any size
     calls = []
-    real = onehot_conv.OneHotConv3x3.apply
-    monkeypatch.setattr(onehot_conv.OneHotConv3x3, "apply", lambda *a: calls.append(1) or real(*a))
+    real = onehot_conv.OneHotConv.apply
+    monkeypatch.setattr(onehot_conv.OneHotConv, "apply", lambda *a: calls.append(1) or real(*a))
     for instance in (False, True):
         G, _, _ = case({**scgan_ade_small(), "use_instance": instance}, 64)
         G = G.double()

@@ -127,3 +127,82 @@ def test_one_training_step_of_the_synthetic_faces_preset_changes_the_generator()
     opt.step()
     assert torch.isfinite(loss) and {"G/adv", "G/fm"} <= set(stats)
     assert all(not torch.equal(v, before[k]) for k, v in G.named_parameters() if k.endswith("weight"))
+
+
+# -- the first conv of the label map by look-ups (layers/onehot_conv.py) ---------------------------------------
+
+
+@pytest.mark.parametrize("kw,instance", [(OWN, True), ({}, False), ({**OWN, "n_local_enhancers": 1}, True),
+                                         (OWN, 0.5)])
+def test_first_conv_by_lookups_gives_the_dense_outputs_and_gradients(kw, instance, monkeypatch):
+    """The 7x7 reflection-padded conv of the one-hot classes by look-ups (the instance edges by a dense conv):
+    outputs and every parameter gradient of a training step equal the dense generator's (float64), with pix2pixHD's
+    own build (biases, instance edges), SPADE's (spectral norm: the same power iteration) and a local enhancer
+    (whose global generator reads the average-pooled, not one-hot, map and stays dense). The binary edge channel
+    makes (class, edge) pairs the classes; a non-binary one (0.5: ``instance`` 0.5) keeps a dense conv of its own."""
+    from semsynth.layers import onehot_conv, semantic_input
+    from semsynth.layers.spectral import SpectralNorm
+    from semsynth.models.generators.pix2pixhd import ConvNormReLU
+    from tests.models.test_spade_piecewise import rects
+
+    classes = 35
+    torch.manual_seed(0)
+    G = build_generator({"name": "pix2pixhd", "ngf": 4, "n_downsample": 2, "n_blocks": 1, "n_blocks_local": 1, **kw},
+                        num_classes=classes, use_instance=bool(instance), resolution=[32, 64]).double().train()
+    ids = rects(classes, 32, 64, 2, 3, 10)
+    x = semantic_input(ids, classes, ids * 7 % 5 if instance else None).double()
+    assert x.shape[1] == classes + bool(instance) and (not instance or 0 < x[:, -1].sum() < x[:, -1].numel())
+    if instance:
+        x[:, -1] *= instance
+    calls = []
+    real = onehot_conv.OneHotConv.apply
+    monkeypatch.setattr(onehot_conv.OneHotConv, "apply", lambda *a: calls.append(a[1].shape) or real(*a))
+    sn = [m for m in G.modules() if isinstance(m, SpectralNorm)]
+    saved = [(m._u.clone(), m._v.clone()) for m in sn]
+
+    def run(lookups: bool):
+        monkeypatch.setattr(ConvNormReLU, "onehot_min_work", 0 if lookups else 10**12)
+        for m, (u, v) in zip(sn, saved):
+            m._u.copy_(u)
+            m._v.copy_(v)
+        G.zero_grad()
+        out = G(x)
+        probe = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+        (out * probe).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in G.named_parameters()}
+
+    out_dense, grads_dense = run(False)
+    assert not calls
+    out_lookup, grads_lookup = run(True)
+    pairs = instance == 1  # (class, edge) pairs as the classes
+    assert calls == [(4, classes * (2 if pairs else 1), 7, 7)]  # one first conv (G1's, or the enhancer's)
+    assert (out_lookup - out_dense).abs().max() <= 1e-10
+    for n, gd in grads_dense.items():
+        assert (grads_lookup[n] - gd).abs().max() <= 1e-9 * max(1.0, gd.abs().max().item()), n
+
+
+def test_first_conv_lookups_in_the_prepared_model_and_not_on_soft_maps(monkeypatch):
+    """The prepared (eval) model takes the look-ups too and equals the unprepared dense one; a map that is not
+    one-hot (soft labels) runs the dense conv."""
+    from semsynth.inference_prep import prepare_for_inference
+    from semsynth.layers import onehot_conv
+    from semsynth.models.generators.pix2pixhd import ConvNormReLU
+
+    G = build_generator({"name": "pix2pixhd", **OWN, "ngf": 4, "n_downsample": 2, "n_blocks": 1},
+                        num_classes=35, use_instance=False, resolution=[32, 32]).eval()
+    x = sem(2, 32, 32, 35)
+    calls = []
+    real = onehot_conv.OneHotConv.apply
+    monkeypatch.setattr(onehot_conv.OneHotConv, "apply", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        monkeypatch.setattr(ConvNormReLU, "onehot_min_work", 10**12)
+        dense = G(x)
+        monkeypatch.setattr(ConvNormReLU, "onehot_min_work", 0)
+        prepared = prepare_for_inference(G)
+        assert not calls
+        torch.testing.assert_close(prepared(x), dense, atol=1e-5, rtol=1e-5)
+        assert calls
+        calls.clear()
+        soft = x * 0.5 + 0.5 / 35
+        torch.testing.assert_close(prepared(soft), G(soft), atol=1e-5, rtol=1e-5)
+        assert not calls

@@ -33,7 +33,9 @@ from ...errors import ShapeError
 from ...layers import init_weights, spectral_norm
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
+from ...layers.onehot_conv import onehot_conv
 from ...layers.recompute import RecomputeMixin
+from ...layers.spade_piecewise import one_hot_ids
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -60,11 +62,21 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 class ConvNormReLU(nn.Module):
     """``ReLU(norm(conv(pad(x))))``: a 7x7 reflection-padded conv, a stride-2 3x3 conv or a stride-2 transposed
-    conv (``transposed``), as pix2pixHD's c7s1-k, dk and uk units."""
+    conv (``transposed``), as pix2pixHD's c7s1-k, dk and uk units.
+
+    ``onehot_classes`` (the first unit, which reads the label map): where the input's first ``onehot_classes``
+    channels are one-hot, the conv of those channels is computed by look-ups (:mod:`semsynth.layers.onehot_conv`:
+    a per-class vector inside regions, ``k^2`` look-ups near boundaries, exact, with its weight gradient); a
+    binary instance-edge channel after them makes the map one-hot over (class, edge) pairs (the kernel of the pair
+    ``(c, 1)``: class ``c``'s plus the edge channel's), other extra channels take a dense conv; elsewhere, or where
+    the conv over the classes is small (``k^2`` x classes x out channels below ``onehot_min_work``), the conv runs
+    as written."""
+
+    onehot_min_work = 9 * 4096  # as the SVG's 3x3 look-ups: below it the dense conv is as cheap
 
     def __init__(self, cin: int, cout: int, kernel_size: int, *, stride: int = 1, reflect: int = 0,
                  transposed: bool = False, norm: str = "instance", norm_bias: bool = False,
-                 spectral: bool = False) -> None:
+                 spectral: bool = False, onehot_classes: int = 0) -> None:
         super().__init__()
         bias = norm == "none" or norm_bias
         self.pad = nn.ReflectionPad2d(reflect) if reflect else nn.Identity()
@@ -76,10 +88,40 @@ class ConvNormReLU(nn.Module):
                              bias=bias)
         self.conv = spectral_norm(conv, spectral)
         self.norm = _norm(norm, cout)
+        self.reflect = reflect
+        self.onehot_classes = onehot_classes if not transposed and stride == 1 else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = self._onehot_ids(x)
+        y = self.conv(self.pad(x)) if ids is None else self._onehot_conv(x, ids)
         # in place: the norm's (or with no norm, the conv's) output is fresh and its backward does not read it
-        return F.relu(self.norm(self.conv(self.pad(x))), inplace=True)
+        return F.relu(self.norm(y), inplace=True)
+
+    def _onehot_ids(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Class ids ``[B, 1, H, W]`` of the input's one-hot channels where the look-up path applies, else None."""
+        L, conv = self.onehot_classes, self.conv
+        k = conv.kernel_size[0]
+        pad = self.reflect or conv.padding[0]
+        if (not L or k * k * L * conv.out_channels < self.onehot_min_work or x.requires_grad or x.dim() != 4
+                or x.shape[1] != conv.in_channels or x.dtype not in (torch.float32, torch.float64) or x.is_meta
+                or min(x.shape[2:]) <= pad or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            return None  # (a map no larger than the reflection pad: the dense path raises torch's error)
+        return one_hot_ids(x[:, :L])
+
+    def _onehot_conv(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        conv, L = self.conv, self.onehot_classes
+        w = conv.weight  # read once: one power iteration of its spectral norm, as conv(x) would
+        pad = self.reflect or conv.padding[0]
+        extra = x[:, L:]
+        if extra.shape[1] == 0:
+            return onehot_conv(ids, w, conv.bias, pad, reflect=bool(self.reflect))
+        if extra.shape[1] == 1 and bool(((extra == 0) | (extra == 1)).all()):
+            # a binary instance-edge channel: one-hot over (class, edge) pairs, the pair (c, 1) with the kernel of
+            # class c plus the edge channel's
+            joint = torch.cat([w[:, :L], w[:, :L] + w[:, L:]], 1)
+            return onehot_conv(ids + L * extra, joint, conv.bias, pad, reflect=bool(self.reflect))
+        y = onehot_conv(ids, w[:, :L], conv.bias, pad, reflect=bool(self.reflect))
+        return y + F.conv2d(self.pad(extra), w[:, L:], None, 1, conv.padding)  # other channels: a dense conv
 
 
 class ResnetBlock(RecomputeMixin, nn.Module):
@@ -123,9 +165,10 @@ class GlobalGenerator(nn.Module):
     local enhancer follows (``with_rgb=False``: it returns the last feature map, ``width`` channels)."""
 
     def __init__(self, in_channels: int, width: int, n_downsample: int, n_blocks: int, kernel_size: int,
-                 first_kernel_size: int, with_rgb: bool, **unit) -> None:
+                 first_kernel_size: int, with_rgb: bool, onehot_classes: int = 0, **unit) -> None:
         super().__init__()
-        self.head = ConvNormReLU(in_channels, width, first_kernel_size, reflect=first_kernel_size // 2, **unit)
+        self.head = ConvNormReLU(in_channels, width, first_kernel_size, reflect=first_kernel_size // 2,
+                                 onehot_classes=onehot_classes, **unit)
         self.down = nn.Sequential(*[ConvNormReLU(width * 2**i, width * 2 ** (i + 1), 3, stride=2, **unit)
                                     for i in range(n_downsample)])
         inner = width * 2**n_downsample
@@ -145,10 +188,11 @@ class LocalEnhancer(nn.Module):
     ``to_rgb`` on the last enhancer."""
 
     def __init__(self, in_channels: int, width: int, n_blocks: int, first_kernel_size: int, with_rgb: bool,
-                 **unit) -> None:
+                 onehot_classes: int = 0, **unit) -> None:
         super().__init__()
         self.front = nn.Sequential(
-            ConvNormReLU(in_channels, width, first_kernel_size, reflect=first_kernel_size // 2, **unit),
+            ConvNormReLU(in_channels, width, first_kernel_size, reflect=first_kernel_size // 2,
+                         onehot_classes=onehot_classes, **unit),
             ConvNormReLU(width, 2 * width, 3, stride=2, **unit))
         self.blocks = nn.Sequential(*[ResnetBlock(2 * width, 3, **unit) for _ in range(n_blocks)])
         self.up = ConvNormReLU(2 * width, width, 3, stride=2, transposed=True, **unit)
@@ -221,11 +265,12 @@ class Pix2PixHDGenerator(nn.Module):
         # 1. G1 at 1 / 2**n_local_enhancers of the resolution
         self.global_generator = GlobalGenerator(self.in_channels, ngf * 2**n_local_enhancers, n_downsample,
                                                 n_blocks, kernel_size, first_kernel_size,
-                                                with_rgb=n_local_enhancers == 0, **unit)
+                                                with_rgb=n_local_enhancers == 0,
+                                                onehot_classes=0 if n_local_enhancers else num_classes, **unit)
         # 2. G2: local enhancers, coarse to fine
         self.local_enhancers = nn.ModuleList([
             LocalEnhancer(self.in_channels, ngf * 2 ** (n_local_enhancers - n), n_blocks_local, first_kernel_size,
-                          with_rgb=n == n_local_enhancers, **unit)
+                          with_rgb=n == n_local_enhancers, onehot_classes=num_classes, **unit)
             for n in range(1, n_local_enhancers + 1)])
         init_weights(self, init, init_gain)
 
