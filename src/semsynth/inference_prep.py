@@ -90,13 +90,21 @@ class PreparedSPADE(nn.Module):
         self.piecewise = _piecewise_ok(shared, gamma, beta)
         if self.piecewise:
             self._piecewise_tables(shared)
+            # one copy of the merged kernel for both paths: stored (tap, hidden)-minor, so that the piecewise path's
+            # matrix over (tap, hidden) is a view of it (:attr:`pw_w2`); the dense path reads it as a plain kernel
+            self.weight = self.weight.contiguous(memory_format=torch.channels_last)
+
+    @property
+    def pw_w2(self) -> torch.Tensor:
+        """``[9 hidden, 2C]``: the merged conv as a matrix over (tap, hidden), a view of :attr:`weight`."""
+        w = self.weight
+        return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).t()
 
     @torch.no_grad()
     def _piecewise_tables(self, shared: nn.Conv2d) -> None:
         """Tables of the piecewise-constant path (non-persistent buffers; computed in float64, stored in the
         model's dtype): ``emb`` [9 (L + 1), hidden], the shared conv's weight per tap and class with a zero row per
-        tap for the padding; ``w2`` [9 hidden, 2C], the merged conv as a matrix over (tap, hidden); ``table`` [2C,
-        L], the modulation of a region interior of each class."""
+        tap for the padding; ``table`` [2C, L], the modulation of a region interior of each class."""
         w1 = shared.weight.detach().double()  # [hidden, L, 3, 3]
         hidden, L = w1.shape[:2]
         b1 = shared.bias.detach().double() if shared.bias is not None else w1.new_zeros(hidden)
@@ -107,8 +115,6 @@ class PreparedSPADE(nn.Module):
         dt = self.weight.dtype
         self.register_buffer("pw_emb", emb.reshape(9 * (L + 1), hidden).to(dt), persistent=False)
         self.register_buffer("pw_b1", b1.to(dt), persistent=False)
-        self.register_buffer("pw_w2", w2.permute(2, 3, 1, 0).reshape(9 * hidden, -1).contiguous().to(dt),
-                             persistent=False)
         self.register_buffer("pw_table", table.t().contiguous().to(dt), persistent=False)
 
     def _piecewise_mod(self, seg: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -161,10 +167,11 @@ class PreparedSPADE(nn.Module):
             ubidx = bidx[first]
             step = max(1, self.band_chunk_bytes // (actv.shape[1] * 9 * actv.element_size()))
             umod = torch.empty(ubidx.numel(), c2, dtype=mod.dtype, device=mod.device)
+            w2 = self.pw_w2
             for s in range(0, ubidx.numel(), step):
                 bi = ubidx[s : s + step]
                 cols = actv[rows[padded(bi).unsqueeze(1) + off]].view(bi.numel(), -1)
-                torch.addmm(self.bias, cols, self.pw_w2, out=umod[s : s + step])
+                torch.addmm(self.bias, cols, w2, out=umod[s : s + step])
             mod[:, bidx] = umod[group].t()
         return mod.view(c2, B, H, W).transpose(0, 1)
 
@@ -184,7 +191,8 @@ class PreparedSPADE(nn.Module):
                 mod = self._piecewise_mod(seg, resize_nearest(ids, x.shape[2:]))
         if mod is None:
             actv = torch.relu_(self.shared(seg))
-            mod = F.conv2d(actv, self.weight, self.bias, padding=self.padding)
+            # (a plain kernel: oneDNN would take a channels-last one as a reason to convert the input)
+            mod = F.conv2d(actv, self.weight.contiguous(), self.bias, padding=self.padding)
         c = self.num_features
         return torch.addcmul(mod[:, c:], normed, mod[:, :c])
 

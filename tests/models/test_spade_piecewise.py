@@ -227,3 +227,19 @@ def test_scgan_prepared_uses_piecewise_path_and_is_exact():
     assert len(taken) == 4 and taken[2:] == [True, True]  # the 8x8 and 16x16 levels here are mostly band
     assert ref.abs().max() > 0.5
     assert (out - ref).abs().max().item() <= 1e-10
+
+
+def test_one_copy_of_the_merged_kernel_for_both_paths():
+    """The piecewise path's matrix over (tap, hidden) is a view of the merged kernel the dense path convolves with
+    (no second copy: on SPADE's generator the copies were 96 MiB), and both paths give the module's output."""
+    s = spade(c=6, classes=9, hidden=7)
+    P = PreparedSPADE(s).eval()
+    w2 = P.pw_w2
+    assert w2.shape == (9 * 7, 12) and w2.untyped_storage().data_ptr() == P.weight.untyped_storage().data_ptr()
+    assert sum(b.numel() for n, b in P.named_buffers() if b.untyped_storage().data_ptr()
+               == P.weight.untyped_storage().data_ptr()) == P.weight.numel()  # no other buffer holds it
+    x, seg = torch.randn(2, 6, 16, 16), onehot(rects(9, 16, 16, 2, 3, 6), 9)
+    ref, out, took = run(s, x, seg)
+    assert took and (out - ref).abs().max() < 1e-5
+    ref, out, took = run(s, x, seg, max_band=0.0)  # the dense path
+    assert not took and (out - ref).abs().max() < 1e-5
