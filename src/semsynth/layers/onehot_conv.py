@@ -16,14 +16,25 @@ additions per band pixel and ``C`` per interior pixel instead of ``k^2 L C``.
 
 Equal to ``F.conv2d`` of the (padded) one-hot map and its weight gradient within float rounding
 (``tests/layers/test_onehot_conv.py``, float32 and float64, gradcheck).
+
+A model whose convs read the label map concatenated with other maps (OASIS's noise, CC-FPSE's label features)
+marks them with :func:`read_labels_by_lookups` and runs its forward inside :func:`label_ids`: a marked conv then
+computes its one-hot channels by look-ups and only the other channels densely.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import types
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .spade_piecewise import pool_same
+from .recompute import restore_on_recompute
+from .spade import resize_nearest
+from .spade_piecewise import one_hot_ids, pool_same
 
 _CHUNK = 1 << 15  # pixels per block of look-ups / gradient rows: bounds the temporary index and row copies
 
@@ -142,3 +153,99 @@ def onehot_conv3x3(ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``F.conv2d(onehot(ids), weight, padding=1)`` (no bias) by look-ups, for float class ids ``[B, 1, H, W]`` and
     a kernel ``[C, L, 3, 3]``; differentiable in ``weight``."""
     return OneHotConv.apply(ids, weight, None, 1, False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Convs that read the label map concatenated with other maps
+
+
+class _Labels:
+    """The class ids ``[B, 1, H, W]`` of a forward's one-hot label map, and their nearest resizes (as the model
+    resizes the map: :func:`~semsynth.layers.spade.resize_nearest`), one per size."""
+
+    def __init__(self, ids: torch.Tensor) -> None:
+        self.ids, self.sizes = ids, {}
+
+    def at(self, h: int, w: int) -> torch.Tensor:
+        ids = self.sizes.get((h, w))
+        if ids is None:
+            ids = self.sizes[(h, w)] = resize_nearest(self.ids, (h, w))
+        return ids
+
+
+_LABELS = threading.local()  # per thread (a server runs several forwards at once): the open label_ids state
+
+
+@contextlib.contextmanager
+def label_ids(ids: torch.Tensor | _Labels | None):
+    """Within this block (this thread), the convs marked by :func:`read_labels_by_lookups` read the one-hot
+    channels of their input as ``ids`` ``[B, 1, H, W]`` (float class ids of the model's label map, e.g.
+    :func:`~semsynth.layers.spade_piecewise.one_hot_ids`), nearest-resized to their input's size. The caller
+    promises that those channels are that map and carry no gradient; None: the marked convs run densely."""
+    previous = getattr(_LABELS, "state", None)
+    _LABELS.state = ids if ids is None or isinstance(ids, _Labels) else _Labels(ids)
+    try:
+        yield
+    finally:
+        _LABELS.state = previous
+
+
+def labels_for_lookups(semantic: torch.Tensor, classes: int) -> torch.Tensor | None:
+    """The class ids for :func:`label_ids` of a model's label map whose first ``classes`` channels are one-hot, or
+    None where the look-ups do not apply: the map is not one-hot there, wants a gradient, is not float32/64, or
+    the forward is traced or compiled."""
+    if (semantic.dim() != 4 or semantic.requires_grad or semantic.dtype not in (torch.float32, torch.float64)
+            or semantic.is_meta or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.compiler.is_compiling()):
+        return None
+    return one_hot_ids(semantic[:, :classes])
+
+
+def current_labels() -> _Labels | None:
+    """The open :func:`label_ids` state of this thread."""
+    return getattr(_LABELS, "state", None)
+
+
+# a block recomputed in backward (train.recompute) reads the labels as its forward did
+restore_on_recompute(lambda: label_ids(current_labels()))
+
+
+def read_labels_by_lookups(conv: nn.Conv2d, start: int, classes: int) -> nn.Conv2d:
+    """Mark ``conv`` (stride 1, "same" zero padding, odd square kernel, one group), whose input channels
+    ``[start, start + classes)`` are the model's one-hot label map: inside :func:`label_ids` it computes the conv
+    of those channels by look-ups (:func:`onehot_conv`, with its weight gradient) and of the other channels
+    densely; elsewhere (and while tracing or compiling) it is the plain conv. The parameters, state-dict keys and
+    class stay those of ``conv`` (its ``forward`` is replaced on the instance, so that a parametrisation such as
+    spectral norm keeps working). Returns ``conv``."""
+    k = conv.kernel_size[0]
+    if (conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1) or conv.dilation != (1, 1)
+            or conv.groups != 1 or conv.padding != (k // 2, k // 2) or conv.padding_mode != "zeros"
+            or not 0 <= start or start + classes > conv.in_channels or classes < 1):
+        raise ValueError(f"read_labels_by_lookups: {conv} with label channels [{start}, {start + classes}) is not a "
+                         f"stride-1 'same' conv over them")
+    conv.onehot_part = (start, classes)
+    conv.forward = types.MethodType(_onehot_part_forward, conv)
+    return conv
+
+
+onehot_part_min_work = 9 * 4096  # k^2 x classes x out channels below which the dense conv is as cheap
+
+
+def _onehot_part_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    state = getattr(_LABELS, "state", None)
+    start, L = self.onehot_part
+    k = self.kernel_size[0]
+    if (state is None or x.dim() != 4 or x.shape[1] != self.in_channels or x.dtype not in (torch.float32,
+                                                                                            torch.float64)
+            or k * k * L * self.out_channels < onehot_part_min_work or x.is_meta or torch.jit.is_tracing()
+            or torch.jit.is_scripting() or torch.compiler.is_compiling()):
+        return type(self).forward(self, x)
+    ids = state.at(x.shape[2], x.shape[3])
+    if ids.shape[0] != x.shape[0] or ids.device != x.device:
+        return type(self).forward(self, x)
+    w = self.weight  # read once (a parametrisation such as spectral norm runs once, as the plain forward would)
+    y = onehot_conv(ids.to(x.dtype), w[:, start : start + L], self.bias, k // 2)
+    for lo, hi in ((0, start), (start + L, self.in_channels)):
+        if hi > lo:
+            y = y + F.conv2d(x[:, lo:hi], w[:, lo:hi], None, 1, k // 2)
+    return y

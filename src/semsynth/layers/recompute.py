@@ -112,9 +112,29 @@ def _run_inside(call, *args, **kwargs):
         _inside.depth -= 1
 
 
+_RECOMPUTE_CONTEXTS: list = []  # functions returning a context that restores, in backward, a state of the forward
+
+
+def restore_on_recompute(capture):
+    """Register ``capture``: called at a recomputed block's forward, it returns a context manager that the block's
+    recomputation in backward runs inside (a thread-local state of the forward, such as
+    :func:`semsynth.layers.onehot_conv.label_ids`, open again). Returns ``capture``."""
+    _RECOMPUTE_CONTEXTS.append(capture)
+    return capture
+
+
+@contextlib.contextmanager
+def _all_of(*contexts):
+    with contextlib.ExitStack() as stack:
+        for c in contexts:
+            stack.enter_context(c)
+        yield
+
+
 class RecomputeMixin:
     """Mixed into a block class (before ``nn.Module``): when ``self.recompute`` is on, the block is in training
-    mode and gradients are recorded, its call is checkpointed with exact buffer replay (module docstring)."""
+    mode and gradients are recorded, its call is checkpointed with exact buffer replay (module docstring), the
+    states registered with :func:`restore_on_recompute` open again for the recomputation."""
 
     recompute_unit = True
     recompute = False
@@ -124,8 +144,9 @@ class RecomputeMixin:
             return super().__call__(*args, **kwargs)
         replay = _BufferReplay(self)
         call = functools.partial(_run_inside, super().__call__)
+        states = [capture() for capture in _RECOMPUTE_CONTEXTS]
         return checkpoint(call, *args, use_reentrant=False, preserve_rng_state=True,
-                          context_fn=lambda: (contextlib.nullcontext(), replay.replay()), **kwargs)
+                          context_fn=lambda: (contextlib.nullcontext(), _all_of(replay.replay(), *states)), **kwargs)
 
 
 class _Rebuilt:

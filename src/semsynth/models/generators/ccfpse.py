@@ -51,6 +51,7 @@ from ...layers import SPADE, init_weights, spectral_norm
 from ...layers.condconv import ConditionalDepthwiseConv2d
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
+from ...layers.onehot_conv import label_ids, labels_for_lookups, read_labels_by_lookups
 from ...layers.recompute import RecomputeMixin
 from ...layers.spade import resize_nearest
 from ...registry import check_range
@@ -289,6 +290,16 @@ class CondConvGenerator(nn.Module):
             self.schedule = [("head_0", 0, False), ("G_middle_0", 1, True), ("G_middle_1", 2, True),
                              ("up_0", 3, True), ("up_1", 4, True), ("up_2", 5, True), ("up_3", 6, True)]
         init_weights(self, init, init_gain)
+        # the convs that read the label map (alone, or concatenated with the label features) compute its one-hot
+        # channels by look-ups (exact)
+        readers = [self.label_pyramid.encode[0][0], *([] if use_vae else [self.fc])]
+        for m in self.modules():
+            if isinstance(m, DepthwiseSeparableCC):
+                readers += [m.kernels[0], m.attention[0]]
+            elif isinstance(m, SPADE):
+                readers.append(m.mlp_shared[0])
+        for m in readers:
+            read_labels_by_lookups(m, 0, num_classes)
 
     @staticmethod
     def latent_dim_of(config) -> int:
@@ -324,6 +335,11 @@ class CondConvGenerator(nn.Module):
     def forward(self, semantic: torch.Tensor, z: torch.Tensor | None = None, *,
                 return_aux: bool = False) -> torch.Tensor | GeneratorOutput:
         self.check_input(semantic)
+        with label_ids(labels_for_lookups(semantic, self.num_classes)):
+            return self._forward(semantic, z, return_aux)
+
+    def _forward(self, semantic: torch.Tensor, z: torch.Tensor | None,
+                 return_aux: bool) -> torch.Tensor | GeneratorOutput:
         features = self.label_pyramid(semantic)
         x = self.first_map(semantic, z)
         for name, level, upsample in self.schedule:

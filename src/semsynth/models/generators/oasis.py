@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ShapeError
-from ...layers import SPADEResBlock, init_weights
+from ...layers import SPADE, SPADEResBlock, init_weights
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import PARAM_FREE_NORMS
+from ...layers.onehot_conv import label_ids, labels_for_lookups, read_labels_by_lookups
 from ...layers.spade import resize_nearest
 from ...registry import check_range
 from .. import GENERATORS
@@ -113,6 +114,10 @@ class OASISGenerator(nn.Module):
         # 4. output
         self.conv_img = nn.Conv2d(widths[-1], 3, 3, padding=1)
         init_weights(self, init, init_gain)
+        # the convs that read the conditioning map compute its one-hot label channels by look-ups (exact)
+        start = z_dim if noise_3d else 0
+        for m in [self.fc, *(s.mlp_shared[0] for s in self.modules() if isinstance(s, SPADE))]:
+            read_labels_by_lookups(m, start, num_classes)
 
     @staticmethod
     def latent_dim_of(config) -> int:
@@ -144,6 +149,11 @@ class OASISGenerator(nn.Module):
     def forward(self, semantic: torch.Tensor, z: torch.Tensor | None = None, *,
                 return_aux: bool = False) -> torch.Tensor | GeneratorOutput:
         self.check_input(semantic)
+        with label_ids(labels_for_lookups(semantic, self.num_classes)):
+            return self._forward(semantic, z, return_aux)
+
+    def _forward(self, semantic: torch.Tensor, z: torch.Tensor | None,
+                 return_aux: bool) -> torch.Tensor | GeneratorOutput:
         if self.noise_3d:
             cond = torch.cat([self.noise_map(semantic, z), semantic], dim=1)
         elif z is not None:
