@@ -21,8 +21,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from semsynth.layers.winograd import WinogradConv3x3, winograd_conv3x3, winograd_pays, winograd_weight  # noqa: E402
-from semsynth.utils.runtime import cpu_model, tune_malloc  # noqa: E402
+from semsynth.layers.winograd import (  # noqa: E402
+    WinogradConv3x3,
+    cpu_takes_winograd,
+    winograd_conv3x3,
+    winograd_pays,
+    winograd_weight,
+)
+from semsynth.utils.runtime import cpu_identity, cpu_model, tune_malloc  # noqa: E402
 
 # (Cin, Cout, size): the stacked SCC convolutions (n = 3 candidates) and shortcut-free 3x3 convs of scgan-ade20k
 SHAPES = [(512, 1536, 8), (512, 1536, 16), (512, 768, 32), (256, 768, 32), (256, 384, 64), (128, 384, 64),
@@ -55,6 +61,18 @@ def best(fn, reps: int) -> float:
     return t
 
 
+def _rule_on(x, cin: int, cout: int) -> bool:
+    """The policy's shape rule with Winograd enabled (what it takes on the CPU kind it was measured on)."""
+    from semsynth.layers.winograd import WinogradPolicy
+
+    was = WinogradPolicy.enabled
+    WinogradPolicy.enabled = True
+    try:
+        return winograd_pays(x, cin, cout)
+    finally:
+        WinogradPolicy.enabled = was
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -68,7 +86,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tune_malloc()
     torch.manual_seed(0)
-    print(f"CPU {cpu_model()}, torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, fp32")
+    cpu = cpu_identity()
+    print(f"CPU {cpu_model()} ({cpu['vendor']} family {cpu['family']:#x} model {cpu['model']:#x}, avx512f "
+          f"{'avx512f' in cpu['flags']}), torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
+          f"fp32; the default policy takes Winograd on this CPU: {cpu_takes_winograd()}")
     rows = []
     for cin, cout, size in args.shapes or SHAPES:
         h, w_ = (size, size) if isinstance(size, int) else size
@@ -82,7 +103,8 @@ def main() -> None:
             wino = best(lambda: winograd_conv3x3(x, winograd_weight(w)), args.reps)  # as the layers: per call
         row = {"cin": cin, "cout": cout, "size": [h, w_], "eval_direct_ms": direct * 1e3, "eval_winograd_ms": wino * 1e3,
                "eval_ratio": wino / direct, "max_abs_diff": diff, "max_abs_out": ref.abs().max().item(),
-               "policy": winograd_pays(x, cin, cout)}
+               "policy": winograd_pays(x, cin, cout),
+               "policy_where_measured": _rule_on(x, cin, cout)}
         if not args.no_train:
             xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
             g = torch.randn_like(ref)
@@ -98,9 +120,10 @@ def main() -> None:
                 f"({wino / direct:.2f})")
         if "train_ratio" in row:
             line += f"; train {row['train_direct_ms']:6.1f} -> {row['train_winograd_ms']:6.1f} ms ({row['train_ratio']:.2f})"
-        print(f"{line}; max |diff| {diff:.1e}; policy {'winograd' if row['policy'] else 'direct'}", flush=True)
+        print(f"{line}; max |diff| {diff:.1e}; policy here {'winograd' if row['policy'] else 'direct'}, "
+              f"on Zen 4 {'winograd' if row['policy_where_measured'] else 'direct'}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_model(), "threads": args.threads, "batch": args.batch,
+        args.json.write_text(json.dumps({"cpu": cpu_model(), "cpu_family": cpu["family"], "threads": args.threads, "batch": args.batch,
                                          "torch": torch.__version__, "rows": rows}, indent=2))
 
 

@@ -104,6 +104,7 @@ def test_scc_recomputed_stack_gives_the_same_outputs_and_gradients(monkeypatch, 
     from semsynth.layers.winograd import WinogradPolicy
 
     if winograd:  # F(2x2, 3x3) for these small shapes, in forward and in the recomputation
+        monkeypatch.setattr(WinogradPolicy, "enabled", True)  # on any CPU
         for k in ("min_in_channels", "min_out_channels", "min_pixels", "min_eval_pixels"):
             monkeypatch.setattr(WinogradPolicy, k, 1)
     a, b = _scc_pair(spectral, kernel_size, stride, bias)

@@ -22,7 +22,8 @@ from semsynth.layers.winograd import (
 @pytest.fixture
 def everywhere(monkeypatch):
     """The policy lowered so that F(2x2, 3x3) runs at test sizes."""
-    for k, v in dict(min_in_channels=1, min_out_channels=1, min_pixels=1, min_eval_pixels=1, max_pixels=10**9).items():
+    for k, v in dict(enabled=True, min_in_channels=1, min_out_channels=1, min_pixels=1, min_eval_pixels=1,
+                     max_pixels=10**9).items():
         monkeypatch.setattr(WinogradPolicy, k, v)
 
 
@@ -60,7 +61,8 @@ def test_float32_rounding_at_a_deep_layer_shape():
     assert err_w < 2e-5 and err_w < 20 * err_d, (err_w, err_d)
 
 
-def test_policy():
+def test_policy(monkeypatch):
+    monkeypatch.setattr(WinogradPolicy, "enabled", True)  # the rule itself, on any CPU
     big = torch.zeros(1, 512, 32, 32)
     assert winograd_pays(big, 512, 768)
     assert not winograd_pays(big, 64, 768)  # too few input channels
@@ -83,6 +85,51 @@ def test_policy():
         assert not winograd_pays(big, 512, 768)
     finally:
         WinogradPolicy.enabled = True
+
+
+@pytest.mark.parametrize("vendor, family, flags, takes", [
+    ("AuthenticAMD", 0x19, {"avx2", "avx512f"}, True),  # Zen 4: measured faster
+    ("AuthenticAMD", 0x1A, {"avx2", "avx512f"}, False),  # Zen 5: measured slower
+    ("AuthenticAMD", 0x19, {"avx2"}, False),  # Zen 3: not measured
+    ("GenuineIntel", 6, {"avx2", "avx512f"}, False),
+    ("", -1, set(), False),  # no /proc/cpuinfo
+])
+def test_the_default_takes_winograd_only_on_the_cpu_kind_it_was_measured_faster_on(monkeypatch, vendor, family,
+                                                                                     flags, takes):
+    from semsynth.layers import winograd
+    from semsynth.utils import runtime
+
+    monkeypatch.setattr(runtime, "cpu_identity", lambda: {"vendor": vendor, "family": family, "model": 1,
+                                                          "flags": frozenset(flags)})
+    monkeypatch.setattr(WinogradPolicy, "enabled", None)
+    winograd.cpu_takes_winograd.cache_clear()
+    try:
+        assert winograd.cpu_takes_winograd() is takes
+        big = torch.zeros(1, 512, 32, 32)
+        assert winograd_pays(big, 512, 768) is takes
+        x, k = torch.randn(1, 512, 32, 32), torch.randn(768, 512, 3, 3)
+        assert (type(conv3x3(x.requires_grad_(), k).grad_fn).__name__ == "WinogradConv3x3Backward") is takes
+        monkeypatch.setattr(WinogradPolicy, "enabled", not takes)  # forced either way
+        assert winograd_pays(big, 512, 768) is (not takes)
+    finally:
+        winograd.cpu_takes_winograd.cache_clear()
+
+
+def test_cpu_identity_reads_proc_cpuinfo():
+    from pathlib import Path
+
+    from semsynth.utils.runtime import cpu_identity
+
+    info = cpu_identity()
+    if not Path("/proc/cpuinfo").exists():
+        assert info["family"] == -1 and not info["flags"]
+        return
+    text = Path("/proc/cpuinfo").read_text()
+    if "vendor_id" not in text:
+        pytest.skip("/proc/cpuinfo without vendor_id (not x86)")
+    first = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.split("\n\n")[0].splitlines())}
+    assert info["vendor"] == first["vendor_id"] and info["family"] == int(first["cpu family"])
+    assert info["flags"] == frozenset(first["flags"].split())
 
 
 def test_conv3x3_takes_the_policy(everywhere):

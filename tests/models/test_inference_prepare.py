@@ -260,7 +260,8 @@ def test_prepared_output_with_winograd_everywhere(name, monkeypatch):
     G, sem, z = case(make(), size)
     with torch.no_grad():
         ref = G(sem, z)
-        for k, v in dict(min_in_channels=1, min_out_channels=1, min_pixels=1, min_eval_pixels=1, max_pixels=10**9).items():
+        for k, v in dict(enabled=True, min_in_channels=1, min_out_channels=1, min_pixels=1, min_eval_pixels=1,
+                         max_pixels=10**9).items():
             monkeypatch.setattr(WinogradPolicy, k, v)
         P = prepare_for_inference(G)
         out = P(sem, z)

@@ -9,8 +9,10 @@ input channel instead of 36: 2.25x fewer than the direct convolution, for three 
 ``tests/layers/test_winograd.py``).
 
 oneDNN's direct convolution runs near the CPU's peak, so the transforms and the matrix products only pay where
-the products are large: many channels on small maps (the deep layers of a generator). :func:`winograd_pays` holds
-the measured rule; the GPU keeps cuDNN, which chooses its own algorithms.
+the products are large: many channels on small maps (the deep layers of a generator), and only on a CPU whose
+direct convolution is slow enough beside its matrix products: :func:`winograd_pays` holds the measured rule and
+:func:`cpu_takes_winograd` the CPUs it was measured to pay on; the GPU keeps cuDNN, which chooses its own
+algorithms.
 
 :class:`WinogradConv3x3` is differentiable in the input and the kernel with a hand-written backward in the same
 transform domain (two more batched products of the same size, as the direct convolution's backward needs two
@@ -18,6 +20,8 @@ more convolutions); it keeps only the input, as the direct convolution does, and
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -38,14 +42,36 @@ class WinogradPolicy:
     more than the products save, and with fewer channels on larger maps the input and output transforms do.
     Without a backward the rule starts at ``min_eval_pixels``: 256 to 1024 channels on 16x32 (pix2pixHD's and
     SPADE's deep blocks at 256x512) took 0.73-0.88x in eval on one thread, 0.83-0.86x on two, where training
-    was 0.78-1.01x on one and 0.99-1.02x on two. ``enabled = False`` turns it off everywhere."""
+    was 0.78-1.01x on one and 0.99-1.02x on two. All of that holds on the CPU it was measured on (AMD family 19h,
+    Zen 4, whose AVX-512 runs on 256-bit units: ~110 GFLOP/s of direct 3x3 conv per thread); on Zen 5 (family 1Ah,
+    full-width AVX-512, ~200 GFLOP/s) the direct convolution is faster at every one of those shapes (F(2x2, 3x3)
+    1.09-1.55x its time), so ``enabled = None`` (the default) takes it only where :func:`cpu_takes_winograd`;
+    ``True`` or ``False`` force it on or off everywhere (``benchmarks/bench_winograd.py`` measures a machine)."""
 
-    enabled: bool = True
+    enabled: bool | None = None
     min_in_channels: int = 128
     min_out_channels: int = 256
     min_pixels: int = 32 * 32
     min_eval_pixels: int = 16 * 32
     max_pixels: int = 64 * 64
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_takes_winograd() -> bool:
+    """Whether this CPU is of the kind :class:`WinogradPolicy` was measured faster on: AMD family 19h with AVX-512
+    (Zen 4). Decided from ``/proc/cpuinfo`` once per process, never timed, so a run computes the same on every
+    machine of a kind (a resumed run included). Zen 5 (family 1Ah) measured slower; other CPUs (Zen 3 without
+    AVX-512, Intel, ARM) are not measured and keep the direct convolution."""
+    from ..utils.runtime import cpu_identity
+
+    cpu = cpu_identity()
+    return cpu["vendor"] == "AuthenticAMD" and cpu["family"] == 0x19 and "avx512f" in cpu["flags"]
+
+
+def winograd_enabled() -> bool:
+    """:attr:`WinogradPolicy.enabled`, with ``None`` resolved by :func:`cpu_takes_winograd`."""
+    on = WinogradPolicy.enabled
+    return cpu_takes_winograd() if on is None else bool(on)
 
 
 def winograd_pays(x: torch.Tensor, in_channels: int, out_channels: int, backward: bool | None = None) -> bool:
@@ -55,7 +81,7 @@ def winograd_pays(x: torch.Tensor, in_channels: int, out_channels: int, backward
     p = WinogradPolicy
     if backward is None:
         backward = torch.is_grad_enabled() and x.requires_grad
-    return (p.enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    return (winograd_enabled() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and x.dim() == 4 and not torch.jit.is_tracing() and not torch.jit.is_scripting()
             and in_channels >= p.min_in_channels and out_channels >= p.min_out_channels
             and x.shape[0] * x.shape[2] * x.shape[3] >= (p.min_pixels if backward else p.min_eval_pixels)

@@ -30,6 +30,26 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_identity() -> dict:
+    """The first CPU's ``vendor_id``, ``cpu family``, ``model`` (integers) and ``flags`` (a set) from
+    ``/proc/cpuinfo``; empty values where it cannot be read (not Linux, not x86)."""
+    info: dict = {"vendor": "", "family": -1, "model": -1, "flags": frozenset()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "vendor_id":
+            info["vendor"] = value
+        elif key in ("cpu family", "model") and value.isdigit():
+            info["family" if key == "cpu family" else "model"] = int(value)
+        elif key == "flags":
+            info["flags"] = frozenset(value.split())
+    return info
+
+
 def tune_malloc() -> bool:
     """Keep large tensor allocations in the heap instead of a fresh mmap each time (glibc only).
 
