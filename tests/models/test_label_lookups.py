@@ -1,5 +1,6 @@
 """OASIS and CC-FPSE read the label map concatenated with other maps (OASIS: the 3D noise before it; CC-FPSE: the
-label features after it): their convs over it compute the one-hot channels by look-ups
+label features after it), and SC-GAN's shortcut SPADEs read it where their piecewise path declines the layout:
+their convs over it compute the one-hot channels by look-ups
 (``layers/onehot_conv.py``: ``read_labels_by_lookups``, ``label_ids``). A training step's output and every
 parameter gradient equal the dense model's (float64), with and without ``train.recompute`` (the recomputation in
 backward reads the labels as the forward did), and a map that is not one-hot or wants a gradient runs densely."""
@@ -23,7 +24,22 @@ CASES = {
                 "num_upsampling_layers": "normal"}, True, 8),
     "ccfpse-no-vae": ({"name": "ccfpse", "ngf": 2, "hidden": 8, "spade_hidden": 8, "use_vae": False,
                        "num_upsampling_layers": "normal"}, False, 0),
+    # SC-GAN's shortcut SPADEs, where their piecewise path declines the layout (forced off below) and the dense
+    # convs run: their first conv reads the one-hot map
+    "scgan": ({"name": "scgan", "srg_width": 4, "fc_width": 4, "svg_width": 4, "conv_candidates": 2,
+               "norm_candidates": 2, "spade_hidden": 8}, False, 0),
+    "scgan-instance": ({"name": "scgan", "srg_width": 4, "fc_width": 4, "svg_width": 4, "conv_candidates": 2,
+                        "norm_candidates": 2, "spade_hidden": 8}, True, 0),
 }
+
+
+@pytest.fixture(autouse=True)
+def _dense_spade(monkeypatch):
+    """SPADE's piecewise path off: SC-GAN's shortcut SPADEs run their dense convs (the ones marked for look-ups)."""
+    from semsynth.layers.spade import SPADE
+
+    monkeypatch.setattr(SPADE, "piecewise_max_band", 0)
+    monkeypatch.setattr(SPADE, "piecewise_max_band_train", 0)
 
 
 def _setup(key: str):
@@ -73,7 +89,7 @@ def test_lookups_give_the_dense_outputs_and_gradients(key, recompute, monkeypatc
         assert (grads_lookup[n] - gd).abs().max() <= 1e-9 * max(1.0, gd.abs().max().item()), n
 
 
-@pytest.mark.parametrize("key", ["oasis", "ccfpse"])
+@pytest.mark.parametrize("key", ["oasis", "ccfpse", "scgan"])
 def test_dense_where_the_map_is_not_one_hot_or_wants_a_gradient(key, monkeypatch):
     G, x, z = _setup(key)
     G.eval()
@@ -98,3 +114,22 @@ def test_marking_a_conv_it_cannot_compute_is_an_error():
         onehot_conv.read_labels_by_lookups(conv, 0, 8)
     with pytest.raises(ValueError, match=r"label channels \[4, 12\)"):
         onehot_conv.read_labels_by_lookups(torch.nn.Conv2d(10, 4, 3, padding=1), 4, 8)
+
+
+def test_lazy_labels_find_the_ids_once_and_only_when_a_marked_conv_asks(monkeypatch):
+    from semsynth.layers import one_hot_label
+
+    found = []
+    real = onehot_conv.labels_for_lookups
+    monkeypatch.setattr(onehot_conv, "labels_for_lookups", lambda *a: found.append(1) or real(*a))
+    ids = torch.randint(0, 5, (1, 8, 8))
+    labels = onehot_conv.lazy_labels(one_hot_label(ids, 5), 5)
+    assert not found  # nothing asked yet
+    torch.testing.assert_close(labels.at(8, 8), ids[:, None].float(), rtol=0, atol=0)
+    assert len(found) == 1
+    torch.testing.assert_close(labels.at(4, 4), ids[:, None, ::2, ::2].float(), rtol=0, atol=0)  # nearest halving
+    labels.at(8, 8)
+    labels.at(4, 4)
+    assert len(found) == 2  # once per size
+    soft = onehot_conv.lazy_labels(one_hot_label(ids, 5) * 0.5, 5)
+    assert soft.at(8, 8) is None  # not one-hot: the marked convs run densely

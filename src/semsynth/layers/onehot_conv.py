@@ -161,16 +161,23 @@ def onehot_conv3x3(ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 class _Labels:
     """The class ids ``[B, 1, H, W]`` of a forward's one-hot label map, and their nearest resizes (as the model
-    resizes the map: :func:`~semsynth.layers.spade.resize_nearest`), one per size."""
+    resizes the map: :func:`~semsynth.layers.spade.resize_nearest`), one per size. Given ``source`` (the map and
+    its number of classes) instead of ids, the ids of each size are found when a marked conv first asks, from the
+    map resized to that size (:func:`lazy_labels`; the same ids: a nearest resize picks the same pixels)."""
 
-    def __init__(self, ids: torch.Tensor) -> None:
-        self.ids, self.sizes = ids, {}
+    def __init__(self, ids: torch.Tensor | None, source: tuple[torch.Tensor, int] | None = None) -> None:
+        self.ids, self._source, self.sizes = ids, source, {}
 
-    def at(self, h: int, w: int) -> torch.Tensor:
-        ids = self.sizes.get((h, w))
-        if ids is None:
-            ids = self.sizes[(h, w)] = resize_nearest(self.ids, (h, w))
-        return ids
+    def at(self, h: int, w: int) -> torch.Tensor | None:
+        """The ids at ``h x w``; None where the map is not one-hot (the marked convs then run densely)."""
+        if (h, w) not in self.sizes:
+            if self._source is not None:
+                semantic, classes = self._source
+                ids = labels_for_lookups(resize_nearest(semantic, (h, w)), classes)
+            else:
+                ids = None if self.ids is None else resize_nearest(self.ids, (h, w))
+            self.sizes[(h, w)] = ids
+        return self.sizes[(h, w)]
 
 
 _LABELS = threading.local()  # per thread (a server runs several forwards at once): the open label_ids state
@@ -199,6 +206,13 @@ def labels_for_lookups(semantic: torch.Tensor, classes: int) -> torch.Tensor | N
             or torch.compiler.is_compiling()):
         return None
     return one_hot_ids(semantic[:, :classes])
+
+
+def lazy_labels(semantic: torch.Tensor, classes: int) -> _Labels:
+    """For :func:`label_ids`: the ids of ``semantic``'s first ``classes`` channels (:func:`labels_for_lookups`),
+    found only at the sizes where a marked conv runs, from the map resized to that size (a model whose marked
+    convs are usually skipped pays nothing, and a small map's ids cost what the small map does)."""
+    return _Labels(None, (semantic, classes))
 
 
 def current_labels() -> _Labels | None:
@@ -241,7 +255,7 @@ def _onehot_part_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             or torch.jit.is_scripting() or torch.compiler.is_compiling()):
         return type(self).forward(self, x)
     ids = state.at(x.shape[2], x.shape[3])
-    if ids.shape[0] != x.shape[0] or ids.device != x.device:
+    if ids is None or ids.shape[0] != x.shape[0] or ids.device != x.device:
         return type(self).forward(self, x)
     w = self.weight  # read once (a parametrisation such as spectral norm runs once, as the plain forward would)
     y = onehot_conv(ids.to(x.dtype), w[:, start : start + L], self.bias, k // 2)

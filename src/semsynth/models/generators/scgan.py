@@ -48,7 +48,7 @@ from ...layers import (
 )
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
-from ...layers.onehot_conv import onehot_conv3x3
+from ...layers.onehot_conv import label_ids, lazy_labels, onehot_conv3x3, read_labels_by_lookups
 from ...layers.recompute import RecomputeMixin, rebuild_scope, rebuildable, saved_as
 from ...layers.routing import MAPPINGS
 from ...layers.spade import resize_nearest
@@ -465,6 +465,11 @@ class SCGANGenerator(nn.Module):
             self.schedule = [("head_0", 0, False), ("G_middle_0", 1, True), ("G_middle_1", 2, True),
                              ("up_0", 3, True), ("up_1", 4, True), ("up_2", 5, True), ("up_3", 6, True)]
         init_weights(self, init, init_gain)
+        # the shortcut SPADEs' first conv reads the one-hot label map: by look-ups where their piecewise path
+        # declines the layout (too much boundary band) and the dense convs run
+        for block in self.children():
+            if isinstance(block, SCResBlock) and block.learned_shortcut and block.shortcut_kind == "spade":
+                read_labels_by_lookups(block.norm_s.mlp_shared[0], 0, num_classes)
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -516,7 +521,7 @@ class SCGANGenerator(nn.Module):
     def forward(self, semantic: torch.Tensor, z: torch.Tensor | None = None, *,
                 return_aux: bool = False) -> torch.Tensor | GeneratorOutput:
         # in training, spectrally normalised weights and SCN outputs are kept for backward as what rebuilds them
-        with rebuild_scope():
+        with rebuild_scope(), label_ids(lazy_labels(semantic, self.num_classes)):
             return self._forward(semantic, z, return_aux)
 
     def _forward(self, semantic: torch.Tensor, z: torch.Tensor | None,
