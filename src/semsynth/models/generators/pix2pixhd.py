@@ -33,9 +33,8 @@ from ...errors import ShapeError
 from ...layers import init_weights, spectral_norm
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
-from ...layers.onehot_conv import onehot_conv
+from ...layers.onehot_conv import labels_for_lookups, onehot_conv
 from ...layers.recompute import RecomputeMixin
-from ...layers.spade_piecewise import one_hot_ids
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -102,11 +101,10 @@ class ConvNormReLU(nn.Module):
         L, conv = self.onehot_classes, self.conv
         k = conv.kernel_size[0]
         pad = self.reflect or conv.padding[0]
-        if (not L or k * k * L * conv.out_channels < self.onehot_min_work or x.requires_grad or x.dim() != 4
-                or x.shape[1] != conv.in_channels or x.dtype not in (torch.float32, torch.float64) or x.is_meta
-                or min(x.shape[2:]) <= pad or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        if (not L or k * k * L * conv.out_channels < self.onehot_min_work or x.dim() != 4
+                or x.shape[1] != conv.in_channels or min(x.shape[2:]) <= pad):
             return None  # (a map no larger than the reflection pad: the dense path raises torch's error)
-        return one_hot_ids(x[:, :L])
+        return labels_for_lookups(x, L)  # None for a map that is not one-hot, wants a gradient, is traced ...
 
     def _onehot_conv(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         conv, L = self.conv, self.onehot_classes
