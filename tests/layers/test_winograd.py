@@ -91,7 +91,9 @@ def test_policy(monkeypatch):
     ("AuthenticAMD", 0x19, {"avx2", "avx512f"}, True),  # Zen 4: measured faster
     ("AuthenticAMD", 0x1A, {"avx2", "avx512f"}, False),  # Zen 5: measured slower
     ("AuthenticAMD", 0x19, {"avx2"}, False),  # Zen 3: not measured
-    ("GenuineIntel", 6, {"avx2", "avx512f"}, False),
+    ("GenuineIntel", 6, {"avx2", "avx512f", "amx_tile"}, True),  # Xeon with AMX: measured faster
+    ("GenuineIntel", 6, {"avx2", "avx512f"}, False),  # Intel without AMX: not measured
+    ("GenuineIntel", 6, {"avx2", "amx_tile"}, False),  # no AVX-512
     ("", -1, set(), False),  # no /proc/cpuinfo
 ])
 def test_the_default_takes_winograd_only_on_the_cpu_kind_it_was_measured_faster_on(monkeypatch, vendor, family,

@@ -45,8 +45,10 @@ class WinogradPolicy:
     was 0.78-1.01x on one and 0.99-1.02x on two. All of that holds on the CPU it was measured on (AMD family 19h,
     Zen 4, whose AVX-512 runs on 256-bit units: ~110 GFLOP/s of direct 3x3 conv per thread); on Zen 5 (family 1Ah,
     full-width AVX-512, ~200 GFLOP/s) the direct convolution is faster at every one of those shapes (F(2x2, 3x3)
-    1.09-1.55x its time), so ``enabled = None`` (the default) takes it only where :func:`cpu_takes_winograd`;
-    ``True`` or ``False`` force it on or off everywhere (``benchmarks/bench_winograd.py`` measures a machine)."""
+    1.09-1.55x its time). An Intel Xeon with AMX (family 6, ``amx_tile``; ~190 GFLOP/s of direct 3x3 conv per
+    thread, like Zen 5) measured like Zen 4 inside the rule (0.74-1.02x in eval, 0.68-0.94x in training) and slower
+    outside it. So ``enabled = None`` (the default) takes it only where :func:`cpu_takes_winograd`; ``True`` or
+    ``False`` force it on or off everywhere (``benchmarks/bench_winograd.py`` measures a machine)."""
 
     enabled: bool | None = None
     min_in_channels: int = 128
@@ -58,14 +60,20 @@ class WinogradPolicy:
 
 @functools.lru_cache(maxsize=1)
 def cpu_takes_winograd() -> bool:
-    """Whether this CPU is of the kind :class:`WinogradPolicy` was measured faster on: AMD family 19h with AVX-512
-    (Zen 4). Decided from ``/proc/cpuinfo`` once per process, never timed, so a run computes the same on every
-    machine of a kind (a resumed run included). Zen 5 (family 1Ah) measured slower; other CPUs (Zen 3 without
-    AVX-512, Intel, ARM) are not measured and keep the direct convolution."""
+    """Whether this CPU is of a kind :class:`WinogradPolicy` was measured faster on: AMD family 19h with AVX-512
+    (Zen 4), or an Intel family-6 CPU with AVX-512 and AMX (Sapphire Rapids and later Xeons). Decided from
+    ``/proc/cpuinfo`` once per process, never timed, so a run computes the same on every machine of a kind (a
+    resumed run included). Zen 5 (family 1Ah) measured slower; other CPUs (Zen 3 without AVX-512, Intel without
+    AMX, ARM) are not measured and keep the direct convolution."""
     from ..utils.runtime import cpu_identity
 
     cpu = cpu_identity()
-    return cpu["vendor"] == "AuthenticAMD" and cpu["family"] == 0x19 and "avx512f" in cpu["flags"]
+    flags = cpu["flags"]
+    if "avx512f" not in flags:
+        return False
+    if cpu["vendor"] == "AuthenticAMD":
+        return cpu["family"] == 0x19
+    return cpu["vendor"] == "GenuineIntel" and cpu["family"] == 6 and "amx_tile" in flags
 
 
 def winograd_enabled() -> bool:
