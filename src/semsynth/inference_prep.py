@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import SemsynthError
+from .layers.layout import is_channels_last
 from .layers.spade import resize_nearest
 from .layers.spade_piecewise import distinct_windows, one_hot_ids, pool_same
 from .layers.winograd import is_same_3x3, use_winograd
@@ -116,9 +117,12 @@ class PreparedSPADE(nn.Module):
         self.register_buffer("pw_emb", emb.reshape(9 * (L + 1), hidden).to(dt), persistent=False)
         self.register_buffer("pw_b1", b1.to(dt), persistent=False)
         self.register_buffer("pw_table", table.t().contiguous().to(dt), persistent=False)
+        self.register_buffer("pw_rows", table.to(dt).contiguous(), persistent=False)  # [L, 2C]: pixel-major look-ups
 
-    def _piecewise_mod(self, seg: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor | None:
-        """The merged modulation ``[B, 2C, H, W]`` of a one-hot ``seg`` by exact algebra, or None (dense path).
+    def _piecewise_mod(self, seg: torch.Tensor, ids: torch.Tensor | None = None,
+                       channels_last: bool = False) -> torch.Tensor | None:
+        """The merged modulation ``[B, 2C, H, W]`` of a one-hot ``seg`` by exact algebra, or None (dense path);
+        ``channels_last``: stored pixel-major (as a channels-last map).
 
         The two stacked 3x3 convs see a 5x5 window: where that window is one class and inside the image, the
         output is the class's row of ``pw_table``. The other pixels (the band within 2 pixels of a class boundary
@@ -143,7 +147,10 @@ class PreparedSPADE(nn.Module):
         if first.numel() > self.max_band * n:
             return None
         c2 = self.pw_table.shape[0]
-        mod = self.pw_table.index_select(1, ids.view(-1))  # [2C, B*H*W]
+        if channels_last:  # [B*H*W, 2C]
+            mod = self.pw_rows.index_select(0, ids.view(-1))
+        else:
+            mod = self.pw_table.index_select(1, ids.view(-1))  # [2C, B*H*W]
         if nb:
             hp, wp = H + 2, W + 2
             near = F.max_pool2d(band.unsqueeze(1).to(seg.dtype), 3, 1, padding=1)[:, 0] > 0
@@ -172,7 +179,12 @@ class PreparedSPADE(nn.Module):
                 bi = ubidx[s : s + step]
                 cols = actv[rows[padded(bi).unsqueeze(1) + off]].view(bi.numel(), -1)
                 torch.addmm(self.bias, cols, w2, out=umod[s : s + step])
-            mod[:, bidx] = umod[group].t()
+            if channels_last:
+                mod[bidx] = umod[group]
+            else:
+                mod[:, bidx] = umod[group].t()
+        if channels_last:
+            return mod.view(B, H, W, c2).permute(0, 3, 1, 2)
         return mod.view(c2, B, H, W).transpose(0, 1)
 
     # above this fraction of pixels with distinct band windows the dense convs are used (measured break-even ~0.7-0.8
@@ -188,7 +200,7 @@ class PreparedSPADE(nn.Module):
                 and not (torch.is_grad_enabled() and (x.requires_grad or seg.requires_grad)):
             ids = _cached_ids(semantic)
             if ids is not None:
-                mod = self._piecewise_mod(seg, resize_nearest(ids, x.shape[2:]))
+                mod = self._piecewise_mod(seg, resize_nearest(ids, x.shape[2:]), is_channels_last(normed))
         if mod is None:
             actv = torch.relu_(self.shared(seg))
             # (a plain kernel: oneDNN would take a channels-last one as a reason to convert the input)
@@ -250,8 +262,12 @@ class PreparedSCN(nn.Module):
         b, n, h, w = routing.shape
         # the 1x1 conv of the n routing channels as one product per image with the bias as its start (a 1x1 conv
         # of 3-4 input channels takes PyTorch's slow generic kernel, and a separate bias pass)
-        mod = torch.baddbmm(self.bias.view(1, -1, 1), self.weight.view(1, -1, n).expand(b, -1, -1),
-                            routing.to(x.dtype).reshape(b, n, h * w)).view(b, -1, h, w)
+        if is_channels_last(normed):  # [s' | m'] pixel-major, channels-last like x: one product over all pixels
+            rows = routing.to(x.dtype).permute(0, 2, 3, 1).reshape(b * h * w, n)
+            mod = torch.addmm(self.bias, rows, self.weight.view(-1, n).t()).view(b, h, w, -1).permute(0, 3, 1, 2)
+        else:
+            mod = torch.baddbmm(self.bias.view(1, -1, 1), self.weight.view(1, -1, n).expand(b, -1, -1),
+                                routing.to(x.dtype).reshape(b, n, h * w)).view(b, -1, h, w)
         c = self.num_features
         return torch.addcmul(mod[:, c:], normed, mod[:, :c])
 
@@ -290,16 +306,63 @@ def _replace(module: nn.Module, kind: type, make) -> int:
     return count
 
 
+def _device_of(G: nn.Module) -> torch.device:
+    p = next(itertools.chain(G.parameters(), G.buffers()), None)
+    return torch.device("cpu") if p is None else p.device
+
+
 @torch.no_grad()
-def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
+def use_channels_last(G: nn.Module) -> int:
+    """Store the kernels of ``G``'s convolutions channels-last (in place; returns how many): oneDNN then reads and
+    writes the feature maps channels-last instead of reordering them to its blocked layout and back around every
+    convolution (a copy of the input and of the output each time), and the maps stay channels-last from the first
+    such conv on; the per-pixel layers (routing, SCN, SPADE) keep that layout. The image comes back contiguous.
+    SPADE's convs over the label map keep plain kernels: the map is contiguous, and a channels-last kernel would
+    make oneDNN convert its many channels first."""
+    from .layers.scc import SpatiallyConditionalConv2d
+
+    skip = {id(m) for s in G.modules() if isinstance(s, PreparedSPADE) for m in s.modules()}
+    count = 0
+    for m in G.modules():
+        if id(m) in skip:
+            continue
+        if isinstance(m, nn.Conv2d) and m.weight.dim() == 4:
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+            count += 1
+        elif isinstance(m, SpatiallyConditionalConv2d):
+            m.channels_last_()
+            count += 1
+    if count and not getattr(G, "_contiguous_image_hook", None):
+        G._contiguous_image_hook = G.register_forward_hook(_contiguous_image)
+    return count
+
+
+def _contiguous_image(module: nn.Module, args: tuple, out):
+    """The image of a channels-last network as a contiguous tensor (what callers of the unprepared model get)."""
+    if isinstance(out, torch.Tensor):
+        return out.contiguous()
+    image = getattr(out, "image", None)
+    if isinstance(image, torch.Tensor) and not image.is_contiguous():
+        out.image = image.contiguous()  # a GeneratorOutput (dataclass)
+    return None
+
+
+@torch.no_grad()
+def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: bool | None = None) -> nn.Module:
     """``G`` prepared for eval-mode inference (see the module docstring); equal outputs within float rounding.
 
     ``copy=True`` (default) leaves ``G`` untouched and prepares a copy rebuilt from ``G.config`` with G's weights
-    (on G's device and dtype); ``copy=False`` prepares ``G`` itself, which then is an inference-only module."""
+    (on G's device and dtype); ``copy=False`` prepares ``G`` itself, which then is an inference-only module.
+    ``channels_last``: store the convolution kernels channels-last, so that the feature maps stay channels-last
+    through the network (:func:`use_channels_last`); ``None`` (default): for an SC-GAN generator on the CPU, where
+    it was measured to pay (docs/benchmarks.md)."""
     from .layers import SPADE, SpatiallyConditionalNorm2d
     from .models.generators.scgan import SCGANGenerator, SVGStage
     from .portable import ExportError, fold_spectral_norm
 
+    if channels_last is not None and not isinstance(channels_last, bool):
+        raise TypeError(f"prepare_for_inference: channels_last must be True, False or None (the default: an SC-GAN "
+                        f"on the CPU), got {channels_last!r}")
     if copy:
         from .models import build_generator
 
@@ -328,6 +391,11 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True) -> nn.Module:
     _replace(G, SPADE, PreparedSPADE)
     _replace(G, SpatiallyConditionalNorm2d, PreparedSCN)
     use_winograd(G)
+    if channels_last is None:
+        channels_last = isinstance(G, SCGANGenerator) and _device_of(G).type == "cpu"
+
+    if channels_last:
+        use_channels_last(G)
     if isinstance(G, SCGANGenerator):
         for m in G.modules():
             if isinstance(m, SVGStage):  # its one-hot ids from the cache the SPADE layers fill (one read of the map)

@@ -14,6 +14,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from .layout import is_channels_last
+
 MAPPINGS = ("softmax", "sigmoid", "tanh", "relu", "hardtanh", "none")
 
 
@@ -33,6 +35,9 @@ def channel_pool(features: torch.Tensor, bins: int) -> torch.Tensor:
     autocast = kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind)
     # in the input's dtype, as the pooling runs
     with torch.autocast(kind, enabled=False) if autocast else contextlib.nullcontext():
+        if is_channels_last(features):  # a prepared model's maps: the same sums over the pixel-major rows
+            rows = features.permute(0, 2, 3, 1).reshape(b, h * w, c)
+            return torch.matmul(rows, pool.t()).view(b, h, w, bins).permute(0, 3, 1, 2)
         return torch.matmul(pool, features.reshape(b, c, h * w)).view(b, bins, h, w)
 
 

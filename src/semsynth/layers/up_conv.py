@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .layout import is_channels_last
+
 # along one axis: [parity, small-map offset (0: the earlier pixel), tap]
 _PHASES = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
                         [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
@@ -35,6 +37,12 @@ def up2_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     out = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernels, None if bias is None else bias.repeat(4))
     out = out.view(b, 2, 2, cout, h + 1, w + 1)  # [B, 4 Cout, H + 1, W + 1] by phase
     # phase (a, c) at small-map pixel (i, j) is out[:, a, c, :, i + a, j + c]; it goes to (2i + a, 2j + c)
+    if is_channels_last(x):  # a channels-last map (a prepared model's) gives a channels-last result
+        y = out.new_empty(b, h, 2, w, 2, cout)
+        for a in (0, 1):
+            for c in (0, 1):
+                y[:, :, a, :, c] = out[:, a, c, :, a : a + h, c : c + w].permute(0, 2, 3, 1)
+        return y.view(b, 2 * h, 2 * w, cout).permute(0, 3, 1, 2)
     y = out.new_empty(b, cout, h, 2, w, 2)
     for a in (0, 1):
         for c in (0, 1):

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import is_channels_last
+
 # F(2x2, 3x3) (Lavin and Gray, 2016): the kernel transform G; B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0],
 # [0, 1, 0, -1]] and A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] are written out as additions below.
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -91,6 +93,7 @@ def winograd_pays(x: torch.Tensor, in_channels: int, out_channels: int, backward
         backward = torch.is_grad_enabled() and x.requires_grad
     return (winograd_enabled() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and x.dim() == 4 and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and not is_channels_last(x)  # channels-last maps (a prepared SC-GAN's) take oneDNN's direct conv
             and in_channels >= p.min_in_channels and out_channels >= p.min_out_channels
             and x.shape[0] * x.shape[2] * x.shape[3] >= (p.min_pixels if backward else p.min_eval_pixels)
             and x.shape[2] * x.shape[3] <= p.max_pixels)
