@@ -20,7 +20,10 @@ eval-mode model's up to float rounding (tests/models/test_inference_prepare.py: 
 * SCN (:class:`PreparedSCN`): the same folding, the scale and shift tables one 1x1 convolution with a bias;
 * plain 3x3 convolutions (stride 1, padding 1, or no padding after a reflection pad) become :class:`~semsynth.layers.winograd.WinogradConv2d`: on the
   CPU, Winograd's F(2x2, 3x3) where :class:`~semsynth.layers.winograd.WinogradPolicy` measured it faster (many
-  channels on small maps), the same result within float rounding.
+  channels on small maps), the same result within float rounding;
+* an SC-GAN on the CPU: the convolution kernels stored channels-last (:func:`use_channels_last`), so that the
+  feature maps stay channels-last and oneDNN does not reorder them around every convolution; the image is
+  returned contiguous.
 
 The prepared model is for inference only: eval mode, no gradients (its parameters do not require them), and its
 state_dict is not a checkpoint. Training-mode batch norm (batch statistics) is never folded.
@@ -393,7 +396,6 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: boo
     use_winograd(G)
     if channels_last is None:
         channels_last = isinstance(G, SCGANGenerator) and _device_of(G).type == "cpu"
-
     if channels_last:
         use_channels_last(G)
     if isinstance(G, SCGANGenerator):
