@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import SemsynthError
-from .layers.layout import is_channels_last
+from .layers.layout import is_channels_last, to_channels_last
 from .layers.spade import resize_nearest
 from .layers.spade_piecewise import distinct_windows, one_hot_ids, pool_same
 from .layers.winograd import is_same_3x3, use_winograd
@@ -315,29 +315,17 @@ def _device_of(G: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def use_channels_last(G: nn.Module) -> int:
-    """Store the kernels of ``G``'s convolutions channels-last (in place; returns how many): oneDNN then reads and
+def use_channels_last(G: nn.Module) -> nn.Module:
+    """Store the kernels of ``G``'s convolutions channels-last (in place; returns ``G``): oneDNN then reads and
     writes the feature maps channels-last instead of reordering them to its blocked layout and back around every
     convolution (a copy of the input and of the output each time), and the maps stay channels-last from the first
     such conv on; the per-pixel layers (routing, SCN, SPADE) keep that layout. The image comes back contiguous.
     SPADE's convs over the label map keep plain kernels: the map is contiguous, and a channels-last kernel would
     make oneDNN convert its many channels first."""
-    from .layers.scc import SpatiallyConditionalConv2d
-
-    skip = {id(m) for s in G.modules() if isinstance(s, PreparedSPADE) for m in s.modules()}
-    count = 0
-    for m in G.modules():
-        if id(m) in skip:
-            continue
-        if isinstance(m, nn.Conv2d) and m.weight.dim() == 4:
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
-            count += 1
-        elif isinstance(m, SpatiallyConditionalConv2d):
-            m.channels_last_()
-            count += 1
-    if count and not getattr(G, "_contiguous_image_hook", None):
+    to_channels_last(G, skip=(PreparedSPADE,))
+    if not getattr(G, "_contiguous_image_hook", None):
         G._contiguous_image_hook = G.register_forward_hook(_contiguous_image)
-    return count
+    return G
 
 
 def _contiguous_image(module: nn.Module, args: tuple, out):

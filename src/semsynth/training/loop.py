@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import RunConfig, check_models
 from ..data import build_dataset, colorize
 from ..errors import ConfigError, SemsynthError
+from ..layers.layout import to_channels_last
 from ..layers.recompute import enable_recompute, rebuild_scope
 from ..layers.scc import set_scc_recompute
 from ..layers import convert_sync_batchnorm, semantic_input
@@ -145,19 +146,6 @@ def refresh_batches(dataset, info, batch_size: int, count: int, seed: int, devic
     for _ in range(count):
         idx = torch.randint(0, len(dataset), (batch_size,), generator=g).tolist()
         yield to_semantic(collate([samples[(-1, i)] for i in idx]), info, device)
-
-
-def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
-    """NHWC storage for every 4-D parameter (``Module.to(memory_format=...)`` rejects the 5-D SCC stacks)."""
-    from ..layers import SpatiallyConditionalConv2d
-
-    for m in module.modules():
-        if isinstance(m, SpatiallyConditionalConv2d):
-            m.channels_last_()
-        for p in m.parameters(recurse=False):
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
-    return module
 
 
 def unwrap(module):
