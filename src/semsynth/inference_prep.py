@@ -23,7 +23,13 @@ eval-mode model's up to float rounding (tests/models/test_inference_prepare.py: 
   channels on small maps), the same result within float rounding;
 * an SC-GAN on the CPU: the convolution kernels stored channels-last (:func:`use_channels_last`), so that the
   feature maps stay channels-last and oneDNN does not reorder them around every convolution; the image is
-  returned contiguous.
+  returned contiguous. SCN's and SPADE's modulations are then applied pixel-major in chunks (the whole
+  ``[B*H*W, 2C]`` modulation never exists);
+* an SC-GAN on the CPU: the SCC kernels of the deep blocks (maps of at most 32x32 at the model's resolution)
+  packed once in oneDNN's blocked layout (:func:`pack_deep_kernels`, :class:`PreparedSCC`), which oneDNN would
+  otherwise reorder on every call;
+* an SC-GAN on the CPU: the last block and the output conv in horizontal stripes (:func:`set_finest_stripes`),
+  each reading a halo of the rows its layers reach, so that only a stripe's full-resolution maps exist at once.
 
 The prepared model is for inference only: eval mode, no gradients (its parameters do not require them), and its
 state_dict is not a checkpoint. Training-mode batch norm (batch statistics) is never folded.
@@ -31,6 +37,7 @@ state_dict is not a checkpoint. Training-mode batch norm (batch statistics) is n
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import weakref
@@ -39,8 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import SemsynthError
-from .layers.layout import is_channels_last, to_channels_last
+from .errors import SemsynthError, ShapeError
+from .layers.layout import is_channels_last, pixel_rows, to_channels_last
+from .layers.packed_conv import PackedKernel, packing_available
+from .layers.scc import check_routing, mix_candidates
 from .layers.spade import resize_nearest
 from .layers.spade_piecewise import distinct_windows, one_hot_ids, pool_same
 from .layers.winograd import is_same_3x3, use_winograd
@@ -122,16 +131,16 @@ class PreparedSPADE(nn.Module):
         self.register_buffer("pw_table", table.t().contiguous().to(dt), persistent=False)
         self.register_buffer("pw_rows", table.to(dt).contiguous(), persistent=False)  # [L, 2C]: pixel-major look-ups
 
-    def _piecewise_mod(self, seg: torch.Tensor, ids: torch.Tensor | None = None,
-                       channels_last: bool = False) -> torch.Tensor | None:
-        """The merged modulation ``[B, 2C, H, W]`` of a one-hot ``seg`` by exact algebra, or None (dense path);
-        ``channels_last``: stored pixel-major (as a channels-last map).
+    def _band(self, seg: torch.Tensor, ids: torch.Tensor | None = None):
+        """The exact algebra's work on a one-hot ``seg``: ``(ids, bidx, umod, group)``, or None (dense path).
 
         The two stacked 3x3 convs see a 5x5 window: where that window is one class and inside the image, the
-        output is the class's row of ``pw_table``. The other pixels (the band within 2 pixels of a class boundary
-        or of the border) are computed exactly: the hidden activation of the band and its 1-pixel neighbours as 9
-        embedding look-ups per pixel (the shared conv of a one-hot map; outside the image the padding row, zero),
-        then the merged conv as one matrix product over the 3x3 neighbourhoods (zero outside the image)."""
+        modulation is the class's row of the tables (``ids`` [B*H*W], the class of each pixel). The other pixels
+        (the band within 2 pixels of a class boundary or of the border; ``bidx``, flat indices) are computed
+        exactly, once per distinct 5x5 window of ids (``umod`` [distinct, 2C]; band pixel ``k`` has the modulation
+        ``umod[group[k]]``): the hidden activation of the band and its 1-pixel neighbours as 9 embedding look-ups
+        per pixel (the shared conv of a one-hot map; outside the image the padding row, zero), then the merged conv
+        as one matrix product over the 3x3 neighbourhoods (zero outside the image)."""
         B, L, H, W = seg.shape
         if H < 5 or W < 5 or B * L * H * W >= 2 ** 31:
             return None
@@ -150,10 +159,7 @@ class PreparedSPADE(nn.Module):
         if first.numel() > self.max_band * n:
             return None
         c2 = self.pw_table.shape[0]
-        if channels_last:  # [B*H*W, 2C]
-            mod = self.pw_rows.index_select(0, ids.view(-1))
-        else:
-            mod = self.pw_table.index_select(1, ids.view(-1))  # [2C, B*H*W]
+        umod = self.pw_rows.new_empty(0, c2)
         if nb:
             hp, wp = H + 2, W + 2
             near = F.max_pool2d(band.unsqueeze(1).to(seg.dtype), 3, 1, padding=1)[:, 0] > 0
@@ -176,24 +182,54 @@ class PreparedSPADE(nn.Module):
             # 256x256 all at once they were the largest tensor of the whole forward (46 MiB for 128 hidden, 17 % band)
             ubidx = bidx[first]
             step = max(1, self.band_chunk_bytes // (actv.shape[1] * 9 * actv.element_size()))
-            umod = torch.empty(ubidx.numel(), c2, dtype=mod.dtype, device=mod.device)
+            umod = torch.empty(ubidx.numel(), c2, dtype=self.pw_rows.dtype, device=seg.device)
             w2 = self.pw_w2
             for s in range(0, ubidx.numel(), step):
                 bi = ubidx[s : s + step]
                 cols = actv[rows[padded(bi).unsqueeze(1) + off]].view(bi.numel(), -1)
                 torch.addmm(self.bias, cols, w2, out=umod[s : s + step])
-            if channels_last:
-                mod[bidx] = umod[group]
-            else:
-                mod[:, bidx] = umod[group].t()
-        if channels_last:
-            return mod.view(B, H, W, c2).permute(0, 3, 1, 2)
-        return mod.view(c2, B, H, W).transpose(0, 1)
+        return ids.view(-1), bidx, umod, group
+
+    def _piecewise_mod(self, seg: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The merged modulation ``[B, 2C, H, W]`` of a one-hot ``seg`` by exact algebra (:meth:`_band`), or None
+        (dense path)."""
+        work = self._band(seg, ids)
+        if work is None:
+            return None
+        ids, bidx, umod, group = work
+        B, _, H, W = seg.shape
+        mod = self.pw_table.index_select(1, ids)  # [2C, B*H*W]
+        if bidx.numel():
+            mod[:, bidx] = umod[group].t()
+        return mod.view(-1, B, H, W).transpose(0, 1)
+
+    def _piecewise_apply(self, normed: torch.Tensor, seg: torch.Tensor,
+                         ids: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``normed * gamma' + beta'`` for a channels-last ``normed`` with the modulation of a one-hot ``seg`` by
+        exact algebra (:meth:`_band`), or None (dense path). Pixel-major, in chunks of ``mod_chunk_bytes`` of
+        modulation rows: the whole ``[B*H*W, 2C]`` modulation never exists (32 MiB at 256x256 for 64 channels)."""
+        work = self._band(seg, ids)
+        if work is None:
+            return None
+        ids, bidx, umod, group = work
+        c = self.num_features
+        out = torch.empty_like(normed, memory_format=torch.channels_last)
+        rows_in, rows_out = pixel_rows(normed), pixel_rows(out)
+        step = max(1, self.mod_chunk_bytes // (2 * c * out.element_size()))
+        for s in range(0, ids.numel(), step):
+            mod = self.pw_rows.index_select(0, ids[s : s + step])
+            torch.addcmul(mod[:, c:], rows_in[s : s + step], mod[:, :c], out=rows_out[s : s + step])
+        for s in range(0, bidx.numel(), step):  # the band: its rows again, from the exact modulations
+            idx = bidx[s : s + step]
+            mod = umod[group[s : s + step]]
+            rows_out[idx] = torch.addcmul(mod[:, c:], rows_in[idx], mod[:, :c])
+        return out
 
     # above this fraction of pixels with distinct band windows the dense convs are used (measured break-even ~0.7-0.8
     # as a fraction of band pixels, before the band was computed once per distinct window)
     max_band = 0.7
     band_chunk_bytes = 8 << 20  # the band's neighbourhood matrix is built and multiplied in chunks of this size
+    mod_chunk_bytes = 2 << 20  # the channels-last path applies the modulation in chunks of this many bytes of it
 
     def forward(self, x: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         normed = x if self.norm is None else self.norm(x)
@@ -202,8 +238,12 @@ class PreparedSPADE(nn.Module):
         if self.piecewise and x.dtype in (torch.float32, torch.float64) \
                 and not (torch.is_grad_enabled() and (x.requires_grad or seg.requires_grad)):
             ids = _cached_ids(semantic)
-            if ids is not None:
-                mod = self._piecewise_mod(seg, resize_nearest(ids, x.shape[2:]), is_channels_last(normed))
+            if ids is not None and is_channels_last(normed):
+                out = self._piecewise_apply(normed, seg, resize_nearest(ids, x.shape[2:]))
+                if out is not None:
+                    return out
+            elif ids is not None:
+                mod = self._piecewise_mod(seg, resize_nearest(ids, x.shape[2:]))
         if mod is None:
             actv = torch.relu_(self.shared(seg))
             # (a plain kernel: oneDNN would take a channels-last one as a reason to convert the input)
@@ -220,6 +260,20 @@ def _clear_ids_cache(*_: object) -> None:
     _IDS.cache = (None, None, None)
 
 
+def _row_range(view: torch.Tensor, whole: torch.Tensor) -> tuple[int, int] | None:
+    """``(top, bottom)`` when ``view`` is ``whole[:, :, top:bottom]`` (the same storage, strides, batch, channels and
+    width), else None."""
+    if view.dim() != 4 or whole.dim() != 4 or view.shape[:2] != whole.shape[:2] or view.shape[3] != whole.shape[3] \
+            or view.stride() != whole.stride() or view.dtype != whole.dtype or view.device != whole.device \
+            or view.untyped_storage().data_ptr() != whole.untyped_storage().data_ptr() or whole.stride(2) <= 0:
+        return None
+    offset = view.storage_offset() - whole.storage_offset()
+    if offset < 0 or offset % whole.stride(2):
+        return None
+    top = offset // whole.stride(2)
+    return (top, top + view.shape[2]) if top + view.shape[2] <= whole.shape[2] else None
+
+
 def _cached_ids(semantic: torch.Tensor) -> torch.Tensor | None:
     """:func:`one_hot_ids` of ``semantic``, computed once for the SPADE layers of one forward (they all read the same
     full-size map; a layer resizes the ids as it resizes the map). Keyed on the tensor's identity and, for tensors
@@ -227,8 +281,13 @@ def _cached_ids(semantic: torch.Tensor) -> torch.Tensor | None:
     generator, so a map changed in place between forwards (an inference-mode tensor has no version) is read again."""
     ref, version, ids = getattr(_IDS, "cache", (None, None, None))
     current = None if semantic.is_inference() else semantic._version
-    if ref is not None and ref() is semantic and version == current:
-        return ids
+    cached = None if ref is None else ref()
+    if cached is not None and version == current:
+        if cached is semantic:
+            return ids
+        rows = _row_range(semantic, cached)
+        if rows is not None:  # a band of its rows (a prepared SC-GAN's last block in stripes)
+            return None if ids is None else ids[:, :, rows[0] : rows[1]]
     ids = one_hot_ids(semantic.detach())
     _IDS.cache = (weakref.ref(semantic), current, ids)
     return ids
@@ -260,19 +319,82 @@ class PreparedSCN(nn.Module):
         self.register_buffer("weight", w.t().contiguous()[:, :, None, None])
         self.register_buffer("bias", torch.cat([a, b]).contiguous())
 
+    mod_chunk_bytes = 2 << 20  # the channels-last path computes [s' | m'] in chunks of this many bytes
+
     def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
         normed = x if self.norm is None else self.norm(x)
         b, n, h, w = routing.shape
-        # the 1x1 conv of the n routing channels as one product per image with the bias as its start (a 1x1 conv
-        # of 3-4 input channels takes PyTorch's slow generic kernel, and a separate bias pass)
-        if is_channels_last(normed):  # [s' | m'] pixel-major, channels-last like x: one product over all pixels
-            rows = routing.to(x.dtype).permute(0, 2, 3, 1).reshape(b * h * w, n)
-            mod = torch.addmm(self.bias, rows, self.weight.view(-1, n).t()).view(b, h, w, -1).permute(0, 3, 1, 2)
-        else:
-            mod = torch.baddbmm(self.bias.view(1, -1, 1), self.weight.view(1, -1, n).expand(b, -1, -1),
-                                routing.to(x.dtype).reshape(b, n, h * w)).view(b, -1, h, w)
+        # the 1x1 conv of the n routing channels as a matrix product with the bias as its start (a 1x1 conv of 3-4
+        # input channels takes PyTorch's slow generic kernel, and a separate bias pass)
         c = self.num_features
+        if is_channels_last(normed):  # pixel-major, channels-last like x: [s' | m'] by rows, in chunks
+            rows = routing.to(x.dtype).permute(0, 2, 3, 1).reshape(b * h * w, n)
+            out = torch.empty_like(normed, memory_format=torch.channels_last)
+            rows_in, rows_out, wt = pixel_rows(normed), pixel_rows(out), self.weight.view(-1, n).t()
+            step = max(1, self.mod_chunk_bytes // (2 * c * out.element_size()))
+            for s in range(0, rows.shape[0], step):
+                mod = torch.addmm(self.bias, rows[s : s + step], wt)
+                torch.addcmul(mod[:, c:], rows_in[s : s + step], mod[:, :c], out=rows_out[s : s + step])
+            return out
+        mod = torch.baddbmm(self.bias.view(1, -1, 1), self.weight.view(1, -1, n).expand(b, -1, -1),
+                            routing.to(x.dtype).reshape(b, n, h * w)).view(b, -1, h, w)
         return torch.addcmul(mod[:, c:], normed, mod[:, :c])
+
+
+class PreparedSCC(nn.Module):
+    """Eval-mode :class:`~semsynth.layers.SpatiallyConditionalConv2d` (spectral norm folded) whose stacked
+    ``[n*Cout, Cin, k, k]`` kernel is packed for oneDNN for inputs of spatial size ``size``
+    (:class:`~semsynth.layers.packed_conv.PackedKernel`); the candidates are mixed as the layer mixes them."""
+
+    def __init__(self, scc: nn.Module, size: tuple[int, int]) -> None:
+        super().__init__()
+        if scc.sn is not None or scc.bias is not None:
+            raise ValueError("PreparedSCC takes an SCC layer without bias whose spectral norm is folded")
+        self.in_channels, self.out_channels = scc.in_channels, scc.out_channels
+        self.num_candidates, self.kernel_size = scc.num_candidates, scc.kernel_size
+        self.stride, self.padding = scc.stride, scc.padding
+        self.kernel = PackedKernel(scc.weight.detach().flatten(0, 1), size, (scc.stride,) * 2, (scc.padding,) * 2)
+
+    def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ShapeError(f"SCC: input has shape {tuple(x.shape)}, expected [B, {self.in_channels}, H, W]")
+        k, st, p = self.kernel_size, self.stride, self.padding
+        size = (x.shape[2] + 2 * p - k) // st + 1, (x.shape[3] + 2 * p - k) // st + 1
+        check_routing(routing, self.num_candidates, x.shape[0], size, "SCC")
+        y = self.kernel(x)  # [B, n*Cout, H', W']
+        b, _, h, w = y.shape
+        return mix_candidates(y.view(b, self.num_candidates, self.out_channels, h, w), routing.to(y.dtype))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, num_candidates={self.num_candidates}, "
+                f"packed for {self.kernel.size[0]}x{self.kernel.size[1]}")
+
+
+@torch.no_grad()
+def pack_deep_kernels(G: nn.Module, max_pixels: int | None = None) -> int:
+    """Pack for oneDNN (:mod:`semsynth.layers.packed_conv`) the SCC kernels of an SC-GAN's blocks whose maps have
+    at most ``max_pixels`` pixels at the generator's resolution (default :data:`PACK_MAX_PIXELS`): the deep
+    blocks, whose large kernels oneDNN would otherwise reorder on every call. In place; returns how many."""
+    from .layers import SpatiallyConditionalConv2d
+
+    limit = PACK_MAX_PIXELS if max_pixels is None else max_pixels
+    count = 0
+    for name, (h, w) in G.block_sizes().items():
+        if h * w > limit:
+            continue
+        block = getattr(G, name)
+        for child in [n for n, m in block.named_children() if isinstance(m, SpatiallyConditionalConv2d)]:
+            scc = getattr(block, child)
+            if scc.sn is None and scc.bias is None and packing_available(scc.weight):
+                setattr(block, child, PreparedSCC(scc, (h, w)))  # the plain kernel is freed here
+                count += 1
+            del scc
+    return count
+
+
+# packed, a 512 -> 1536 3x3 conv took 0.56x its time at 8x8 and 0.79x at 16x16, 512 -> 768 0.90x at 32x32; at 64x64
+# and above nothing was gained (docs/benchmarks.md)
+PACK_MAX_PIXELS = 32 * 32
 
 
 @torch.no_grad()
@@ -339,14 +461,18 @@ def _contiguous_image(module: nn.Module, args: tuple, out):
 
 
 @torch.no_grad()
-def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: bool | None = None) -> nn.Module:
+def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: bool | None = None,
+                          pack: bool | None = None, stripes: int | None = None) -> nn.Module:
     """``G`` prepared for eval-mode inference (see the module docstring); equal outputs within float rounding.
 
     ``copy=True`` (default) leaves ``G`` untouched and prepares a copy rebuilt from ``G.config`` with G's weights
     (on G's device and dtype); ``copy=False`` prepares ``G`` itself, which then is an inference-only module.
     ``channels_last``: store the convolution kernels channels-last, so that the feature maps stay channels-last
     through the network (:func:`use_channels_last`); ``None`` (default): for an SC-GAN generator on the CPU, where
-    it was measured to pay (docs/benchmarks.md)."""
+    it was measured to pay (docs/benchmarks.md). ``pack``: store the kernels of an SC-GAN's deep blocks
+    in oneDNN's layout (:func:`pack_deep_kernels`); ``None`` (default): for an SC-GAN on the CPU. ``stripes``: run
+    an SC-GAN's last block in that many horizontal stripes (:func:`set_finest_stripes`); ``None`` (default):
+    :data:`FINEST_STRIPES_CPU` for an SC-GAN on the CPU where that is exact, else the whole map."""
     from .layers import SPADE, SpatiallyConditionalNorm2d
     from .models.generators.scgan import SCGANGenerator, SVGStage
     from .portable import ExportError, fold_spectral_norm
@@ -354,6 +480,9 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: boo
     if channels_last is not None and not isinstance(channels_last, bool):
         raise TypeError(f"prepare_for_inference: channels_last must be True, False or None (the default: an SC-GAN "
                         f"on the CPU), got {channels_last!r}")
+    if pack is not None and not isinstance(pack, bool):
+        raise TypeError(f"prepare_for_inference: pack must be True, False or None (the default: an SC-GAN on the "
+                        f"CPU), got {pack!r}")
     if copy:
         from .models import build_generator
 
@@ -384,6 +513,13 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: boo
     use_winograd(G)
     if channels_last is None:
         channels_last = isinstance(G, SCGANGenerator) and _device_of(G).type == "cpu"
+    if pack is None:
+        pack = isinstance(G, SCGANGenerator) and _device_of(G).type == "cpu"
+    if pack:  # before the channels-last copies: packed from the kernels as they are
+        if not isinstance(G, SCGANGenerator):
+            raise PrepareError(f"pack=True: only an SC-GAN generator's deep kernels are packed, not "
+                               f"{type(G).__name__}'s; leave pack unset")
+        pack_deep_kernels(G)
     if channels_last:
         use_channels_last(G)
     if isinstance(G, SCGANGenerator):
@@ -393,5 +529,75 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: boo
     for p in G.parameters():
         p.requires_grad_(False)
     G.register_forward_pre_hook(_clear_ids_cache)
+    if stripes is not None:
+        set_finest_stripes(G, stripes)
+    elif isinstance(G, SCGANGenerator) and _device_of(G).type == "cpu":
+        with contextlib.suppress(PrepareError):  # where stripes would not be exact, the whole map
+            set_finest_stripes(G, FINEST_STRIPES_CPU)
     G.prepared_for_inference = True
     return G
+
+
+# the default for an SC-GAN on the CPU: at 256x256 (ADE20K preset) 3 stripes took its peak of live tensors from
+# 78.6 to 40.6 MiB and its peak RSS 0.53 -> 0.48x the official code's, at the same time (docs/benchmarks.md)
+FINEST_STRIPES_CPU = 3
+
+
+def set_finest_stripes(G: nn.Module, stripes: int) -> None:
+    """Run a prepared SC-GAN's last block and output conv in ``stripes`` horizontal stripes
+    (:attr:`~semsynth.models.generators.scgan.SCGANGenerator.finest_stripes`; 1: the whole map), each with a halo of
+    the rows the image depends on (:func:`_rows_read`). Only where that is exact: every layer of the block and the
+    output conv of a known reach, every norm a per-pixel map (eval-mode batch norm, folded or not)."""
+    from .models.generators.scgan import SCGANGenerator
+
+    if isinstance(stripes, bool) or not isinstance(stripes, int) or stripes < 1:
+        raise ValueError(f"stripes = {stripes!r}; give a whole number >= 1 (1: the whole map)")
+    if not isinstance(G, SCGANGenerator):
+        raise PrepareError(f"stripes: only an SC-GAN generator runs its last block in stripes, not "
+                           f"{type(G).__name__}; leave stripes unset")
+    if stripes > 1:
+        name = G.schedule[-1][0]
+        block = getattr(G, name)
+        paths = [(block.norm_0, block.conv_0, block.norm_1, block.conv_1)]
+        if block.learned_shortcut:
+            paths.append((block.norm_s, block.conv_s))
+        reach = [[_rows_read(m) for m in path] for path in paths]
+        out = _rows_read(G.conv_img)
+        if out is None or any(r is None for path in reach for r in path):
+            raise PrepareError(f"stripes = {stripes}: a layer of {name} or the output conv depends on more than a "
+                               f"band of rows (a per-image norm, or a layer of unknown reach), so stripes would "
+                               f"change the image; use 1")
+        G.finest_halo = out + max(sum(path) for path in reach)
+    G.finest_stripes = stripes
+
+
+def _rows_read(m: nn.Module) -> int | None:
+    """How many rows on each side of an output row a layer of an SC residual block reads (0: per pixel), or None
+    where its output depends on more than a band of rows (a per-image norm) or the layer is not known here."""
+    from .layers import SpatiallyConditionalConv2d
+    from .models.generators.scgan import RoutedConcatConv, UnconditionalNorm
+
+    if isinstance(m, nn.Conv2d | SpatiallyConditionalConv2d | PreparedSCC):
+        k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+        st = m.stride if isinstance(m.stride, int) else m.stride[0]
+        pad = m.padding if isinstance(m.padding, int | str) else m.padding[0]
+        dil = getattr(m, "dilation", 1)
+        dil = dil if isinstance(dil, int) else dil[0]
+        same = st == 1 and not isinstance(pad, str) and 2 * pad == dil * (k - 1) \
+            and getattr(m, "padding_mode", "zeros") == "zeros"
+        return pad if same else None
+    if isinstance(m, PreparedSCN):
+        return 0 if m.norm is None else None
+    if isinstance(m, PreparedSPADE):
+        shared = _rows_read(m.shared)
+        return None if m.norm is not None or shared is None else shared + m.padding[0]
+    if isinstance(m, RoutedConcatConv):
+        reach = [_rows_read(c) for c in m.convs]
+        return None if None in reach else sum(reach)
+    if isinstance(m, UnconditionalNorm):
+        return _rows_read(m.norm)
+    if isinstance(m, nn.Identity):
+        return 0
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):  # eval: the running statistics, per channel
+        return 0 if m.track_running_stats and m.running_mean is not None and not m.training else None
+    return None

@@ -92,7 +92,8 @@ def test_channel_pool_in_channels_last():
     assert (out - channel_pool(x, 5)).abs().max() <= 1e-12
 
 
-def test_prepared_scn_and_spade_in_channels_last():
+@pytest.mark.parametrize("chunk_bytes", [None, 48])  # 48: one pixel's modulation per chunk (float64, 6 channels)
+def test_prepared_scn_and_spade_in_channels_last(chunk_bytes):
     torch.manual_seed(0)
     scn = SpatiallyConditionalNorm2d(6, 4, "batch").double().eval()
     with torch.no_grad():
@@ -101,6 +102,8 @@ def test_prepared_scn_and_spade_in_channels_last():
     x = torch.randn(2, 6, 9, 8, dtype=torch.float64)
     r = torch.softmax(torch.randn(2, 4, 9, 8, dtype=torch.float64), 1)
     p = PreparedSCN(scn)
+    if chunk_bytes:
+        p.mod_chunk_bytes = chunk_bytes
     with torch.no_grad():
         ref = scn(x, r)
         a = p(x, r)
@@ -109,6 +112,8 @@ def test_prepared_scn_and_spade_in_channels_last():
 
     spade = SPADE(6, 5, 8, 3, "batch").double().eval()
     sp = PreparedSPADE(spade)
+    if chunk_bytes:
+        sp.mod_chunk_bytes = chunk_bytes
     seg = semantic_input(blocky(5, 16, batch=2), 5, None).double()
     x = torch.randn(2, 6, 16, 16, dtype=torch.float64)
     with torch.no_grad():

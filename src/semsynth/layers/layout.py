@@ -32,3 +32,9 @@ def to_channels_last(module: nn.Module, skip: tuple[type[nn.Module], ...] = ()) 
             if p.dim() == 4:
                 p.data = p.data.contiguous(memory_format=torch.channels_last)
     return module
+
+
+def pixel_rows(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last map ``[B, C, H, W]`` as its ``[B*H*W, C]`` pixel rows: a view when the map is stored densely
+    (writes to it reach the map), else a copy."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])

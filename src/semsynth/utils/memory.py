@@ -88,14 +88,14 @@ class TensorPeak(TorchDispatchMode):
         kwargs = kwargs or {}
         # storages the operator reads that are not ours existed before the block: never count them
         for t in tree_flatten((args, kwargs))[0]:
-            if isinstance(t, torch.Tensor) and not t.is_meta:
+            if isinstance(t, torch.Tensor) and not t.is_meta and t.layout == torch.strided:  # not oneDNN's packed
                 k = t.untyped_storage()._cdata
                 if k not in self._live and k not in self._known:
                     self._known[k] = StorageWeakRef(t.untyped_storage())
         out = func(*args, **kwargs)
         self._collect()
         for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor) or t.is_meta:
+            if not isinstance(t, torch.Tensor) or t.is_meta or t.layout != torch.strided:
                 continue
             s = t.untyped_storage()
             k = s._cdata

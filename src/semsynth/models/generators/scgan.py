@@ -29,6 +29,7 @@ num_experts_conv, ``norm_candidates`` = num_experts_norm, ``svg_spectral`` = not
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -236,8 +237,9 @@ class SemanticVectorGenerator(nn.Module):
         labels = self.pyramid(semantic)
         x = self.stages[0](labels[0])
         features = [x]
-        for stage, lab in zip(self.stages[1:], labels[1:]):
-            x = stage(x, lab)
+        for k in range(1, len(self.stages)):
+            lab, labels[k - 1] = labels[k], None  # a level read is not kept here (what backward needs, autograd keeps)
+            x = self.stages[k](x, lab)
             features.append(x)
         return features, self.to_rgb(x) if rgb else None
 
@@ -492,6 +494,17 @@ class SCGANGenerator(nn.Module):
             raise ShapeError(f"input size {h}x{w} differs from the resolution {self.resolution[0]}x"
                              f"{self.resolution[1]} this noise-input generator was built for")
 
+    def block_sizes(self, size: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
+        """The map size ``(h, w)`` each SRG block runs at for an input of ``size`` (default: the resolution)."""
+        h, w = self.resolution if size is None else size
+        h, w = h // self.factor, w // self.factor
+        sizes = {}
+        for name, _, upsample in self.schedule:
+            if upsample:
+                h, w = 2 * h, 2 * w
+            sizes[name] = (h, w)
+        return sizes
+
     def routing(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Semantic vectors -> (conv routing, norm routing) per stage: ``g(tau * chanpool(V_k, n))``."""
         conv_r = [apply_mapping(channel_pool(f, self.conv_candidates), self.mapping, self.temperature)
@@ -534,12 +547,16 @@ class SCGANGenerator(nn.Module):
         self.check_input(semantic)
         features, coarse_rgb = self.svg(semantic, rgb=return_aux)  # the coarse image only for the aux output
         conv_r, norm_r = self.routing(features)
+        if not return_aux:
+            features = None  # not kept beside the SRG's maps (the finest is [B, f, H, W])
         x = self.first_layer(semantic, z)
-        for name, stage, upsample in self.schedule:
+        for i, (name, stage, upsample) in enumerate(self.schedule):
             block = getattr(self, name)
             if not upsample:
                 x = block(x, semantic, conv_r[stage], norm_r[stage])
                 continue
+            if i == len(self.schedule) - 1 and not return_aux and self._in_stripes(x, semantic):
+                return self._finest_in_stripes(block, x, semantic, conv_r[stage], norm_r[stage])
             small, x = x, _up2(x)
             # in training the block's norms keep the quarter-size map for backward and up-sample it again there
             with contextlib.nullcontext() if block.recompute else saved_as(x, small, _up2):
@@ -548,3 +565,38 @@ class SCGANGenerator(nn.Module):
         if not return_aux:
             return image
         return GeneratorOutput(image, coarse_rgb, features, conv_r, norm_r)
+
+    # Inference only: the last block and the output conv run in this many horizontal stripes of the map, so that
+    # only a stripe's activations at full resolution exist at once (the largest maps of a forward). Exact: each
+    # stripe reads ``finest_halo`` more rows of the block's inputs on each side, the receptive field of the block
+    # and the output conv (at the full resolution: the shortcut's two SPADE convs over the labels, its conv and the
+    # output conv), and keeps only its own rows. Valid only where every norm of the block is a per-pixel affine map
+    # (eval-mode batch norm folded): semsynth.inference_prep.prepare_for_inference sets it where it is.
+    finest_stripes: int = 1
+    finest_halo: int = 4  # rows of the full-resolution map
+
+    def _in_stripes(self, small: torch.Tensor, semantic: torch.Tensor) -> bool:
+        h, w = small.shape[2:]
+        return (self.finest_stripes > 1 and not self.training and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling() and tuple(semantic.shape[2:]) == (2 * h, 2 * w)
+                and h >= 2 * self.finest_stripes)
+
+    def _finest_in_stripes(self, block: nn.Module, small: torch.Tensor, semantic: torch.Tensor,
+                           conv_routing: torch.Tensor, norm_routing: torch.Tensor) -> torch.Tensor:
+        """The image from the last block's quarter-size input ``small``, stripe by stripe (see ``finest_stripes``)."""
+        h = small.shape[2]
+        halo = -(-self.finest_halo // 2)  # in rows of the quarter-size map
+        bounds = [round(i * h / self.finest_stripes) for i in range(self.finest_stripes + 1)]
+        image = None
+        for top, bottom in itertools.pairwise(bounds):
+            a, b = max(top - halo, 0), min(bottom + halo, h)
+            rows = slice(2 * a, 2 * b)
+            part = semantic[:, :, rows]
+            with label_ids(lazy_labels(part, self.num_classes)):  # the look-up convs read this stripe's labels
+                x = block(_up2(small[:, :, a:b]), part, conv_routing[:, :, rows], norm_routing[:, :, rows])
+            out = self.out_act(self.conv_img(self.act(x)))
+            del x
+            if image is None:
+                image = out.new_empty(out.shape[0], out.shape[1], 2 * h, out.shape[3])
+            image[:, :, 2 * top : 2 * bottom] = out[:, :, 2 * (top - a) : 2 * (bottom - a)]
+        return image
