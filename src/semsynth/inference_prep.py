@@ -472,7 +472,8 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: boo
     it was measured to pay (docs/benchmarks.md). ``pack``: store the kernels of an SC-GAN's deep blocks
     in oneDNN's layout (:func:`pack_deep_kernels`); ``None`` (default): for an SC-GAN on the CPU. ``stripes``: run
     an SC-GAN's last block in that many horizontal stripes (:func:`set_finest_stripes`); ``None`` (default):
-    :data:`FINEST_STRIPES_CPU` for an SC-GAN on the CPU where that is exact, else the whole map."""
+    :data:`FINEST_STRIPES_CPU` for an SC-GAN on the CPU whose last block reads a map of at least
+    :data:`STRIPES_MIN_BYTES` at its resolution, where that is exact; else the whole map."""
     from .layers import SPADE, SpatiallyConditionalNorm2d
     from .models.generators.scgan import SCGANGenerator, SVGStage
     from .portable import ExportError, fold_spectral_norm
@@ -531,16 +532,25 @@ def prepare_for_inference(G: nn.Module, *, copy: bool = True, channels_last: boo
     G.register_forward_pre_hook(_clear_ids_cache)
     if stripes is not None:
         set_finest_stripes(G, stripes)
-    elif isinstance(G, SCGANGenerator) and _device_of(G).type == "cpu":
+    elif isinstance(G, SCGANGenerator) and _device_of(G).type == "cpu" and _finest_map_bytes(G) >= STRIPES_MIN_BYTES:
         with contextlib.suppress(PrepareError):  # where stripes would not be exact, the whole map
             set_finest_stripes(G, FINEST_STRIPES_CPU)
     G.prepared_for_inference = True
     return G
 
 
-# the default for an SC-GAN on the CPU: at 256x256 (ADE20K preset) 3 stripes took its peak of live tensors from
-# 78.6 to 40.6 MiB and its peak RSS 0.53 -> 0.48x the official code's, at the same time (docs/benchmarks.md)
+# the default for an SC-GAN on the CPU whose last block reads a map of at least STRIPES_MIN_BYTES per image at its
+# resolution: at 256x256 (ADE20K preset, 64 channels: 16 MiB) 3 stripes took the peak of live tensors from 78.6 to
+# 40.6 MiB and the peak RSS from 0.53 to 0.48x the official code's, at the same time; on the painter's 128x128
+# landscapes model (2 MiB) they cost 11 % of the forward for memory it does not need (docs/benchmarks.md)
 FINEST_STRIPES_CPU = 3
+STRIPES_MIN_BYTES = 8 << 20
+
+
+def _finest_map_bytes(G: nn.Module) -> int:
+    """The bytes of one image's input map of the SC-GAN's last block at the model's resolution (float32)."""
+    h, w = G.resolution
+    return getattr(G, G.schedule[-1][0]).in_channels * h * w * 4
 
 
 def set_finest_stripes(G: nn.Module, stripes: int) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from semsynth import inference_prep
 from semsynth.config import load_config
 from semsynth.inference_prep import (
     FINEST_STRIPES_CPU,
@@ -108,6 +109,8 @@ def test_stripes_and_packing_are_for_scgan_only():
 
 def test_the_default_on_the_cpu_and_only_in_inference(monkeypatch):
     G, sem = _model()
+    assert prepare_for_inference(G).finest_stripes == 1  # a small model: its last block reads 128 KiB
+    monkeypatch.setattr(inference_prep, "STRIPES_MIN_BYTES", inference_prep._finest_map_bytes(G))
     P = prepare_for_inference(G)
     assert isinstance(P, SCGANGenerator) and P.finest_stripes == FINEST_STRIPES_CPU
     calls = []

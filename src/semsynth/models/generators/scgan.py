@@ -312,6 +312,7 @@ class SCResBlock(RecomputeMixin, nn.Module):
                 return SpatiallyConditionalNorm2d(c, norm_candidates, param_free_norm)
             return UnconditionalNorm(c, param_free_norm)
 
+        self.in_channels, self.out_channels = fin, fout
         self.learned_shortcut = fin != fout
         if self.learned_shortcut:
             self.shortcut_kind = shortcut
