@@ -569,18 +569,18 @@ class SCGANGenerator(nn.Module):
 
     # Inference only: the last block and the output conv run in this many horizontal stripes of the map, so that
     # only a stripe's activations at full resolution exist at once (the largest maps of a forward). Exact: each
-    # stripe reads ``finest_halo`` more rows of the block's inputs on each side, the receptive field of the block
-    # and the output conv (at the full resolution: the shortcut's two SPADE convs over the labels, its conv and the
-    # output conv), and keeps only its own rows. Valid only where every norm of the block is a per-pixel affine map
-    # (eval-mode batch norm folded): semsynth.inference_prep.prepare_for_inference sets it where it is.
+    # stripe reads ``finest_halo`` more rows of the block's inputs on each side, the rows the output conv and the
+    # block read beyond their own (official layers: the output conv 1, the shortcut's two SPADE convs over the
+    # labels and its conv 3), and keeps only its own rows. Valid only where every norm of the block is a per-pixel
+    # map: semsynth.inference_prep.set_finest_stripes sets both where that holds (prepare_for_inference).
     finest_stripes: int = 1
     finest_halo: int = 4  # rows of the full-resolution map
 
     def _in_stripes(self, small: torch.Tensor, semantic: torch.Tensor) -> bool:
         h, w = small.shape[2:]
-        return (self.finest_stripes > 1 and not self.training and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling() and tuple(semantic.shape[2:]) == (2 * h, 2 * w)
-                and h >= 2 * self.finest_stripes)
+        return (self.finest_stripes > 1 and not self.training and not torch.is_grad_enabled()
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and tuple(semantic.shape[2:]) == (2 * h, 2 * w) and h >= 2 * self.finest_stripes)
 
     def _finest_in_stripes(self, block: nn.Module, small: torch.Tensor, semantic: torch.Tensor,
                            conv_routing: torch.Tensor, norm_routing: torch.Tensor) -> torch.Tensor:
