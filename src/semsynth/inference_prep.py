@@ -49,7 +49,7 @@ from torch import nn
 from .errors import SemsynthError, ShapeError
 from .layers.layout import is_channels_last, pixel_rows, to_channels_last
 from .layers.packed_conv import PackedKernel, packing_available
-from .layers.scc import check_routing, mix_candidates
+from .layers.scc import SpatiallyConditionalConv2d, check_routing, mix_candidates
 from .layers.spade import resize_nearest
 from .layers.spade_piecewise import distinct_windows, one_hot_ids, pool_same
 from .layers.winograd import is_same_3x3, use_winograd
@@ -213,12 +213,9 @@ class PreparedSPADE(nn.Module):
             return None
         ids, bidx, umod, group = work
         c = self.num_features
-        out = torch.empty_like(normed, memory_format=torch.channels_last)
+        out, step = _modulate_rows(normed, c, self.mod_chunk_bytes,
+                                   lambda s, e: self.pw_rows.index_select(0, ids[s:e]))
         rows_in, rows_out = pixel_rows(normed), pixel_rows(out)
-        step = max(1, self.mod_chunk_bytes // (2 * c * out.element_size()))
-        for s in range(0, ids.numel(), step):
-            mod = self.pw_rows.index_select(0, ids[s : s + step])
-            torch.addcmul(mod[:, c:], rows_in[s : s + step], mod[:, :c], out=rows_out[s : s + step])
         for s in range(0, bidx.numel(), step):  # the band: its rows again, from the exact modulations
             idx = bidx[s : s + step]
             mod = umod[group[s : s + step]]
@@ -250,6 +247,19 @@ class PreparedSPADE(nn.Module):
             mod = F.conv2d(actv, self.weight.contiguous(), self.bias, padding=self.padding)
         c = self.num_features
         return torch.addcmul(mod[:, c:], normed, mod[:, :c])
+
+
+def _modulate_rows(normed: torch.Tensor, c: int, chunk_bytes: int, mod_rows) -> tuple[torch.Tensor, int]:
+    """``normed * gamma + beta`` for a channels-last ``normed`` [B, C, H, W], pixel-major in chunks: ``mod_rows(s,
+    e)`` gives the ``[e - s, 2C]`` rows ``[gamma | beta]`` of pixels ``s:e`` (about ``chunk_bytes`` at a time, so
+    the whole ``[B*H*W, 2C]`` modulation never exists). Returns the output (channels-last) and the chunk's rows."""
+    out = torch.empty_like(normed, memory_format=torch.channels_last)
+    rows_in, rows_out = pixel_rows(normed), pixel_rows(out)
+    step = max(1, chunk_bytes // (2 * c * out.element_size()))
+    for s in range(0, rows_in.shape[0], step):
+        mod = mod_rows(s, s + step)
+        torch.addcmul(mod[:, c:], rows_in[s : s + step], mod[:, :c], out=rows_out[s : s + step])
+    return out, step
 
 
 _IDS = threading.local()  # per thread (a server runs several forwards at once): (weakref, version, ids)
@@ -329,13 +339,9 @@ class PreparedSCN(nn.Module):
         c = self.num_features
         if is_channels_last(normed):  # pixel-major, channels-last like x: [s' | m'] by rows, in chunks
             rows = routing.to(x.dtype).permute(0, 2, 3, 1).reshape(b * h * w, n)
-            out = torch.empty_like(normed, memory_format=torch.channels_last)
-            rows_in, rows_out, wt = pixel_rows(normed), pixel_rows(out), self.weight.view(-1, n).t()
-            step = max(1, self.mod_chunk_bytes // (2 * c * out.element_size()))
-            for s in range(0, rows.shape[0], step):
-                mod = torch.addmm(self.bias, rows[s : s + step], wt)
-                torch.addcmul(mod[:, c:], rows_in[s : s + step], mod[:, :c], out=rows_out[s : s + step])
-            return out
+            wt = self.weight.view(-1, n).t()
+            return _modulate_rows(normed, c, self.mod_chunk_bytes,
+                                  lambda s, e: torch.addmm(self.bias, rows[s:e], wt))[0]
         mod = torch.baddbmm(self.bias.view(1, -1, 1), self.weight.view(1, -1, n).expand(b, -1, -1),
                             routing.to(x.dtype).reshape(b, n, h * w)).view(b, -1, h, w)
         return torch.addcmul(mod[:, c:], normed, mod[:, :c])
@@ -358,8 +364,7 @@ class PreparedSCC(nn.Module):
     def forward(self, x: torch.Tensor, routing: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ShapeError(f"SCC: input has shape {tuple(x.shape)}, expected [B, {self.in_channels}, H, W]")
-        k, st, p = self.kernel_size, self.stride, self.padding
-        size = (x.shape[2] + 2 * p - k) // st + 1, (x.shape[3] + 2 * p - k) // st + 1
+        size = SpatiallyConditionalConv2d.output_size(self, x)  # from the same kernel_size, stride, padding
         check_routing(routing, self.num_candidates, x.shape[0], size, "SCC")
         y = self.kernel(x)  # [B, n*Cout, H', W']
         b, _, h, w = y.shape
@@ -375,8 +380,6 @@ def pack_deep_kernels(G: nn.Module, max_pixels: int | None = None) -> int:
     """Pack for oneDNN (:mod:`semsynth.layers.packed_conv`) the SCC kernels of an SC-GAN's blocks whose maps have
     at most ``max_pixels`` pixels at the generator's resolution (default :data:`PACK_MAX_PIXELS`): the deep
     blocks, whose large kernels oneDNN would otherwise reorder on every call. In place; returns how many."""
-    from .layers import SpatiallyConditionalConv2d
-
     limit = PACK_MAX_PIXELS if max_pixels is None else max_pixels
     count = 0
     for name, (h, w) in G.block_sizes().items():
@@ -584,7 +587,6 @@ def set_finest_stripes(G: nn.Module, stripes: int) -> None:
 def _rows_read(m: nn.Module) -> int | None:
     """How many rows on each side of an output row a layer of an SC residual block reads (0: per pixel), or None
     where its output depends on more than a band of rows (a per-image norm) or the layer is not known here."""
-    from .layers import SpatiallyConditionalConv2d
     from .models.generators.scgan import RoutedConcatConv, UnconditionalNorm
 
     if isinstance(m, nn.Conv2d | SpatiallyConditionalConv2d | PreparedSCC):
