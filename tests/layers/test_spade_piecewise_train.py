@@ -198,3 +198,29 @@ def test_spade_training_keeps_the_recipe_not_the_scale_and_rebuilds_it_exactly(m
     assert torch.equal(ya, yb)
     for p, q in zip(ga, gb):
         assert torch.equal(p, q)
+
+
+def test_split_outputs_are_the_channels_of_one_and_give_its_gradients():
+    """``split=c`` returns channels [:c] and [c:] as two tensors (SPADE's gamma and beta, no slicing in backward):
+    the same values, the same weight gradients, also where only one of them is used."""
+    ids = rect_ids(6, 16, 18).unsqueeze(1).double()
+    ws = weights(6, 5, 8, torch.float64)
+    whole = piecewise_modulation(ids, *ws)
+    gamma, beta = piecewise_modulation(ids, *ws, split=3)
+    assert torch.equal(gamma, whole[:, :3]) and torch.equal(beta, whole[:, 3:])
+    probe = torch.randn(whole.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ref = torch.autograd.grad((whole * probe).sum(), ws)
+    got = torch.autograd.grad((gamma * probe[:, :3]).sum() + (beta * probe[:, 3:]).sum(), ws)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    ref_beta = torch.autograd.grad((piecewise_modulation(ids, *ws)[:, 3:] * probe[:, 3:]).sum(), ws)
+    got_beta = torch.autograd.grad((piecewise_modulation(ids, *ws, split=3)[1] * probe[:, 3:]).sum(), ws)
+    for a, b in zip(got_beta, ref_beta):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("split", [0, 8, -1])
+def test_split_outside_the_channels_is_refused(split):
+    ids = rect_ids(4, 8, 8).unsqueeze(1).double()
+    with pytest.raises(ValueError, match=f"split={split} must lie between 0 and the 8 output channels"):
+        piecewise_modulation(ids, *weights(4, 3, 8, torch.float64), split=split)

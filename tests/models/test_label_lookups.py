@@ -128,9 +128,15 @@ def test_lazy_labels_find_the_ids_once_and_only_when_a_marked_conv_asks(monkeypa
     torch.testing.assert_close(labels.at(8, 8), ids[:, None].float(), rtol=0, atol=0)
     assert len(found) == 1
     torch.testing.assert_close(labels.at(4, 4), ids[:, None, ::2, ::2].float(), rtol=0, atol=0)  # nearest halving
+    assert labels.at(4, 4).is_contiguous()
     labels.at(8, 8)
     labels.at(4, 4)
-    assert len(found) == 2  # once per size
+    assert len(found) == 1  # the map's own size once; a smaller size is its resize, without a second check
+    small_first = onehot_conv.lazy_labels(one_hot_label(ids, 5), 5)
+    torch.testing.assert_close(small_first.at(2, 2), ids[:, None, ::4, ::4].float(), rtol=0, atol=0)
+    small_first.at(8, 8)
+    torch.testing.assert_close(small_first.at(4, 4), ids[:, None, ::2, ::2].float(), rtol=0, atol=0)
+    assert len(found) == 3  # 2x2 from its own resize (the full size unknown then), 8x8; 4x4 from the 8x8 ids
     soft = onehot_conv.lazy_labels(one_hot_label(ids, 5) * 0.5, 5)
     assert soft.at(8, 8) is None  # not one-hot: the marked convs run densely
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .recompute import restore_on_recompute
-from .spade import resize_nearest
+from .resize import resize_nearest
 from .spade_piecewise import one_hot_ids, pool_same
 
 _CHUNK = 1 << 15  # pixels per block of look-ups / gradient rows: bounds the temporary index and row copies
@@ -169,11 +169,16 @@ class _Labels:
         self.ids, self._source, self.sizes = ids, source, {}
 
     def at(self, h: int, w: int) -> torch.Tensor | None:
-        """The ids at ``h x w``; None where the map is not one-hot (the marked convs then run densely)."""
+        """The ids at ``h x w``; None where the map is not one-hot (the marked convs then run densely). From a
+        source map, once the ids of its own size are known (one-hot), a smaller size's are their resize."""
         if (h, w) not in self.sizes:
             if self._source is not None:
                 semantic, classes = self._source
-                ids = labels_for_lookups(resize_nearest(semantic, (h, w)), classes)
+                whole = self.sizes.get((semantic.shape[2], semantic.shape[3]))
+                if whole is not None:  # the pixels a nearest resize picks, of a map known to be one-hot
+                    ids = resize_nearest(whole, (h, w)).contiguous()
+                else:
+                    ids = labels_for_lookups(resize_nearest(semantic, (h, w)), classes)
             else:
                 ids = None if self.ids is None else resize_nearest(self.ids, (h, w))
             self.sizes[(h, w)] = ids
@@ -213,6 +218,18 @@ def lazy_labels(semantic: torch.Tensor, classes: int) -> _Labels:
     found only at the sizes where a marked conv runs, from the map resized to that size (a model whose marked
     convs are usually skipped pays nothing, and a small map's ids cost what the small map does)."""
     return _Labels(None, (semantic, classes))
+
+
+def ids_of_map(semantic: torch.Tensor, classes: int, h: int, w: int) -> tuple[bool, torch.Tensor | None]:
+    """The ids that the open :func:`label_ids` state (this thread) holds at ``h x w``, when it was made by
+    :func:`lazy_labels` from this very map ``semantic`` with ``classes`` one-hot channels: ``(True, ids)`` (ids
+    None where the map is not one-hot); else ``(False, None)``, and the caller finds them itself. With it the
+    layers of a forward that read the model's label map (SPADE's exact algebra, the SVG's look-up conv, the marked
+    convs) check the map for one-hotness once, at its own size, and take the smaller sizes' ids as resizes."""
+    state = current_labels()
+    if state is None or state._source is None or state._source[0] is not semantic or state._source[1] != classes:
+        return False, None
+    return True, state.at(h, w)
 
 
 def current_labels() -> _Labels | None:

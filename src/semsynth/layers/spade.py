@@ -18,27 +18,12 @@ from torch import nn
 from ..errors import ShapeError
 from .modulated_norm import modulated_batch_norm
 from .norm import param_free_norm
+from .onehot_conv import ids_of_map
 from .recompute import RecomputeMixin, saved_as
+from .resize import resize_nearest
 from .spade_piecewise import PiecewiseRecipe, interior, one_hot_ids, piecewise_modulation
 from .spectral import spectral_norm
 from .winograd import is_same_3x3
-
-
-def resize_nearest(semantic: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """``F.interpolate(semantic, size, mode="nearest")`` without the work where it is a view: the map itself at the
-    same size, a strided view when both size ratios are integers (nearest takes source pixel ``i * ratio`` then).
-    In training the view is what autograd keeps for the conv that reads it: at the label map's own size no copy of
-    it exists at all (37.8 MiB at 256x256 with 151 classes). While tracing (ONNX, TorchScript) it is the plain
-    resize: a traced graph must not keep a view chosen for the size it was traced at."""
-    if torch.jit.is_tracing():  # an exported graph takes any size: the plain resize, not a choice made at one size
-        return F.interpolate(semantic, size=size, mode="nearest")
-    h, w = semantic.shape[2:]
-    th, tw = int(size[0]), int(size[1])
-    if (h, w) == (th, tw):
-        return semantic
-    if h % th == 0 and w % tw == 0:
-        return semantic[:, :, :: h // th, :: w // tw]
-    return F.interpolate(semantic, size=(th, tw), mode="nearest")
 
 
 def _scale_from_recipe(recipe: PiecewiseRecipe, channels: int) -> torch.Tensor:
@@ -72,17 +57,19 @@ class SPADE(nn.Module):
             raise ShapeError(
                 f"SPADE: label map has shape {tuple(semantic.shape)}, expected [B, {self.label_channels}, H, W]"
             )
-        seg = resize_nearest(semantic.to(x.dtype), x.shape[2:])
+        semantic = semantic.to(x.dtype)
+        seg = resize_nearest(semantic, x.shape[2:])
         recipe: list = []
-        mod = self._piecewise(seg, recipe)
+        mod = self._piecewise(seg, recipe, semantic)
         if mod is not None:
             c = self.num_features
-            scale = 1 + mod[:, :c]
+            gamma, beta = mod
+            scale = 1 + gamma
             # in training the normalisation keeps the few pieces mod is made of instead of the [B, C, H, W] scale,
             # and assembles it again in backward (the same gathers, the same values; 30 MiB at SC-GAN's preset);
             # the conv after it keeps them too, not the output (rebuilt: 30 MiB more)
             with saved_as(scale, recipe[0], functools.partial(_scale_from_recipe, channels=c)):
-                return modulated_batch_norm(self.param_free_norm, x, scale, mod[:, c:],
+                return modulated_batch_norm(self.param_free_norm, x, scale, beta,
                                             modulation=((recipe[0], c), _modulation_from_recipe))
         actv = self.mlp_shared(seg)
         return modulated_batch_norm(self.param_free_norm, x, 1 + self.mlp_gamma(actv), self.mlp_beta(actv))
@@ -95,9 +82,11 @@ class SPADE(nn.Module):
     piecewise_max_band_train = 0.35
     piecewise_min_work = 4096
 
-    def _piecewise(self, seg: torch.Tensor, recipe: list | None = None) -> torch.Tensor | None:
-        """``[gamma | beta]`` by :mod:`.spade_piecewise` (exact, with its own backward) when ``seg`` is a one-hot
-        map without gradient, the convs are plain 3x3 ones and enough of the map is region interior; else None."""
+    def _piecewise(self, seg: torch.Tensor, recipe: list | None = None, semantic: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(gamma, beta)`` by :mod:`.spade_piecewise` (exact, with its own backward) when ``seg`` is a one-hot
+        map without gradient, the convs are plain 3x3 ones and enough of the map is region interior; else None.
+        ``semantic``: the map ``seg`` was resized from, whose ids the forward's label state may hold already."""
         shared, gamma, beta = self.mlp_shared[0], self.mlp_gamma, self.mlp_beta
         if self.piecewise_max_band <= 0 or seg.requires_grad or seg.dtype not in (torch.float32, torch.float64) \
                 or min(seg.shape[2:]) < 5 or seg.is_meta or torch.jit.is_tracing() or torch.compiler.is_compiling() \
@@ -108,12 +97,14 @@ class SPADE(nn.Module):
         limit = self.piecewise_max_band
         if torch.is_grad_enabled() and any(p.requires_grad for p in (shared.weight, gamma.weight, beta.weight)):
             limit = min(limit, self.piecewise_max_band_train)
-        ids = one_hot_ids(seg)
+        known, ids = (False, None) if semantic is None else ids_of_map(semantic, self.label_channels, *seg.shape[2:])
+        if not known:
+            ids = one_hot_ids(seg)
         if ids is None or (~interior(ids, 5)).sum().item() > limit * ids.numel():
             return None
         w2 = torch.cat([gamma.weight, beta.weight])
         b2 = torch.cat([gamma.bias, beta.bias])
-        return piecewise_modulation(ids, shared.weight, shared.bias, w2, b2, recipe)
+        return piecewise_modulation(ids, shared.weight, shared.bias, w2, b2, recipe, split=self.num_features)
 
 
 class SPADEResBlock(RecomputeMixin, nn.Module):

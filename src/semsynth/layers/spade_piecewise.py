@@ -19,9 +19,11 @@ Backward, with ``G = dL/dmod``:
   over the interior pixels of class ``c``, one ``index_add``), the band its neighbourhood matrix times ``G``;
 * ``dA(q) = relu'(A(q)) * sum_t W2_t^T G(q - t)``. On the hidden interior (3x3 window one class ``c``, inside the
   image) only its per-class sum is needed, ``relu'(a_c) * sum_t W2_t^T R_{t,c}`` with ``R_{t,c} = sum_{q of class c}
-  G(q - t)`` (nine ``index_add`` of ``G`` by shifted class maps); on the hidden band (inside the band) positions with
-  the same 3x3 window of ids share ``relu'`` and the classes at ``q + t``, so their gathered ``G`` are summed first
-  and multiplied once per window;
+  G(q - t)``: a pixel ``p`` of the 5x5 interior of class ``c`` counts for ``c`` at every tap (the per-class sums
+  ``S_c`` again), a band pixel by the class of each of its nine neighbours (nine ``index_add`` of the band's rows of
+  ``G``; the band of the benchmark's layout: 16 % of the pixels at 256x256, 28 % at 128x128); on the hidden band
+  (inside the band) positions with the same 3x3 window of ids share ``relu'`` and the classes at ``q + t``, so their
+  gathered ``G`` are summed first and multiplied once per window;
 * ``dW1[:, c, t] = sum_q dA(q) [c(q + t) = c]``: the interior's per-class sums for every tap, plus the hidden band
   by ``index_add`` with the shifted class ids; ``db1``, ``db2`` are sums.
 
@@ -130,7 +132,7 @@ class PiecewiseModulation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ids: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                b2: torch.Tensor, recipe: list | None = None) -> torch.Tensor:
+                b2: torch.Tensor, recipe: list | None = None, split: int | None = None):
         B, _, H, W = ids.shape
         hidden, L = w1.shape[:2]
         c2 = w2.shape[0]
@@ -143,7 +145,8 @@ class PiecewiseModulation(torch.autograd.Function):
         h_cls = a_cls.relu()
         w2m = w2.permute(2, 3, 1, 0).reshape(9 * hidden, c2)  # rows (tap, hidden)
         table = torch.addmm(b2, h_cls, w2m.view(9, hidden, c2).sum(0))  # [L, C2]
-        mod = table.t().index_select(1, idl)  # [C2, B*H*W]
+        parts = _parts(c2, split)
+        mods = [table[:, p].t().index_select(1, idl) for p in parts]  # [C, B*H*W] per part
         band = ~interior(ids, 5).view(-1)
         bidx = band.nonzero().squeeze(1)
         near = F.max_pool2d(band.view(B, 1, H, W).to(w1.dtype), 3, 1, padding=1).view(-1) > 0
@@ -157,22 +160,26 @@ class PiecewiseModulation(torch.autograd.Function):
         # the band's merged conv once per distinct 5x5 window (equal windows, equal outputs; distinct_windows)
         first, group = distinct_windows(idl.view(B, H, W), L, bidx)
         ubidx = bidx[first]
-        umod = torch.empty(ubidx.numel(), c2, dtype=mod.dtype, device=mod.device)
+        umod = torch.empty(ubidx.numel(), c2, dtype=table.dtype, device=table.device)
         step = max(1, PiecewiseModulation.chunk_bytes // (9 * hidden * w1.element_size()))
         for s in range(0, ubidx.numel(), step):
             bi = ubidx[s : s + step]
             cols = h_near[rows[geo.padded(bi).unsqueeze(1) + geo.off]].view(bi.numel(), 9 * hidden)
             torch.addmm(b2, cols, w2m, out=umod[s : s + step])
-        mod[:, bidx] = umod[group].t()
-        ctx.save_for_backward(ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx, ubidx, group)
-        ctx.geo = geo
+        band_mod = umod[group]
+        for mod, p in zip(mods, parts):
+            mod[:, bidx] = band_mod[:, p].t()
+        # h_near is relu(a_near) and a zero row: backward makes it again (kept, it would be a second such matrix)
+        ctx.save_for_backward(ids, w2, a_cls, h_cls, a_near, rows, bidx, ubidx, group)
+        ctx.geo, ctx.parts = geo, parts
         if recipe is not None:  # what assemble() needs to build the output again (all small beside it)
             recipe.append(PiecewiseRecipe(table, idl, bidx, umod, group, (B, H, W)))
-        return mod.view(c2, B, H, W).transpose(0, 1)
+        outs = tuple(mod.view(-1, B, H, W).transpose(0, 1) for mod in mods)
+        return outs if split is not None else outs[0]
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        ids, w2, a_cls, h_cls, a_near, h_near, rows, bidx, ubidx, group = ctx.saved_tensors
+    def backward(ctx, *grads: torch.Tensor):
+        ids, w2, a_cls, h_cls, a_near, rows, bidx, ubidx, group = ctx.saved_tensors
         geo = ctx.geo
         B, H, W = geo.B, geo.H, geo.W
         L, hidden = h_cls.shape
@@ -181,8 +188,9 @@ class PiecewiseModulation(torch.autograd.Function):
         # rows: pixels, row-major (at batch 1 the reshape alone is a column-major view: every index_add_ below
         # would take a per-element scatter, 20-25x slower than this one transposing copy)
         # one more row, zero: the gathers of the hidden band below read it for positions outside the image
-        gp = grad.new_empty(n + 1, c2)
-        gp[:n].view(B, H, W, c2).copy_(grad.permute(0, 2, 3, 1))
+        gp = grads[0].new_empty(n + 1, c2)
+        for grad, p in zip(grads, ctx.parts):  # the parts' gradients side by side, as the channels of one output
+            gp[:n, p].view(B, H, W, -1).copy_(grad.permute(0, 2, 3, 1))
         gp[n].zero_()
         g = gp[:n]
         idl = ids.view(-1).long()
@@ -191,10 +199,11 @@ class PiecewiseModulation(torch.autograd.Function):
         d_w1 = d_b1 = d_w2 = d_b2 = None
         if ctx.needs_input_grad[4]:
             d_b2 = g.sum(0)
+        if ctx.needs_input_grad[3] or need_w1:  # G summed over the (5x5) interior pixels of each class
+            s_cls = g.new_zeros(L + 1, c2).index_add_(0, torch.where(interior(ids, 5).view(-1), idl, dummy), g)[:L]
         if ctx.needs_input_grad[3]:
+            h_near = torch.cat([a_near.relu(), a_near.new_zeros(1, hidden)])  # as the forward made it
             # dW2 (rows (tap, hidden)): interior pixels see h_c at every tap; the band its neighbourhood matrix
-            inner5 = interior(ids, 5).view(-1)
-            s_cls = g.new_zeros(L + 1, c2).index_add_(0, torch.where(inner5, idl, dummy), g)[:L]
             d_w2m = (h_cls.t() @ s_cls).repeat(9, 1)  # [9h, C2]
             # the band: the gradients of the pixels of one distinct window summed first, then one product per window
             g_u = g.new_zeros(ubidx.numel(), c2).index_add_(0, group, g[bidx])
@@ -207,13 +216,15 @@ class PiecewiseModulation(torch.autograd.Function):
         if need_w1:
             w2t = w2.permute(2, 3, 0, 1).reshape(9, c2, hidden)  # [t, C2, h]
             inner3 = interior(ids, 3).view(-1)
-            # the hidden interior: per class, sum_t W2_t^T R_{t,c}, R_{t,c} = sum over its pixels q of G(q - t)
-            keys = F.pad(torch.where(inner3, idl, dummy).view(B, H, W), (1, 1, 1, 1), value=L)
-            v_cls = g.new_zeros(L, hidden)
-            for t, (dy, dx) in enumerate(OFFSETS):
-                # G(p) counts for class c at tap t when q = p + t is an interior pixel of class c
-                k = keys[:, 1 + dy : 1 + dy + H, 1 + dx : 1 + dx + W].reshape(-1)
-                r = g.new_zeros(L + 1, c2).index_add_(0, k, g)[:L]
+            # the hidden interior: per class, sum_t W2_t^T R_{t,c}, R_{t,c} = sum over its pixels q of G(q - t).
+            # G(p) counts for class c at tap t when q = p + t is a (3x3) interior pixel of class c. For p in the 5x5
+            # interior of class c that holds at every tap (s_cls, once for the nine); only the band's pixels need
+            # the class at each of their nine neighbours
+            keys = F.pad(torch.where(inner3, idl, dummy).view(B, H, W), (1, 1, 1, 1), value=L).view(-1)
+            v_cls = s_cls @ w2t.sum(0)
+            g_band, band_p = g[bidx], geo.padded(bidx)
+            for t in range(9):
+                r = g.new_zeros(L + 1, c2).index_add_(0, keys[band_p + geo.off[t]], g_band)[:L]
                 v_cls.addmm_(r, w2t[t])
             da_cls = v_cls * (a_cls > 0)  # [L, h]: dA summed over each class's hidden interior
             # the hidden band: G gathered at q - t (zero outside the image), times W2_t^T, masked by relu'. Positions
@@ -240,7 +251,16 @@ class PiecewiseModulation(torch.autograd.Function):
                 d_w1t[t] += g.new_zeros(L + 1, hidden).index_add_(0, cls_t, da_u)[:L].t()
             d_w1 = d_w1t.view(3, 3, hidden, L).permute(2, 3, 0, 1).contiguous()
             d_b1 = da_cls.sum(0) + da_u.sum(0)
-        return None, d_w1, d_b1, d_w2, d_b2, None
+        return None, d_w1, d_b1, d_w2, d_b2, None, None
+
+
+def _parts(channels: int, split: int | None) -> list[slice]:
+    """The output channels of each output: all of them, or ``[:split]`` and ``[split:]``."""
+    if split is None:
+        return [slice(0, channels)]
+    if not 0 < split < channels:
+        raise ValueError(f"piecewise_modulation: split={split} must lie between 0 and the {channels} output channels")
+    return [slice(0, split), slice(split, channels)]
 
 
 class PiecewiseRecipe(NamedTuple):
@@ -264,8 +284,12 @@ class PiecewiseRecipe(NamedTuple):
 
 
 def piecewise_modulation(ids: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                         b2: torch.Tensor, recipe: list | None = None) -> torch.Tensor:
+                         b2: torch.Tensor, recipe: list | None = None, split: int | None = None):
     """``conv2d(relu(conv2d(onehot(ids), w1, b1, padding=1)), w2, b2, padding=1)`` for float class ids
     ``[B, 1, H, W]`` (H, W >= 5), by the exact piecewise algebra of the module docstring, differentiable in the
-    weights. ``recipe``: a list to which the forward appends a :class:`PiecewiseRecipe` of its output."""
-    return PiecewiseModulation.apply(ids, w1, b1, w2, b2, recipe)
+    weights. ``recipe``: a list to which the forward appends a :class:`PiecewiseRecipe` of its output.
+
+    ``split``: return the output's channels ``[:split]`` and ``[split:]`` as two tensors (SPADE's gamma and beta).
+    Slicing one output instead costs a training step, per slice, a zero-filled map of the whole output in
+    backward and their sum (at SC-GAN's ADE20K preset, three 32 MiB maps at 256x256)."""
+    return PiecewiseModulation.apply(ids, w1, b1, w2, b2, recipe, split)

@@ -54,6 +54,7 @@ from ...layers.norm import SyncableBatchNorm2d
 from ...layers.onehot_conv import label_ids, labels_for_lookups, read_labels_by_lookups
 from ...layers.recompute import RecomputeMixin
 from ...layers.spade import resize_nearest
+from ...layers.resize import up2_nearest
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import height_width as _as_hw
@@ -118,7 +119,7 @@ class LabelFeaturePyramid(nn.Module):
             encodings.append(x)  # fine to coarse
         features = [encodings[-1]]
         for lateral, decode, skip in zip(self.lateral, self.decode, reversed(encodings[:-1])):
-            up = F.interpolate(features[-1], scale_factor=2.0, mode="nearest")
+            up = up2_nearest(features[-1])
             features.append(decode(up + lateral(skip)))
         return features
 
@@ -344,7 +345,7 @@ class CondConvGenerator(nn.Module):
         x = self.first_map(semantic, z)
         for name, level, upsample in self.schedule:
             if upsample:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+                x = up2_nearest(x)
             labels = resize_nearest(semantic, x.shape[2:])
             x = getattr(self, name)(x, torch.cat([labels, features[level]], dim=1))
         image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))

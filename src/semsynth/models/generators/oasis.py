@@ -35,6 +35,7 @@ from ...layers.init import INIT_SCHEMES
 from ...layers.norm import PARAM_FREE_NORMS
 from ...layers.onehot_conv import label_ids, labels_for_lookups, read_labels_by_lookups
 from ...layers.spade import resize_nearest
+from ...layers.resize import up2_nearest
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -166,6 +167,6 @@ class OASISGenerator(nn.Module):
         for i, block in enumerate(self.body):
             x = block(x, cond)
             if i < len(self.body) - 1:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+                x = up2_nearest(x)
         image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2, inplace=True)))  # x: the last block's fresh sum
         return GeneratorOutput(image) if return_aux else image

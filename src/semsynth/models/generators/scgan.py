@@ -49,8 +49,9 @@ from ...layers import (
 )
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
-from ...layers.onehot_conv import label_ids, lazy_labels, onehot_conv3x3, read_labels_by_lookups
+from ...layers.onehot_conv import ids_of_map, label_ids, lazy_labels, onehot_conv3x3, read_labels_by_lookups
 from ...layers.recompute import RecomputeMixin, rebuild_scope, rebuildable, saved_as
+from ...layers.resize import up2_nearest
 from ...layers.routing import MAPPINGS
 from ...layers.spade import resize_nearest
 from ...layers.spade_piecewise import one_hot_ids
@@ -65,8 +66,7 @@ from ..outputs import GeneratorOutput
 LAYOUTS = {"normal": 6, "more": 7}  # number of SVG stages / label-pyramid levels
 
 
-def _up2(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+_up2 = up2_nearest
 
 
 def _halve(t: torch.Tensor) -> torch.Tensor:
@@ -105,9 +105,10 @@ class SVGStage(RecomputeMixin, nn.Sequential):
     ``onehot_min_work``), the stage runs as written above."""
 
     onehot_min_work = 4096  # as SPADE's piecewise_min_work: below it the dense conv is as cheap as the look-ups
-    # how the class ids of the labels are found: semsynth.inference_prep gives a prepared model's stage the per-forward
-    # cache its SPADE layers use, so that the one-hot map is read once for both
-    find_ids = staticmethod(one_hot_ids)
+    # how the class ids of the labels are found (None: from the forward's label state when the labels are the
+    # generator's own map, else by one_hot_ids): semsynth.inference_prep gives a prepared model's stage the
+    # per-forward cache its SPADE layers use, so that the one-hot map is read once for both
+    find_ids = None
 
     def __init__(self, *layers: nn.Module, upsample: str = "nearest", label_channels: int = 0,
                  onehot_labels: bool = False) -> None:
@@ -144,8 +145,9 @@ class SVGStage(RecomputeMixin, nn.Sequential):
     #                          at 8x8 its kernel sums and small 2x2 convs made it 1.3x)
 
     def _up(self, previous: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(previous, scale_factor=2.0, mode=self.upsample,
-                             **({} if self.upsample == "nearest" else {"align_corners": False}))
+        if self.upsample == "nearest":
+            return up2_nearest(previous)
+        return F.interpolate(previous, scale_factor=2.0, mode=self.upsample, align_corners=False)
 
     def _splittable(self, t: torch.Tensor) -> bool:
         """Whether the first conv may run split by input channels: an LReLU or ReLU before a same-size 3x3 conv,
@@ -170,7 +172,10 @@ class SVGStage(RecomputeMixin, nn.Sequential):
                 or labels.shape[1] not in (L, L + 1) or labels.dtype not in (torch.float32, torch.float64) \
                 or not self._splittable(labels):
             return None
-        return self.find_ids(labels if labels.shape[1] == L else labels[:, :L])
+        if self.find_ids is not None:
+            return self.find_ids(labels if labels.shape[1] == L else labels[:, :L])
+        known, ids = ids_of_map(labels, L, labels.shape[2], labels.shape[3])
+        return ids if known else one_hot_ids(labels if labels.shape[1] == L else labels[:, :L])
 
 
 class SemanticVectorGenerator(nn.Module):

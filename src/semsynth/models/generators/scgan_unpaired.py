@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ...errors import ShapeError
 from ...layers.spade import resize_nearest
+from ...layers.resize import up2_nearest
 from .. import GENERATORS
 from ..outputs import GeneratorOutput
 from .scgan import SCGANGenerator, _choice
@@ -118,7 +119,7 @@ class SCGANUnpairedGenerator(SCGANGenerator):
         cond = reference if self.shortcut_condition == "reference" else source
         for name, stage, upsample in self.schedule:
             if upsample:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+                x = up2_nearest(x)
             x = getattr(self, name)(x, cond, conv_r[stage], norm_r[stage])
         image = self.out_act(self.conv_img(self.act(x)))
         if not return_aux:

@@ -31,6 +31,7 @@ from ...layers import SPADEResBlock, init_weights
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import PARAM_FREE_NORMS
 from ...layers.spade import resize_nearest
+from ...layers.resize import up2_nearest
 from ...registry import check_range
 from .. import GENERATORS
 from ..options import check_choice as _choice
@@ -162,7 +163,7 @@ class SPADEGenerator(nn.Module):
         x = self.first_layer(semantic, z)
         for name, upsample in self.schedule:
             if upsample:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+                x = up2_nearest(x)
             x = getattr(self, name)(x, semantic)
         image = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2, inplace=True)))  # x: the last block's fresh sum
         return GeneratorOutput(image) if return_aux else image
