@@ -284,6 +284,11 @@ def build_side(side: str, args, workdir: Path, mode: str = "eval"):
 
         SPADE.piecewise_max_band = 0.0
         SVGStage.onehot_min_work = 10**12
+    pixels = getattr(args, "scc_recompute_pixels", None)
+    if pixels is not None and side in ("semsynth", "trainer") and mode != "eval":
+        from semsynth.layers.scc import set_scc_recompute  # as train.scc_recompute_pixels sets it
+
+        set_scc_recompute(G, pixels)
     if side == "recompute":  # train.recompute: the residual blocks recomputed in backward
         from semsynth.layers.recompute import enable_recompute
 
@@ -599,6 +604,8 @@ def spawn(args, workdir: Path, *extra: str) -> dict:
            str(args.resolution), "--threads", str(args.threads), "--iters", str(args.iters), "--seed", str(args.seed)]
     if args.official is not None:
         cmd += ["--official", str(args.official)]
+    if getattr(args, "scc_recompute_pixels", None) is not None:
+        cmd += ["--scc-recompute-pixels", str(args.scc_recompute_pixels)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"worker {' '.join(extra)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
@@ -649,8 +656,13 @@ def main() -> None:
     add_round_arguments(ap)
     ap.add_argument("--variants", help="comma-separated subset of " + ",".join(f"{s}/{m}" for s, m in SIDES_TIMED)
                     + " (default: all)")
+    ap.add_argument("--scc-recompute-pixels", type=int, metavar="N",
+                    help="semsynth's training steps as with train.scc_recompute_pixels=N: SCC layers with at least N "
+                         "output pixels recompute their stacked convolution in backward instead of keeping it")
     add_worker_arguments(ap)
     args = ap.parse_args()
+    if args.scc_recompute_pixels is not None and args.scc_recompute_pixels < 1:
+        ap.error(f"--scc-recompute-pixels {args.scc_recompute_pixels}: use a number of pixels >= 1")
     if args.resolution % 32 or args.resolution < 32:
         ap.error(f"--resolution {args.resolution}: use a multiple of 32 (the generator starts at 1/32 of it)")
 
