@@ -79,13 +79,18 @@ def machine() -> dict:
     """CPU model and flags, load average, torch version and bf16 support, for every figure."""
     import torch
 
-    model, flags = platform.processor(), set()
+    model, flags, ident = platform.processor(), set(), {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and model in ("", platform.processor()):
                 model = line.split(":", 1)[1].strip()
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
+            key = line.split(":", 1)[0].strip()
+            if key in ("vendor_id", "cpu family", "model") and key not in ident:
+                ident[key] = line.split(":", 1)[1].strip()
+    if ident.get("cpu family", "").isdigit() and ident.get("model", "").isdigit():
+        model += f" ({ident.get('vendor_id', '?')} family {int(ident['cpu family']):#x} model {int(ident['model']):#x})"
     try:
         bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -606,6 +611,8 @@ def spawn(args, workdir: Path, *extra: str) -> dict:
         cmd += ["--official", str(args.official)]
     if getattr(args, "scc_recompute_pixels", None) is not None:
         cmd += ["--scc-recompute-pixels", str(args.scc_recompute_pixels)]
+    if getattr(args, "winograd", "auto") != "auto":
+        cmd += ["--winograd", args.winograd]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"worker {' '.join(extra)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
@@ -659,6 +666,9 @@ def main() -> None:
     ap.add_argument("--scc-recompute-pixels", type=int, metavar="N",
                     help="semsynth's training steps as with train.scc_recompute_pixels=N: SCC layers with at least N "
                          "output pixels recompute their stacked convolution in backward instead of keeping it")
+    ap.add_argument("--winograd", choices=["auto", "on", "off"], default="auto",
+                    help="semsynth's F(2x2, 3x3) convolutions: auto = WinogradPolicy's default for this CPU "
+                         "(cpu_takes_winograd), on / off = forced (WinogradPolicy.enabled True / False)")
     add_worker_arguments(ap)
     args = ap.parse_args()
     if args.scc_recompute_pixels is not None and args.scc_recompute_pixels < 1:
@@ -670,6 +680,11 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+        if args.winograd != "auto":
+            sys.path.insert(0, str(REPO / "src"))
+            from semsynth.layers.winograd import WinogradPolicy
+
+            WinogradPolicy.enabled = args.winograd == "on"
         kind = args.worker[0]
         if kind == "setup-official":
             res = worker_setup_official(args, args.workdir)
@@ -698,7 +713,7 @@ def main() -> None:
           f"mkldnn bf16 {info['mkldnn_bf16']}, torch {info['torch']}, load average {info['loadavg']}")
     print(f"{args.resolution}x{args.resolution}, batch 1, fp32, {args.threads} thread(s), malloc {args.malloc} "
           f"{dict(args.malloc_env or [])}, "
-          f"layout {args.layout}, {args.rounds} rounds x {args.iters} timed calls per process")
+          f"layout {args.layout}, {args.rounds} rounds x {args.iters} timed calls per process, winograd {args.winograd}")
     workdir = Path(tempfile.mkdtemp(prefix="bench_official_"))
     torch.save(one_hot(make_layout(args.layout, args.resolution, args.seed)), workdir / "input.pt")
     g = torch.Generator().manual_seed(args.seed + 1)  # the "real" image of the G+D step
