@@ -49,8 +49,11 @@ class WinogradPolicy:
     full-width AVX-512, ~200 GFLOP/s) the direct convolution is faster at every one of those shapes (F(2x2, 3x3)
     1.09-1.55x its time). An Intel Xeon with AMX (family 6, ``amx_tile``; ~190 GFLOP/s of direct 3x3 conv per
     thread, like Zen 5) measured like Zen 4 inside the rule (0.74-1.02x in eval, 0.68-0.94x in training) and slower
-    outside it. So ``enabled = None`` (the default) takes it only where :func:`cpu_takes_winograd`; ``True`` or
-    ``False`` force it on or off everywhere (``benchmarks/bench_winograd.py`` measures a machine)."""
+    outside it; so did Zen 3 (family 19h without AVX-512, ~70-85 GFLOP/s per thread: 0.65-0.94x in eval and
+    0.61-0.92x in training inside the rule), where a whole SC-GAN training step took 0.81-0.87x the time with it and
+    a step of G and D together 0.89x (eval the same). So ``enabled = None`` (the default) takes it only where
+    :func:`cpu_takes_winograd`; ``True`` or ``False`` force it on or off everywhere (``benchmarks/bench_winograd.py``
+    measures a machine)."""
 
     enabled: bool | None = None
     min_in_channels: int = 128
@@ -62,20 +65,18 @@ class WinogradPolicy:
 
 @functools.lru_cache(maxsize=1)
 def cpu_takes_winograd() -> bool:
-    """Whether this CPU is of a kind :class:`WinogradPolicy` was measured faster on: AMD family 19h with AVX-512
-    (Zen 4), or an Intel family-6 CPU with AVX-512 and AMX (Sapphire Rapids and later Xeons). Decided from
-    ``/proc/cpuinfo`` once per process, never timed, so a run computes the same on every machine of a kind (a
-    resumed run included). Zen 5 (family 1Ah) measured slower; other CPUs (Zen 3 without AVX-512, Intel without
-    AMX, ARM) are not measured and keep the direct convolution."""
+    """Whether this CPU is of a kind :class:`WinogradPolicy` was measured faster on: AMD family 19h (Zen 4 with
+    AVX-512, Zen 3 without it), or an Intel family-6 CPU with AVX-512 and AMX (Sapphire Rapids and later Xeons).
+    Decided from ``/proc/cpuinfo`` once per process, never timed, so a run computes the same on every machine of a
+    kind (a resumed run included). Zen 5 (family 1Ah) measured slower; other CPUs (Intel without AMX, ARM) are not
+    measured and keep the direct convolution."""
     from ..utils.runtime import cpu_identity
 
     cpu = cpu_identity()
     flags = cpu["flags"]
-    if "avx512f" not in flags:
-        return False
     if cpu["vendor"] == "AuthenticAMD":
-        return cpu["family"] == 0x19
-    return cpu["vendor"] == "GenuineIntel" and cpu["family"] == 6 and "amx_tile" in flags
+        return cpu["family"] == 0x19  # Zen 3 and Zen 4, with or without AVX-512
+    return cpu["vendor"] == "GenuineIntel" and cpu["family"] == 6 and "avx512f" in flags and "amx_tile" in flags
 
 
 def winograd_enabled() -> bool:
