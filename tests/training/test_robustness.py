@@ -247,8 +247,12 @@ def test_gradient_accumulation_equals_the_full_batch(tmp_path):
     sa, sb = (load_training_state(list_checkpoints(r)[-1]) for r in (a, b))
     for net in ("G", "D"):
         for k, v in sa[net].items():
-            if v.is_floating_point():  # spectral-norm vectors included: they advance once per step either way
-                assert (v - sb[net][k]).abs().max().item() < 1e-6, f"{net} {k}"
+            # spectral-norm vectors included: they advance once per step either way. The micro-batches' sums run
+            # in another order (oneDNN's AVX2 kernels on AMD Zen 3 leave D's weights 1.3-2.2e-6 apart after the
+            # two steps, other CPUs below 1e-6); unscaled micro-batch losses (the bug this guards against) leave
+            # them 3e-3 to 1e-2 apart
+            if v.is_floating_point():
+                assert (v - sb[net][k]).abs().max().item() < 1e-5, f"{net} {k}"
 
 
 def test_bf16_channels_last_and_bad_precision(tmp_path):
