@@ -53,7 +53,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -79,18 +78,13 @@ def machine() -> dict:
     """CPU model and flags, load average, torch version and bf16 support, for every figure."""
     import torch
 
-    model, flags, ident = platform.processor(), set(), {}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-            key = line.split(":", 1)[0].strip()
-            if key in ("vendor_id", "cpu family", "model") and key not in ident:
-                ident[key] = line.split(":", 1)[1].strip()
-    if ident.get("cpu family", "").isdigit() and ident.get("model", "").isdigit():
-        model += f" ({ident.get('vendor_id', '?')} family {int(ident['cpu family']):#x} model {int(ident['model']):#x})"
+    sys.path.insert(0, str(REPO / "src"))
+    from semsynth.utils.runtime import cpu_identity, cpu_model
+
+    cpu = cpu_identity()
+    flags, model = cpu["flags"], cpu_model()
+    if cpu["family"] >= 0 and cpu["model"] >= 0:
+        model += f" ({cpu['vendor'] or '?'} family {cpu['family']:#x} model {cpu['model']:#x})"
     try:
         bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
