@@ -9,7 +9,8 @@ Fast path: the ``n`` candidates are one parameter ``[n, Cout, Cin, k, k]``, so a
 short chain of fused multiply-adds. With spectral norm, ``k_i / sigma_i`` is never materialised: since the
 mix is linear, ``sum_i V_i (k_i / sigma_i) * F = sum_i (V_i / sigma_i) (k_i * F)``, so the ``n`` scalars
 ``1/sigma_i`` are folded into the routing weights (gradients through sigma are unchanged). On the CPU the
-stacked 3x3 convolution runs by Winograd's F(2x2, 3x3) where that is measured to be faster (``winograd.py``).
+stacked 3x3 convolution runs by Winograd's F(2x2, 3x3) where that is measured to be faster (``winograd.py``), and
+on small maps it is differentiated by matrix products where that is (``gemm_grad.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..errors import ShapeError
 from .recompute import in_recompute_unit, saved_tensors_reusable
+from .gemm_grad import GemmGradConv2d, gemm_conv_backward, gemm_grad_pays
 from .spectral import StackedSpectralNorm
 from .winograd import conv3x3, winograd_conv3x3_backward, winograd_pays
 
@@ -201,16 +203,22 @@ class SpatiallyConditionalConv2d(nn.Module):
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, backward: bool | None = None) -> torch.Tensor:
         """The stacked convolution ``[B, n*Cout, H', W']`` (``backward``: as :func:`~.winograd.conv3x3`)."""
-        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1:  # F(2x2, 3x3) where it pays
-            return conv3x3(x, weight, backward=backward)
+        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1:
+            cin, cout = weight.shape[1], weight.shape[0]
+            differentiated = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+            if not winograd_pays(x, cin, cout, backward=True) and gemm_grad_pays(x, cin, cout, differentiated):
+                return GemmGradConv2d.apply(x, weight, None, 1)  # the direct conv, its backward by matrix products
+            return conv3x3(x, weight, backward=backward)  # F(2x2, 3x3) where it pays
         return F.conv2d(x, weight, None, self.stride, self.padding)
 
     def _conv_backward(self, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool,
                        need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The gradients of ``x`` and ``weight`` of :meth:`_conv` (``backward=True``) for its output gradient."""
-        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1 \
-                and winograd_pays(x, weight.shape[1], weight.shape[0], backward=True):
-            return winograd_conv3x3_backward(grad, x, weight, need_x, need_w)
+        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1:
+            if winograd_pays(x, weight.shape[1], weight.shape[0], backward=True):
+                return winograd_conv3x3_backward(grad, x, weight, need_x, need_w)
+            if gemm_grad_pays(x, weight.shape[1], weight.shape[0], True):
+                return gemm_conv_backward(grad, x, weight, 1, need_x, need_w)
         dx, dw, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, [self.stride] * 2, [self.padding] * 2,
                                                         [1, 1], False, [0, 0], 1, [need_x, need_w, False])
         return dx, dw

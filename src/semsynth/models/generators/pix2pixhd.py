@@ -31,6 +31,7 @@ from torch import nn
 
 from ...errors import ShapeError
 from ...layers import init_weights, spectral_norm
+from ...layers.gemm_grad import conv2d_gemm_grad
 from ...layers.init import INIT_SCHEMES
 from ...layers.norm import SyncableBatchNorm2d
 from ...layers.onehot_conv import labels_for_lookups, onehot_conv
@@ -138,8 +139,9 @@ class ResnetBlock(RecomputeMixin, nn.Module):
         self.norm_1 = _norm(norm, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dx = F.relu(self.norm_0(self.conv_0(self.pad_0(x))), inplace=True)  # a fresh tensor, as in ConvNormReLU
-        return x + self.norm_1(self.conv_1(self.pad_1(dx)))
+        # the 1024-channel convs on small maps: differentiated by matrix products where that pays (gemm_grad.py)
+        dx = F.relu(self.norm_0(conv2d_gemm_grad(self.conv_0, self.pad_0(x))), inplace=True)  # a fresh tensor
+        return x + self.norm_1(conv2d_gemm_grad(self.conv_1, self.pad_1(dx)))
 
 
 class ToRGB(nn.Module):

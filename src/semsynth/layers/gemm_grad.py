@@ -1,0 +1,127 @@
+"""3x3 convolutions on small maps, differentiated by im2col and one matrix product per gradient (issue 13).
+
+On a small map with many channels (SC-GAN's 512 -> 3x512 SC convolutions at 8x8 and 16x16, pix2pixHD's nine
+1024-channel residual blocks at 16x32) oneDNN's backward of a direct convolution runs far below the CPU's
+matrix-product speed: its kernel gradient is computed in a blocked layout and reordered into the parameter's (a
+second kernel-sized buffer, 27 MiB at SC-GAN's deep layers), and its input gradient after a reflection pad (no
+zero padding) is slow. Both gradients are single matrix products over the unfolded input:
+
+* ``dW [Cout, Cin*9] = dY [Cout, L] @ unfold(x)^T [L, Cin*9]`` (``L`` output pixels; summed over the batch), and
+* ``dx = fold(W^T [Cin*9, Cout] @ dY [Cout, L])``,
+
+where ``unfold(x)`` is 9x the input, small on such maps (4.5 MiB for 512 channels at 16x16). The forward stays
+oneDNN's direct convolution, so a layer computes exactly what it computed before; only the gradients' rounding
+differs (float32: about 1e-6 relative, as between any two convolution algorithms).
+
+:class:`GemmGradPolicy` holds where it is taken, measured with ``benchmarks/bench_gemm_grad.py`` on the CPU
+kinds named in :func:`cpu_takes_gemm_grad` (docs/benchmarks.md); elsewhere the direct convolution's own backward
+stays. The GPU always keeps cuDNN's.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layout import is_channels_last
+
+
+class GemmGradPolicy:
+    """Where :func:`conv2d_gemm_grad` differentiates by matrix products instead of the direct convolution's
+    backward (CPU, float32/float64, 3x3, stride 1, one group): at most ``max_pixels`` input pixels per image
+    (pix2pixHD's reflection-padded 16x32 map, 18x34) and at least ``min_weight`` kernel entries per tap
+    (``Cin * Cout``). Measured on an AMD Zen 3 without AVX-512 (family 19h, ~70-85 GFLOP/s of direct 3x3 conv per
+    thread, one thread): the kernel gradient took 0.48-0.83x oneDNN's time at 512 -> 1536 on 8x8 and 16x16 and
+    1024 -> 1024 on 8x16 to 18x34, the input gradient 0.83x after a reflection pad and 0.94-1.07x with zero
+    padding; with fewer channels (663 -> 256 at 16x16: 1.05x) or larger maps (512 -> 512 at 32x64: 0.96x) there
+    is nothing to win. ``enabled = None`` (the default) takes it only where :func:`cpu_takes_gemm_grad`;
+    ``True`` or ``False`` force it on or off everywhere."""
+
+    enabled: bool | None = None
+    max_pixels: int = 18 * 34
+    min_weight: int = 512 * 1024
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_takes_gemm_grad() -> bool:
+    """Whether this CPU is of the kind :class:`GemmGradPolicy` was measured faster on: AMD family 19h without
+    AVX-512 (Zen 3). Decided from ``/proc/cpuinfo`` once per process, never timed. Other CPUs (Zen 4 and Zen 5,
+    Intel) are not measured and keep the direct convolution's backward (``python benchmarks/bench_gemm_grad.py``
+    measures one)."""
+    from ..utils.runtime import cpu_identity
+
+    cpu = cpu_identity()
+    return cpu["vendor"] == "AuthenticAMD" and cpu["family"] == 0x19 and "avx512f" not in cpu["flags"]
+
+
+def gemm_grad_enabled() -> bool:
+    """:attr:`GemmGradPolicy.enabled`, with ``None`` resolved by :func:`cpu_takes_gemm_grad`."""
+    on = GemmGradPolicy.enabled
+    return cpu_takes_gemm_grad() if on is None else bool(on)
+
+
+def gemm_grad_pays(x: torch.Tensor, in_channels: int, out_channels: int, backward: bool) -> bool:
+    """Whether :class:`GemmGradPolicy` takes the matrix-product backward for a 3x3, stride-1 convolution of ``x``
+    [B, Cin, H, W] to ``out_channels``; ``backward``: whether the call is differentiated (without a backward
+    there is nothing to take)."""
+    p = GemmGradPolicy
+    if not backward or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False  # export and compilation see the plain convolution
+    return (gemm_grad_enabled() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and x.dim() == 4 and x.shape[1] == in_channels and not is_channels_last(x)
+            and not torch.is_autocast_enabled("cpu")
+            and x.shape[2] * x.shape[3] <= p.max_pixels and in_channels * out_channels >= p.min_weight)
+
+
+def gemm_conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int,
+                       need_x: bool = True, need_weight: bool = True
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of ``x`` and ``weight`` of ``F.conv2d(x, weight, padding=padding)`` (stride 1, square
+    kernel) for the output gradient ``grad``, each by one matrix product per image (None where not needed)."""
+    cout, k = weight.shape[0], weight.shape[-1]
+    g = grad.contiguous().flatten(2)  # [B, Cout, L]
+    dx = dw = None
+    if need_x:
+        cols = torch.matmul(weight.reshape(cout, -1).t(), g)  # [B, Cin*k*k, L]
+        dx = F.fold(cols, tuple(x.shape[2:]), k, padding=padding)
+        del cols
+    if need_weight:
+        cols = F.unfold(x, k, padding=padding)  # [B, Cin*k*k, L]
+        dw = torch.mm(g[0], cols[0].t())
+        for i in range(1, x.shape[0]):
+            dw.addmm_(g[i], cols[i].t())
+        dw = dw.view(weight.shape)
+    return dx, dw
+
+
+class GemmGradConv2d(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, 1, padding)`` whose backward is :func:`gemm_conv_backward`. Keeps what the
+    direct convolution keeps: the input (the kernel is the parameter)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int):
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, bias, 1, padding)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        dx, dw = gemm_conv_backward(grad, x, weight, ctx.padding, need_x, need_w)
+        return dx, dw, grad.sum((0, 2, 3)) if need_b else None, None
+
+
+def conv2d_gemm_grad(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for an ``nn.Conv2d`` (spectral norm or not), differentiated by :func:`gemm_conv_backward`
+    where :func:`gemm_grad_pays` (a 3x3, stride-1, one-group conv with zero padding), else the module itself:
+    the same forward either way, and a parametrized weight is computed once per call as the module does."""
+    if (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
+            and gemm_grad_pays(x, conv.in_channels, conv.out_channels, torch.is_grad_enabled()
+                               and (x.requires_grad or any(p.requires_grad for p in conv.parameters())))):
+        return GemmGradConv2d.apply(x, conv.weight, conv.bias, conv.padding[0])
+    return conv(x)
