@@ -1,17 +1,17 @@
-"""3x3 convolutions on small maps, differentiated by im2col and one matrix product per gradient (issue 13).
+"""3x3 convolutions on small maps whose kernel gradient is im2col and one matrix product (issue 13).
 
 On a small map with many channels (SC-GAN's 512 -> 3x512 SC convolutions at 8x8 and 16x16, pix2pixHD's nine
 1024-channel residual blocks at 16x32) oneDNN's backward of a direct convolution runs far below the CPU's
 matrix-product speed: its kernel gradient is computed in a blocked layout and reordered into the parameter's (a
-second kernel-sized buffer, 27 MiB at SC-GAN's deep layers), and its input gradient after a reflection pad (no
-zero padding) is slow. Both gradients are single matrix products over the unfolded input:
+second kernel-sized buffer, 27 MiB at SC-GAN's deep layers). That gradient is one matrix product over the
+unfolded input,
 
-* ``dW [Cout, Cin*9] = dY [Cout, L] @ unfold(x)^T [L, Cin*9]`` (``L`` output pixels; summed over the batch), and
-* ``dx = fold(W^T [Cin*9, Cout] @ dY [Cout, L])``,
+    ``dW [Cout, Cin*9] = dY [Cout, L] @ unfold(x)^T [L, Cin*9]`` (``L`` output pixels; summed over the batch),
 
-where ``unfold(x)`` is 9x the input, small on such maps (4.5 MiB for 512 channels at 16x16). The forward stays
-oneDNN's direct convolution, so a layer computes exactly what it computed before; only the gradients' rounding
-differs (float32: about 1e-6 relative, as between any two convolution algorithms).
+where ``unfold(x)`` is 9x the input, small on such maps (4.5 MiB for 512 channels at 16x16). The input gradient
+(``fold(W^T dY)`` in the same terms) measured no faster than oneDNN's and stays oneDNN's, as does the forward, so a
+layer computes exactly what it computed before; only the kernel gradient's rounding differs (float32: about 1e-6
+relative, as between any two convolution algorithms).
 
 :class:`GemmGradPolicy` holds where it is taken, measured with ``benchmarks/bench_gemm_grad.py`` on the CPU
 kinds named in :func:`cpu_takes_gemm_grad` (docs/benchmarks.md); elsewhere the direct convolution's own backward
@@ -80,15 +80,16 @@ def gemm_conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
                        need_x: bool = True, need_weight: bool = True
                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The gradients of ``x`` and ``weight`` of ``F.conv2d(x, weight, padding=padding)`` (stride 1, square
-    kernel) for the output gradient ``grad``, each by one matrix product per image (None where not needed)."""
-    cout, k = weight.shape[0], weight.shape[-1]
-    g = grad.contiguous().flatten(2)  # [B, Cout, L]
+    kernel) for the output gradient ``grad`` (None where not needed): the kernel's by one matrix product per image
+    over the unfolded input, the input's by the direct convolution's backward (as fast as its matrix-product form
+    on these maps, and without the 9x unfolded buffer)."""
     dx = dw = None
     if need_x:
-        cols = torch.matmul(weight.reshape(cout, -1).t(), g)  # [B, Cin*k*k, L]
-        dx = F.fold(cols, tuple(x.shape[2:]), k, padding=padding)
-        del cols
+        dx = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], [padding] * 2, [1, 1], False, [0, 0],
+                                                 1, [True, False, False])[0]
     if need_weight:
+        cout, k = weight.shape[0], weight.shape[-1]
+        g = grad.contiguous().flatten(2)  # [B, Cout, L]
         cols = F.unfold(x, k, padding=padding)  # [B, Cin*k*k, L]
         dw = torch.mm(g[0], cols[0].t())
         for i in range(1, x.shape[0]):
