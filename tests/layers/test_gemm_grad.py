@@ -142,3 +142,29 @@ def test_pix2pixhd_residual_block_takes_it_in_training(everywhere, monkeypatch):
     torch.testing.assert_close(y, ref, rtol=0, atol=0)
     for a, r in zip(ours, torch.autograd.grad(ref, [x, *block.parameters()], g)):
         torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-12)
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gemm_grad.py"
+    spec = importlib.util.spec_from_file_location("bench_gemm_grad", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_benchmark_parses_shapes_and_rejects_bad_ones(capsys):
+    bench = _bench()
+    assert bench.parse_shapes("512x1536@16,1024x1024@18x34/0") == [(512, 1536, 16, 16, 1), (1024, 1024, 18, 34, 0)]
+    for bad in ("512x1536", "512@16", "ax2@3", "4x4@3/2", "4x4@2/0", "0x4@3"):
+        with pytest.raises(Exception, match="expected CINxCOUT@HxW"):
+            bench.parse_shapes(bad)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--shapes", "4x4@3", "--rounds", "0"])
+    assert e.value.code == 2 and "--rounds must be at least 1, got 0" in capsys.readouterr().err
+    bench.main(["--shapes", "8x16@4/0,8x16@3", "--reps", "1", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "8 ->   16 at 4x4 pad 0: dw" in out and "8 ->   16 at 3x3 pad 1: dw" in out
+    assert "max rel diff" in out and "the rule leaves it" in out  # too few channels for the rule

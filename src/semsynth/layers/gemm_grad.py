@@ -9,7 +9,8 @@ unfolded input,
     ``dW [Cout, Cin*9] = dY [Cout, L] @ unfold(x)^T [L, Cin*9]`` (``L`` output pixels; summed over the batch),
 
 where ``unfold(x)`` is 9x the input, small on such maps (4.5 MiB for 512 channels at 16x16). The input gradient
-(``fold(W^T dY)`` in the same terms) measured no faster than oneDNN's and stays oneDNN's, as does the forward, so a
+(``fold(W^T dY)`` in the same terms) measured no faster than oneDNN's (and, taken on 8x8 and 16x16 maps, raised
+the peak RSS of SC-GAN's training step by 11 MiB) and stays oneDNN's, as does the forward, so a
 layer computes exactly what it computed before; only the kernel gradient's rounding differs (float32: about 1e-6
 relative, as between any two convolution algorithms).
 
@@ -30,15 +31,17 @@ from .layout import is_channels_last
 
 
 class GemmGradPolicy:
-    """Where :func:`conv2d_gemm_grad` differentiates by matrix products instead of the direct convolution's
-    backward (CPU, float32/float64, 3x3, stride 1, one group): at most ``max_pixels`` input pixels per image
-    (pix2pixHD's reflection-padded 16x32 map, 18x34) and at least ``min_weight`` kernel entries per tap
-    (``Cin * Cout``). Measured on an AMD Zen 3 without AVX-512 (family 19h, ~70-85 GFLOP/s of direct 3x3 conv per
-    thread, one thread): the kernel gradient took 0.48-0.83x oneDNN's time at 512 -> 1536 on 8x8 and 16x16 and
-    1024 -> 1024 on 8x16 to 18x34, the input gradient 0.83x after a reflection pad and 0.94-1.07x with zero
-    padding; with fewer channels (663 -> 256 at 16x16: 1.05x) or larger maps (512 -> 512 at 32x64: 0.96x) there
-    is nothing to win. ``enabled = None`` (the default) takes it only where :func:`cpu_takes_gemm_grad`;
-    ``True`` or ``False`` force it on or off everywhere."""
+    """Where the kernel gradient of a 3x3, stride-1, one-group convolution is taken by a matrix product instead
+    of the direct convolution's backward (CPU, float32/float64, a backward recorded): at most ``max_pixels`` input
+    pixels per image (pix2pixHD's reflection-padded 16x32 map, 18x34) and at least ``min_weight`` kernel entries
+    per tap (``Cin * Cout``). Measured on an AMD Zen 3 without AVX-512 (family 19h, ~70-85 GFLOP/s of direct 3x3
+    conv per thread; ``benchmarks/bench_gemm_grad.py``, one thread): the kernel gradient took 0.68x oneDNN's time
+    at 512 -> 1536 on 8x8, 0.78x on 16x16, 0.76-0.86x at 1024 -> 1024 on 10x18 to 18x34 (a forward and backward
+    of that convolution 0.88-0.98x); with fewer channels (663 -> 256 at 16x16) it took 1.55x, and on larger maps
+    the gain fades (512 -> 512 at 32x64: 0.93x, the whole convolution 0.99x). A whole training step of SC-GAN's
+    ADE20K generator took 0.94x the time with it, at 20 MiB less peak RSS, and pix2pixHD's
+    0.91-0.99x (docs/benchmarks.md). ``enabled = None`` (the default) takes it only where
+    :func:`cpu_takes_gemm_grad`; ``True`` or ``False`` force it on or off everywhere."""
 
     enabled: bool | None = None
     max_pixels: int = 18 * 34
