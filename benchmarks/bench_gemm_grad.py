@@ -22,14 +22,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from semsynth.layers.gemm_grad import (  # noqa: E402
+from semsynth.layers.gemm_grad import (
     GemmGradConv2d,
     GemmGradPolicy,
     cpu_takes_gemm_grad,
     gemm_conv_backward,
     gemm_grad_pays,
 )
-from semsynth.utils.runtime import cpu_identity, cpu_model, tune_malloc  # noqa: E402
+from semsynth.utils.runtime import cpu_identity, cpu_model, tune_malloc
 
 # SC-GAN ADE20K's stacked SC convs (n = 3) on small maps, its 663 -> 256 SVG conv, pix2pixHD's 1024-channel
 # residual blocks at 256x512 (reflection-padded 16x32) and 128x256, and larger maps where nothing is won
@@ -64,6 +64,22 @@ def best(fn, reps: int) -> float:
         fn()
         t = min(t, time.perf_counter() - s)
     return t
+
+
+def _onednn_backward(g, x, w, pad: int, need_x: bool, need_w: bool):
+    return torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [pad] * 2, [1, 1], False, [0, 0], 1,
+                                               [need_x, need_w, False])
+
+
+def _cases(x, w, g, pad: int) -> dict:
+    """name -> (oneDNN's call, the matrix-product call)."""
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    return {
+        "dw": (lambda: _onednn_backward(g, x, w, pad, False, True),
+               lambda: gemm_conv_backward(g, x, w, pad, False, True)),
+        "train": (lambda: torch.autograd.grad(F.conv2d(xg, wg, None, 1, pad), (xg, wg), g),
+                  lambda: torch.autograd.grad(GemmGradConv2d.apply(xg, wg, None, pad), (xg, wg), g)),
+    }
 
 
 def _rule(x, cin: int, cout: int) -> bool:
@@ -101,23 +117,14 @@ def main(argv: list[str] | None = None) -> None:
         w = torch.randn(cout, cin, 3, 3) / (9 * cin) ** 0.5
         g = torch.randn(args.batch, cout, h + 2 * pad - 2, w_ + 2 * pad - 2)
 
-        def dnn(need_x, need_w):
-            return lambda: torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [pad] * 2, [1, 1], False,
-                                                               [0, 0], 1, [need_x, need_w, False])
-
-        xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
-        cases = {
-            "dw": (dnn(False, True), lambda: gemm_conv_backward(g, x, w, pad, False, True)),
-            "train": (lambda: torch.autograd.grad(F.conv2d(xg, wg, None, 1, pad), (xg, wg), g),
-                      lambda: torch.autograd.grad(GemmGradConv2d.apply(xg, wg, None, pad), (xg, wg), g)),
-        }
+        cases = _cases(x, w, g, pad)
         times = {k: ([], []) for k in cases}
         for r in range(args.rounds):
             for k, (a, b) in cases.items():
                 order = (0, 1) if r % 2 == 0 else (1, 0)
                 for i in order:
                     times[k][i].append(best((a, b)[i], args.reps))
-        ref = dnn(True, True)()
+        ref = _onednn_backward(g, x, w, pad, True, True)
         ours = gemm_conv_backward(g, x, w, pad)
         diff = max((a - b).abs().max().item() / b.abs().max().item() for a, b in zip(ours, ref[:2]))
         row = {"cin": cin, "cout": cout, "size": [h, w_], "padding": pad, "max_rel_diff": diff,

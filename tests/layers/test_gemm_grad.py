@@ -3,8 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semsynth.layers import SpatiallyConditionalConv2d, spectral_norm
-from semsynth.layers import gemm_grad
+from semsynth.layers import SpatiallyConditionalConv2d, gemm_grad, spectral_norm
 from semsynth.layers.gemm_grad import (
     GemmGradConv2d,
     GemmGradPolicy,
@@ -18,7 +17,7 @@ from semsynth.layers.winograd import WinogradPolicy
 @pytest.fixture
 def everywhere(monkeypatch):
     """The policy lowered so that the matrix-product backward runs at test sizes (and Winograd off)."""
-    for k, v in dict(enabled=True, max_pixels=10**9, min_weight=1).items():
+    for k, v in {"enabled": True, "max_pixels": 10**9, "min_weight": 1}.items():
         monkeypatch.setattr(GemmGradPolicy, k, v)
     monkeypatch.setattr(WinogradPolicy, "enabled", False)
 

@@ -91,7 +91,7 @@ def gemm_conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
         dx = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], [padding] * 2, [1, 1], False, [0, 0],
                                                  1, [True, False, False])[0]
     if need_weight:
-        cout, k = weight.shape[0], weight.shape[-1]
+        k = weight.shape[-1]
         g = grad.contiguous().flatten(2)  # [B, Cout, L]
         cols = F.unfold(x, k, padding=padding)  # [B, Cin*k*k, L]
         dw = torch.mm(g[0], cols[0].t())

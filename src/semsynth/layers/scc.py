@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ShapeError
-from .recompute import in_recompute_unit, saved_tensors_reusable
 from .gemm_grad import GemmGradConv2d, gemm_conv_backward, gemm_grad_pays
+from .recompute import in_recompute_unit, saved_tensors_reusable
 from .spectral import StackedSpectralNorm
 from .winograd import conv3x3, winograd_conv3x3_backward, winograd_pays
 
