@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_winograd import best
+
 from semsynth.layers.gemm_grad import (
     GemmGradConv2d,
     GemmGradPolicy,
@@ -54,16 +56,6 @@ def parse_shapes(text: str) -> list[tuple[int, int, int, int, int]]:
                 "1024x1024@18x34/0") from None
         shapes.append((cin, cout, h, w, pad))
     return shapes
-
-
-def best(fn, reps: int) -> float:
-    fn()
-    t = float("inf")
-    for _ in range(reps):
-        s = time.perf_counter()
-        fn()
-        t = min(t, time.perf_counter() - s)
-    return t
 
 
 def _onednn_backward(g, x, w, pad: int, need_x: bool, need_w: bool):
