@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_winograd import best
+from bench_winograd import best, machine, setup
 
 from semsynth.layers.gemm_grad import (
     GemmGradConv2d,
@@ -31,7 +31,7 @@ from semsynth.layers.gemm_grad import (
     gemm_conv_backward,
     gemm_grad_pays,
 )
-from semsynth.utils.runtime import cpu_identity, cpu_model, tune_malloc
+from semsynth.utils.runtime import cpu_model
 
 # SC-GAN ADE20K's stacked SC convs (n = 3) on small maps, its 663 -> 256 SVG conv, pix2pixHD's 1024-channel
 # residual blocks at 256x512 (reflection-padded 16x32) and 128x256, and larger maps where nothing is won
@@ -96,13 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("threads", "reps", "rounds", "batch"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    torch.set_num_threads(args.threads)
-    tune_malloc()
-    torch.manual_seed(0)
-    cpu = cpu_identity()
-    print(f"CPU {cpu_model()} ({cpu['vendor']} family {cpu['family']:#x} model {cpu['model']:#x}, avx512f "
-          f"{'avx512f' in cpu['flags']}), torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
-          f"fp32; the default policy takes it on this CPU: {cpu_takes_gemm_grad()}")
+    cpu = setup(args.threads)
+    print(f"{machine(cpu, args.threads, args.batch)}; the default policy takes it on this CPU: "
+          f"{cpu_takes_gemm_grad()}")
     rows = []
     for cin, cout, h, w_, pad in args.shapes:
         x = torch.randn(args.batch, cin, h, w_)

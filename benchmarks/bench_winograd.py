@@ -61,6 +61,20 @@ def best(fn, reps: int) -> float:
     return t
 
 
+def setup(threads: int) -> dict:
+    """Threads, the CLI's malloc settings and the seed, as both per-shape benchmarks run; the CPU's identity."""
+    torch.set_num_threads(threads)
+    tune_malloc()
+    torch.manual_seed(0)
+    return cpu_identity()
+
+
+def machine(cpu: dict, threads: int, batch: int) -> str:
+    """The header line of a per-shape benchmark: the CPU (name, vendor, family, model, AVX-512), torch, threads."""
+    return (f"CPU {cpu_model()} ({cpu['vendor']} family {cpu['family']:#x} model {cpu['model']:#x}, avx512f "
+            f"{'avx512f' in cpu['flags']}), torch {torch.__version__}, {threads} thread(s), batch {batch}, fp32")
+
+
 def _rule_on(x, cin: int, cout: int) -> bool:
     """The policy's shape rule with Winograd enabled (what it takes on the CPU kind it was measured on)."""
     from semsynth.layers.winograd import WinogradPolicy
@@ -83,13 +97,9 @@ def main() -> None:
                     help="these shapes instead of the SC-GAN ADE20K ones, e.g. 1024x1024@16x32")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    tune_malloc()
-    torch.manual_seed(0)
-    cpu = cpu_identity()
-    print(f"CPU {cpu_model()} ({cpu['vendor']} family {cpu['family']:#x} model {cpu['model']:#x}, avx512f "
-          f"{'avx512f' in cpu['flags']}), torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
-          f"fp32; the default policy takes Winograd on this CPU: {cpu_takes_winograd()}")
+    cpu = setup(args.threads)
+    print(f"{machine(cpu, args.threads, args.batch)}; the default policy takes Winograd on this CPU: "
+          f"{cpu_takes_winograd()}")
     rows = []
     for cin, cout, size in args.shapes or SHAPES:
         h, w_ = (size, size) if isinstance(size, int) else size

@@ -215,9 +215,10 @@ class SpatiallyConditionalConv2d(nn.Module):
                        need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The gradients of ``x`` and ``weight`` of :meth:`_conv` (``backward=True``) for its output gradient."""
         if self.kernel_size == 3 and self.stride == 1 and self.padding == 1:
-            if winograd_pays(x, weight.shape[1], weight.shape[0], backward=True):
+            cin, cout = weight.shape[1], weight.shape[0]
+            if winograd_pays(x, cin, cout, backward=True):
                 return winograd_conv3x3_backward(grad, x, weight, need_x, need_w)
-            if gemm_grad_pays(x, weight.shape[1], weight.shape[0], True):
+            if gemm_grad_pays(x, cin, cout, True):
                 return gemm_conv_backward(grad, x, weight, 1, need_x, need_w)
         dx, dw, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, [self.stride] * 2, [self.padding] * 2,
                                                         [1, 1], False, [0, 0], 1, [need_x, need_w, False])
