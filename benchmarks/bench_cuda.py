@@ -128,18 +128,36 @@ def bench_presets(args) -> dict:
                 calls[(preset, mode)] = make_call(G, mode, lambda G=G, x=x, z=z: G(x, z).float().mean())
             else:
                 calls[(preset, mode)] = make_call(G, mode, lambda G=G, x=x, z=z: G(x, z))
-    times: dict = {k: [] for k in calls}
-    peaks: dict = {}
-    for _ in range(args.rounds):
-        for key, call in calls.items():
-            ms, peak = timed(call, args.iters)
-            times[key].append(ms)
-            peaks[key] = max(peaks.get(key, 0), peak)
+    times, peaks, failed = run_rounds(calls, args)
     for (preset, mode), ts in times.items():
         results[preset][mode] = {"ms_per_batch": statistics.median(ts), "rounds_ms": ts,
                                  "ms_per_image": statistics.median(ts) / args.batch,
                                  "peak_mib": peaks[(preset, mode)] / 2**20}
+    for (preset, mode), error in failed.items():
+        results[preset][mode] = f"failed: {error}"
     return results
+
+
+def run_rounds(calls: dict, args) -> tuple[dict, dict, dict]:
+    """Time every call once per round, the calls interleaved: (times per call, peak per call, the error of each call
+    that raised, which is then left out of the later rounds)."""
+    times: dict = {k: [] for k in calls}
+    peaks: dict = {}
+    failed: dict = {}
+    for r in range(args.rounds):
+        for key, call in calls.items():
+            if key in failed:
+                continue
+            try:
+                ms, peak = timed(call, args.iters)
+            except Exception as e:  # reported in the table and the JSON; the other calls go on
+                failed[key] = f"{type(e).__name__}: {str(e)[:300]}"
+                times.pop(key)
+                continue
+            times[key].append(ms)
+            peaks[key] = max(peaks.get(key, 0), peak)
+            print(f"  round {r + 1}/{args.rounds} {'/'.join(key)}: {ms:.1f} ms, {peak / 2**20:.0f} MiB", flush=True)
+    return times, peaks, failed
 
 
 def bench_official(args) -> dict:
@@ -152,7 +170,7 @@ def bench_official(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
         O, opt_txt = official_generator(args.official, 256, Path(tmp))
-        x = layouts(151, args.batch, (256, 256))
+        O, x = O.cuda(), layouts(151, args.batch, (256, 256)).cuda()
         O.train()
         for m in O.modules():  # running statistics = the statistics of one forward (finite eval outputs)
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -162,8 +180,9 @@ def bench_official(args) -> dict:
         for m in O.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.momentum = 0.1
-        S = convert_scgan(O.state_dict(), read_opt_txt(opt_txt), opt_path=Path(opt_txt)).generator
-    O, S, x = O.cuda().eval(), S.cuda().eval(), x.cuda()
+        state = {k: v.cpu() for k, v in O.state_dict().items()}
+        S = convert_scgan(state, read_opt_txt(opt_txt), opt_path=Path(opt_txt)).generator
+    O, S = O.eval(), S.cuda().eval()
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     with torch.no_grad():
@@ -182,13 +201,9 @@ def bench_official(args) -> dict:
              ("semsynth", "eval"): make_call(S, "eval", lambda: S(x)),
              ("official", "train"): make_call(O, "train", official_loss),
              ("semsynth", "train"): make_call(S, "train", semsynth_loss)}
-    times: dict = {k: [] for k in calls}
-    peaks: dict = {}
-    for _ in range(args.rounds):
-        for key, call in calls.items():
-            ms, peak = timed(call, args.iters)
-            times[key].append(ms)
-            peaks[key] = max(peaks.get(key, 0), peak)
+    times, peaks, failed = run_rounds(calls, args)
+    if failed:
+        return {"batch": args.batch, "max_abs_diff_fp32": diff, "failed": {f"{a}/{b}": e for (a, b), e in failed.items()}}
     out = {"batch": args.batch, "max_abs_diff_fp32": diff}
     for (side, mode), ts in times.items():
         out[f"{side}/{mode}"] = {"ms_per_batch": statistics.median(ts), "rounds_ms": ts,
@@ -197,6 +212,19 @@ def bench_official(args) -> dict:
         out[f"ratio/{mode}"] = out[f"semsynth/{mode}"]["ms_per_batch"] / out[f"official/{mode}"]["ms_per_batch"]
         out[f"ratio/{mode}_peak"] = out[f"semsynth/{mode}"]["peak_mib"] / out[f"official/{mode}"]["peak_mib"]
     return out
+
+
+def print_official(o: dict) -> None:
+    print(f"official SC-GAN vs semsynth (ADE20K, 256x256, batch {o['batch']}): max |diff| fp32 "
+          f"{o['max_abs_diff_fp32']:.2g}")
+    if "failed" in o:
+        print(f"  failed: {o['failed']}")
+        return
+    for mode in ("eval", "train"):
+        a, b = o[f"official/{mode}"], o[f"semsynth/{mode}"]
+        print(f"  {mode:5s}: official {a['ms_per_batch']:.1f} ms, {a['peak_mib']:.0f} MiB; semsynth "
+              f"{b['ms_per_batch']:.1f} ms, {b['peak_mib']:.0f} MiB; ratio time {o[f'ratio/{mode}']:.2f}, "
+              f"memory {o[f'ratio/{mode}_peak']:.2f}")
 
 
 def parse_args(argv=None):
@@ -244,17 +272,14 @@ def main(argv=None) -> int:
     print(f"{'preset':24s} {'size':>9s} " + " ".join(f"{m:>16s}" for m in MODES) + "   (ms/batch, peak MiB)")
     for preset, r in report["presets"].items():
         cells = [f"{r[m]['ms_per_batch']:7.1f} {r[m]['peak_mib']:7.0f}" if isinstance(r.get(m), dict)
-                 else f"{'-':>15s}" for m in MODES]
+                 else f"{'failed' if str(r.get(m, '')).startswith('failed') else '-':>15s}" for m in MODES]
         print(f"{preset:24s} {r['resolution'][0]:>4d}x{r['resolution'][1]:<4d} " + " ".join(f"{c:>16s}" for c in cells))
+        for m in MODES:
+            if str(r.get(m, "")).startswith("failed"):
+                print(f"  {preset} {m}: {r[m]}")
     if args.official is not None:
-        o = report["official"] = bench_official(args)
-        print(f"official SC-GAN vs semsynth (ADE20K, 256x256, batch {args.batch}): max |diff| fp32 "
-              f"{o['max_abs_diff_fp32']:.2g}")
-        for mode in ("eval", "train"):
-            print(f"  {mode:5s}: official {o[f'official/{mode}']['ms_per_batch']:.1f} ms, "
-                  f"{o[f'official/{mode}']['peak_mib']:.0f} MiB; semsynth {o[f'semsynth/{mode}']['ms_per_batch']:.1f} "
-                  f"ms, {o[f'semsynth/{mode}']['peak_mib']:.0f} MiB; ratio time {o[f'ratio/{mode}']:.2f}, "
-                  f"memory {o[f'ratio/{mode}_peak']:.2f}")
+        report["official"] = bench_official(args)
+        print_official(report["official"])
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

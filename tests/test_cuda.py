@@ -20,6 +20,7 @@ from PIL import Image
 from semsynth.config import load_config, resolve_config
 from semsynth.data import build_dataset
 from semsynth.inference import Synthesizer
+from semsynth.inference_prep import prepare_for_inference
 from semsynth.layers import semantic_input
 from semsynth.models import build_generator
 from semsynth.training import export_model, load_model, load_training_state, train
@@ -87,16 +88,16 @@ def test_generator_on_cuda_gives_the_cpus_output_and_gradients(name, bank):
     G.train(), Gc.train()
     (run(G, "cpu").square().mean()).backward()
     (run(Gc, "cuda").square().mean()).backward()
-    worst = 0.0
-    for (k, p), (_, q) in zip(G.named_parameters(), Gc.named_parameters()):
-        if p.grad is None:
-            assert q.grad is None, k
-            continue
-        scale = p.grad.norm().item()
-        err = (q.grad.cpu() - p.grad).norm().item()
-        worst = max(worst, err / (scale + 1e-12) if scale > 1e-8 else 0.0)
-        assert err <= 1e-3 * scale + 1e-9, f"{name}: {k}: gradient differs by {err:.3g} (norm {scale:.3g})"
-    print(f"{name}: worst relative gradient difference CUDA vs CPU {worst:.3g}")
+    pairs = [(k, p.grad, q.grad) for (k, p), (_, q) in zip(G.named_parameters(), Gc.named_parameters())]
+    assert [k for k, a, b in pairs if (a is None) != (b is None)] == []
+    pairs = [(k, a, b.cpu()) for k, a, b in pairs if a is not None]
+    # A bias followed by a normalisation has a zero gradient in exact arithmetic; its computed gradient is rounding
+    # noise of the sum over pixels, which differs between cuDNN and oneDNN. So the tolerance is relative to each
+    # parameter's gradient, plus a floor relative to the largest one.
+    largest = max(a.norm().item() for _, a, _ in pairs)
+    errors = sorted(((b - a).norm().item() / (a.norm().item() + 1e-3 * largest), k) for k, a, b in pairs)
+    print(f"{name}: largest gradient norm {largest:.3g}; worst relative differences CUDA vs CPU {errors[-3:]}")
+    assert errors[-1][0] < 1e-3, f"{name}: {errors[-1][1]}: the gradient differs by {errors[-1][0]:.3g} (relative)"
 
 
 @pytest.mark.parametrize("name", ["scgan", "spade", "oasis"])
@@ -107,12 +108,16 @@ def test_prepared_generation_on_cuda_gives_the_cpus_images(name, bank, tmp_path)
     model_dir = export_model(tmp_path / "model", G, info, None, extra={"data": cfg.data})
     cpu = Synthesizer.from_pretrained(model_dir, "cpu")
     gpu = Synthesizer.from_pretrained(model_dir, "cuda")
-    assert cpu.prepare_for_inference() and gpu.prepare_for_inference()
+    plain = Synthesizer.from_pretrained(model_dir, "cuda")
+    assert cpu.prepare_for_inference()
+    assert not plain.prepare_for_inference()  # on a GPU semsynth generate runs the model as loaded (faster there)
+    gpu.G = prepare_for_inference(gpu.G)  # the preparation itself works on CUDA
     seeds = [0, 1] if cpu.multimodal else None
     a = cpu.generate(label, seeds=seeds)
     b = gpu.generate(label, seeds=seeds)
-    assert a.device.type == "cpu" and b.shape == a.shape
-    assert (b.cpu() - a).abs().max().item() < 1e-4
+    c = plain.generate(label, seeds=seeds)
+    assert a.device.type == "cpu" and b.shape == a.shape == c.shape
+    assert (b.cpu() - a).abs().max().item() < 1e-4 and (c.cpu() - a).abs().max().item() < 1e-4
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
@@ -134,20 +139,54 @@ def test_training_on_cuda_in_each_precision(precision, tmp_path):
     assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()
 
 
-def test_resume_on_cuda_continues_the_run(tmp_path):
-    """The run stopped at 8 images and resumed ends where the straight run ends (the CUDA random state is restored:
-    the generator's z is drawn on the GPU). Atomic adds in cuDNN's backward make the two differ in rounding only;
-    Adam with eps=1 keeps those from turning into sign flips of near-zero gradients (see test_distributed.py)."""
-    raw = {**TINY_RAW, "optim": {"eps": 1.0},
-           "train": {**TINY_RAW["train"], "device": "cuda", "images": 16, "checkpoint_every": 8}}
-    straight = train(resolve_config(raw, name="a"), outdir=tmp_path)
-    first = train(resolve_config(raw, name="b"), outdir=tmp_path, stop_after=8)
-    resumed = train(resolve_config(raw, name="b"), outdir=tmp_path, resume=first)
-    a = load_training_state(straight / "checkpoints" / "training-state-000000016.pt")
-    b = load_training_state(resumed / "checkpoints" / "training-state-000000016.pt")
-    worst = max((v - b[net][k]).abs().max().item() for net in ("G", "D") for k, v in a[net].items()
-                if v.is_floating_point())
-    assert worst < 1e-5, worst
+RESUME = """
+import json, sys, warnings
+from pathlib import Path
+
+import torch
+
+from semsynth.config import resolve_config
+from semsynth.training import load_training_state, train
+from tests.helpers import TINY_RAW
+
+torch.use_deterministic_algorithms(True, warn_only=True)
+out = Path(sys.argv[1])
+raw = {**TINY_RAW, "train": {**TINY_RAW["train"], "device": "cuda", "images": 16, "checkpoint_every": 8}}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    straight = train(resolve_config(raw, name="a"), outdir=out)
+    again = train(resolve_config(raw, name="a"), outdir=out)
+    first = train(resolve_config(raw, name="b"), outdir=out, stop_after=8)
+    resumed = train(resolve_config(raw, name="b"), outdir=out, resume=first)
+
+
+def worst(p, q):
+    a = load_training_state(p / "checkpoints" / "training-state-000000016.pt")
+    b = load_training_state(q / "checkpoints" / "training-state-000000016.pt")
+    return max((v - b[net][k]).abs().max().item() for net in ("G", "D", "E") for k, v in a[net].items()
+               if v.is_floating_point())
+
+
+nondeterministic = sorted({str(w.message)[:160] for w in caught if "deterministic" in str(w.message)})
+print(json.dumps({"again": worst(straight, again), "resumed": worst(straight, resumed),
+                  "nondeterministic": nondeterministic}))
+"""
+
+
+def test_resume_on_cuda_continues_exactly(tmp_path):
+    """Stopped at 8 images and resumed, a run ends where the straight run ends: the CUDA random state is restored
+    (the encoder's z is drawn on the GPU). With torch's deterministic algorithms (cuBLAS's fixed workspace), in a
+    process of its own since the setting must come before cuBLAS starts."""
+    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PYTHONPATH": os.pathsep.join(
+        [REPO, os.path.join(REPO, "src"), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", RESUME, str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    print(res)
+    assert res["nondeterministic"] == [], res  # every operator of the step has a deterministic CUDA kernel
+    assert res["again"] == 0.0  # two straight runs agree bit for bit
+    assert res["resumed"] == 0.0  # and the resumed run with them
 
 
 def test_generate_cli_on_cuda_writes_the_cpus_images(tmp_path):

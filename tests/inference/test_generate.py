@@ -186,3 +186,18 @@ def test_from_pretrained_tunes_the_allocator_and_threads_like_the_cli(model_dir,
                 Synthesizer.from_pretrained(model_dir, "cpu", threads=bad)
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_synthesizer_prepares_its_model_on_the_cpu_only():
+    """On a GPU the CPU-made rewrites of the preparation cost more than they save (1.9x and 4.4x slower on an H200:
+    docs/benchmarks.md): there the model runs as loaded."""
+    from pathlib import Path
+
+    bundled = Path(__file__).resolve().parents[2] / "src/semsynth/assets/scgan-synthetic-faces"
+    syn = Synthesizer.from_pretrained(bundled, "cpu")
+    loaded = syn.G
+    syn.device = torch.device("cuda")  # what from_pretrained(..., "cuda") records (nothing runs here)
+    assert syn.prepare_for_inference() is False and syn.G is loaded
+    syn.device = torch.device("cpu")
+    assert syn.prepare_for_inference() is True and syn.G.prepared_for_inference
+    assert syn.prepare_for_inference() is True  # once

@@ -234,3 +234,45 @@ def test_saved_as_blocks_nest():
     a, b = up(small), up(other)
     gb = torch.autograd.grad((a * b).sum(), (small, other))
     assert all(torch.equal(p, q) for p, q in zip(ga, gb))
+
+
+@pytest.mark.parametrize("how", ["saved_as", "rebuildable"])
+def test_a_rebuild_runs_under_the_autocast_state_of_the_forward(how):
+    """Backward runs outside the forward's autocast block (on CUDA in another thread). A rebuild made there without
+    it gave another dtype: on CUDA the up-sampled bf16 map that autocast had made float32 came back bf16, and
+    cuDNN's batch-norm backward stopped ("Expected grad_output to have type BFloat16 but got Float"). Here the
+    rebuilt map is a conv's output, which CPU autocast makes bfloat16 from float32 inputs."""
+    import torch.nn.functional as F
+
+    from semsynth.layers.recompute import rebuild_scope, rebuildable, saved_as
+
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(4, 3, 3, 3, generator=g)
+    a = torch.randn(1, 3, 8, 8, generator=g, requires_grad=True)
+    w = torch.randn(1, 4, 1, 1, generator=g, requires_grad=True)
+    made: list = []
+
+    def conv(t):
+        y = F.conv2d(t, k, padding=1)
+        made.append(y.dtype)
+        return y
+
+    def run(rebuilt: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x = conv(a)
+            if rebuilt and how == "rebuildable":
+                with rebuild_scope():
+                    y = (rebuildable(x, (a,), conv) * w).sum()  # the product keeps x (for w's gradient)
+            elif rebuilt:
+                with saved_as(x, a, conv):
+                    y = (x * w).sum()
+            else:
+                y = (x * w).sum()
+        return torch.autograd.grad(y, (a, w))
+
+    reference = run(False)
+    made.clear()
+    rebuilt = run(True)
+    assert made == [torch.bfloat16, torch.bfloat16]  # the forward's conv, then the rebuild: both bf16
+    for r, b in zip(reference, rebuilt):
+        assert r.dtype == b.dtype and torch.equal(r, b)

@@ -218,6 +218,27 @@ def _foreign_hooks() -> bool:
     return top is not None and top[0] is not _pack
 
 
+def _as_made(rebuild, tensor: torch.Tensor):
+    """``rebuild`` run under the autocast state of this thread for ``tensor``'s device at the time of the call
+    (the forward that made ``tensor``), so that it gives ``tensor``'s dtype and values again: backward runs outside
+    the forward's autocast block, and on CUDA in another thread. Under CUDA autocast, for instance, the 2x nearest
+    up-sampling of a bfloat16 map returns float32: rebuilt without autocast it would be bfloat16."""
+    kind = tensor.device.type
+    try:
+        if not torch.amp.is_autocast_available(kind):
+            return rebuild
+    except (AttributeError, RuntimeError):  # no such query, or no such device type
+        return rebuild
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    return functools.partial(_rebuild_in_autocast, rebuild, kind, dtype)
+
+
+def _rebuild_in_autocast(rebuild, kind: str, dtype: torch.dtype | None, *args):
+    """``rebuild(*args)`` under autocast to ``dtype`` on ``kind`` devices (None: with autocast off there)."""
+    with torch.autocast(kind, dtype=dtype) if dtype is not None else torch.autocast(kind, enabled=False):
+        return rebuild(*args)
+
+
 def _unpack_all(rebuild, sources: tuple):
     """``rebuild`` called with the sources of a :func:`rebuildable` tensor, each unpacked."""
     with torch.no_grad():
@@ -264,7 +285,8 @@ def rebuildable(tensor: torch.Tensor, sources: tuple, rebuild) -> torch.Tensor:
         if table.get(key, (None,))[0] is ref:
             del table[key]
 
-    table[key] = (weakref.ref(tensor, forget), tensor._version, packed, functools.partial(_unpack_all, rebuild))
+    table[key] = (weakref.ref(tensor, forget), tensor._version, packed,
+                  functools.partial(_unpack_all, _as_made(rebuild, tensor)))
     return tensor
 
 
@@ -286,7 +308,7 @@ def saved_as(tensor: torch.Tensor, source, rebuild) -> Iterator[None]:
     entries = getattr(_saved_as, "entries", None)
     if entries is None:
         entries = _saved_as.entries = []
-    entries.append((_view_key(tensor), source, rebuild))
+    entries.append((_view_key(tensor), source, _as_made(rebuild, tensor)))
     try:
         with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
             yield
