@@ -111,7 +111,7 @@ def test_prepared_generation_on_cuda_gives_the_cpus_images(name, bank, tmp_path)
     plain = Synthesizer.from_pretrained(model_dir, "cuda")
     assert cpu.prepare_for_inference()
     assert not plain.prepare_for_inference()  # on a GPU semsynth generate runs the model as loaded (faster there)
-    gpu.G = prepare_for_inference(gpu.G)  # the preparation itself works on CUDA
+    gpu.G = prepare_for_inference(gpu.G, copy=False)  # the preparation itself works on CUDA
     seeds = [0, 1] if cpu.multimodal else None
     a = cpu.generate(label, seeds=seeds)
     b = gpu.generate(label, seeds=seeds)
