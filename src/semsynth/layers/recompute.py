@@ -219,23 +219,21 @@ def _foreign_hooks() -> bool:
 
 
 def _as_made(rebuild, tensor: torch.Tensor):
-    """``rebuild`` run under the autocast state of this thread for ``tensor``'s device at the time of the call
-    (the forward that made ``tensor``), so that it gives ``tensor``'s dtype and values again: backward runs outside
-    the forward's autocast block, and on CUDA in another thread. Under CUDA autocast, for instance, the 2x nearest
-    up-sampling of a bfloat16 map returns float32: rebuilt without autocast it would be bfloat16."""
+    """``rebuild``, run under the autocast of this thread for ``tensor``'s device when one is on at the time of the
+    call (the forward that made ``tensor``), so that it gives ``tensor``'s dtype and values again: backward runs
+    outside the forward's autocast block, and on CUDA in another thread. Under CUDA autocast, for instance, the 2x
+    nearest up-sampling of a bfloat16 map returns float32; rebuilt without autocast it came back bfloat16. Without
+    autocast ``rebuild`` itself (backward is run outside autocast, as PyTorch asks)."""
     kind = tensor.device.type
     try:
-        if not torch.amp.is_autocast_available(kind):
-            return rebuild
+        on = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
     except (AttributeError, RuntimeError):  # no such query, or no such device type
         return rebuild
-    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-    return functools.partial(_rebuild_in_autocast, rebuild, kind, dtype)
+    return functools.partial(_rebuild_in_autocast, rebuild, kind, torch.get_autocast_dtype(kind)) if on else rebuild
 
 
-def _rebuild_in_autocast(rebuild, kind: str, dtype: torch.dtype | None, *args):
-    """``rebuild(*args)`` under autocast to ``dtype`` on ``kind`` devices (None: with autocast off there)."""
-    with torch.autocast(kind, dtype=dtype) if dtype is not None else torch.autocast(kind, enabled=False):
+def _rebuild_in_autocast(rebuild, kind: str, dtype: torch.dtype, *args):
+    with torch.autocast(kind, dtype=dtype):
         return rebuild(*args)
 
 
