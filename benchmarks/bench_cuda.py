@@ -163,7 +163,7 @@ def run_rounds(calls: dict, args) -> tuple[dict, dict, dict]:
 def bench_official(args) -> dict:
     import torch
 
-    from bench_official import official_generator
+    from bench_official import official_generator, official_run, semsynth_run, warm_batch_norm
     from semsynth.convert import read_opt_txt
     from semsynth.convert.scgan import convert_scgan
 
@@ -171,15 +171,7 @@ def bench_official(args) -> dict:
         torch.manual_seed(0)
         O, opt_txt = official_generator(args.official, 256, Path(tmp))
         O, x = O.cuda(), layouts(151, args.batch, (256, 256)).cuda()
-        O.train()
-        for m in O.modules():  # running statistics = the statistics of one forward (finite eval outputs)
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.momentum = 1.0
-        with torch.no_grad():
-            O(x)
-        for m in O.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.momentum = 0.1
+        warm_batch_norm(O, x)
         state = {k: v.cpu() for k, v in O.state_dict().items()}
         S = convert_scgan(state, read_opt_txt(opt_txt), opt_path=Path(opt_txt)).generator
     O, S = O.eval(), S.cuda().eval()
@@ -189,18 +181,14 @@ def bench_official(args) -> dict:
         diff = (O(x)[0] - S(x)).abs().max().item()
     torch.backends.cudnn.allow_tf32 = tf32
 
-    def official_loss():  # the official generator always returns its coarse SVG image too
-        image, rgb = O(x)[:2]
+    def loss(run, G):  # mean of the image plus mean of the coarse SVG image, as bench_official.py's train step
+        image, rgb = run(G, x)
         return image.mean() + rgb.mean()
-
-    def semsynth_loss():
-        out = S(x, return_aux=True)
-        return out.image.mean() + out.coarse_rgb.mean()
 
     calls = {("official", "eval"): make_call(O, "eval", lambda: O(x)),
              ("semsynth", "eval"): make_call(S, "eval", lambda: S(x)),
-             ("official", "train"): make_call(O, "train", official_loss),
-             ("semsynth", "train"): make_call(S, "train", semsynth_loss)}
+             ("official", "train"): make_call(O, "train", lambda: loss(official_run, O)),
+             ("semsynth", "train"): make_call(S, "train", lambda: loss(semsynth_run, S))}
     times, peaks, failed = run_rounds(calls, args)
     if failed:
         return {"batch": args.batch, "max_abs_diff_fp32": diff, "failed": {f"{a}/{b}": e for (a, b), e in failed.items()}}

@@ -295,6 +295,21 @@ def build_side(side: str, args, workdir: Path, mode: str = "eval"):
     return G, semsynth_image if mode == "eval" else semsynth_run, D, semsynth_disc
 
 
+def warm_batch_norm(G, x) -> None:
+    """Set ``G``'s batch-norm running statistics to the statistics of one train-mode forward of ``x`` (momentum 1,
+    then back to 0.1), so that a freshly initialised generator gives finite eval outputs."""
+    import torch
+
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.momentum = 1.0
+    G.train()
+    with torch.no_grad():
+        G(x)
+    for m in norms:
+        m.momentum = 0.1
+
+
 def worker_setup_official(args, workdir: Path) -> dict:
     """Build the official G (seeded init), warm its batch norm up, save its state, opt.txt, eval output, FLOPs."""
     import torch
@@ -303,15 +318,7 @@ def worker_setup_official(args, workdir: Path) -> dict:
     torch.manual_seed(args.seed)
     G, D, opt_txt = official_generator(args.official, args.resolution, workdir, with_discriminator=True)
     x = torch.load(workdir / "input.pt", weights_only=True)
-    for m in G.modules():  # running statistics = the statistics of one forward (finite eval outputs)
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = 1.0
-    G.train()
-    with torch.no_grad():
-        G(x)
-    for m in G.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = 0.1
+    warm_batch_norm(G, x)
     G.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         out = G(x)
