@@ -194,3 +194,39 @@ def test_traced_scc_with_spectral_norm_holds_plain_operators():
     traced = torch.jit.trace(layer, (x, r), check_trace=False)
     assert "PythonOp" not in str(traced.inlined_graph)
     torch.testing.assert_close(traced(x, r), layer(x, r), rtol=1e-5, atol=1e-6)  # the export form of the mix
+
+
+def test_spectral_division_as_one_node_gives_the_autograd_gradient_and_fewer_weight_sized_tensors():
+    from semsynth.utils.memory import TensorPeak
+
+    torch.manual_seed(0)
+    conv = spectral_norm(nn.Conv2d(6, 8, 3, padding=1)).double().eval()  # eval: the stored u, v (no iteration)
+    x = torch.randn(2, 6, 7, 7, dtype=torch.float64)
+    assert type(conv.weight.grad_fn).__name__ == "_WeightOverSigmaBackward"
+    y = conv(x)
+    w = conv.parametrizations.weight.original
+    (got,) = torch.autograd.grad(y.sin().sum(), (w,))
+    # the same forward as separate operators (what autograd differentiated before): sigma = u^T W v, W / sigma
+    sn = conv.parametrizations.weight[0]
+    u, v = sn._u.clone(), sn._v.clone()
+    ref_w = w / torch.dot(u, torch.mv(w.flatten(1), v))
+    ref = torch.nn.functional.conv2d(x, ref_w, conv.bias, padding=1)
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
+    (want,) = torch.autograd.grad(ref.sin().sum(), (w,))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda t: torch.nn.functional.conv2d(x, sn(t), padding=1),
+                                    (w.detach().requires_grad_(),))
+    assert torch.autograd.gradgradcheck(lambda t: sn(t) * sn(t).sum(), (w.detach().requires_grad_(),))
+    # eval without gradients: the plain division, no autograd node
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, w / torch.dot(u, torch.mv(w.flatten(1), v)),
+                                                                      conv.bias, padding=1), rtol=0, atol=0)
+
+    # the backward of a bigger layer: one weight-sized tensor made in backward (the gradient) besides the conv's
+    big = spectral_norm(nn.Conv2d(64, 64, 3, padding=1, bias=False))
+    xb = torch.randn(1, 64, 4, 4, requires_grad=True)
+    out = big(xb).sum()
+    with TensorPeak() as tp:
+        out.backward()
+    made = [t for t in tp.peak_tensors if t.nbytes >= big.parametrizations.weight.original.numel() * 4]
+    assert len(made) <= 2, made  # the conv's weight gradient and the parameter's gradient, nothing else
