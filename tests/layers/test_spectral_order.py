@@ -230,3 +230,21 @@ def test_spectral_division_as_one_node_gives_the_autograd_gradient_and_fewer_wei
         out.backward()
     made = [t for t in tp.peak_tensors if t.nbytes >= big.parametrizations.weight.original.numel() * 4]
     assert len(made) <= 2, made  # the conv's weight gradient and the parameter's gradient, nothing else
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_spectral_division_node_under_autocast_gives_the_separate_operators_gradient(dtype):
+    torch.manual_seed(0)
+    conv = spectral_norm(nn.Conv2d(8, 8, 3, padding=1)).eval()
+    x = torch.randn(2, 8, 6, 6)
+    w = conv.parametrizations.weight.original
+    sn = conv.parametrizations.weight[0]
+    with torch.autocast("cpu", dtype=dtype):
+        y = conv(x)
+        ref = torch.nn.functional.conv2d(x, w / torch.dot(sn._u, torch.mv(w.flatten(1), sn._v)), conv.bias, padding=1)
+    assert y.dtype == ref.dtype == dtype
+    assert torch.equal(y, ref)
+    (got,) = torch.autograd.grad(y.float().sin().sum(), (w,))
+    (want,) = torch.autograd.grad(ref.float().sin().sum(), (w,))
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6 * want.abs().max().item())
