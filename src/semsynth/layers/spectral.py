@@ -78,8 +78,7 @@ class SpectralNorm(nn.Module):
         if (self.dim == 0 and torch.is_grad_enabled() and weight.requires_grad and not torch.jit.is_tracing()
                 and not torch.jit.is_scripting()):
             # the division and sigma as one node: backward writes the weight's gradient once (_WeightOverSigma)
-            out, sigma = _WeightOverSigma.apply(weight, self._u.clone(memory_format=torch.contiguous_format),
-                                                self._v.clone(memory_format=torch.contiguous_format))
+            out, sigma = _WeightOverSigma.apply(weight, *self._vectors())
         else:
             sigma = self._sigma(weight_mat)
             out = weight / sigma
@@ -87,12 +86,14 @@ class SpectralNorm(nn.Module):
         # keep W and sigma instead, and backward divides again: no copy of the weight kept per layer
         return rebuildable(out, (weight, sigma), torch.div)
 
+    def _vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of the stored ``u`` and ``v``: a second forward before backward (D(real), D(fake)) must not change
+        what the first one saved."""
+        return self._u.clone(memory_format=torch.contiguous_format), self._v.clone(memory_format=torch.contiguous_format)
+
     def _sigma(self, weight_mat: torch.Tensor) -> torch.Tensor:
         """``u^T W v`` with the stored vectors (the weight as a matrix)."""
-        # clones: a second forward before backward (D(real), D(fake)) must not change what the first one saved
-        u = self._u.clone(memory_format=torch.contiguous_format)
-        v = self._v.clone(memory_format=torch.contiguous_format)
-        return torch.dot(u, torch.mv(weight_mat, v))
+        return _sigma_of(weight_mat, *self._vectors())
 
     @torch.no_grad()
     def fold_(self, weight: torch.Tensor) -> None:
@@ -105,6 +106,11 @@ class SpectralNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, n_power_iterations={self.n_power_iterations}, eps={self.eps}"
+
+
+def _sigma_of(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``u^T W v`` for a weight matrix ``[out, in]``: one matrix-vector product and one dot product."""
+    return torch.dot(u, torch.mv(weight_mat, v))
 
 
 class _WeightOverSigma(torch.autograd.Function):
@@ -121,7 +127,7 @@ class _WeightOverSigma(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
-        sigma = torch.dot(u, torch.mv(weight.flatten(1), v))
+        sigma = _sigma_of(weight.flatten(1), u, v)
         ctx.save_for_backward(weight, u, v)
         ctx.mark_non_differentiable(sigma)
         return weight / sigma, sigma
@@ -130,7 +136,7 @@ class _WeightOverSigma(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor, _grad_sigma: torch.Tensor | None):
         weight, u, v = ctx.saved_tensors
         # sigma again (one matrix-vector product), so that a double backward sees how it depends on W
-        sigma = torch.dot(u, torch.mv(weight.flatten(1), v))
+        sigma = _sigma_of(weight.flatten(1), u, v)
         if grad.is_contiguous() and weight.is_contiguous() and grad.dtype == weight.dtype:
             gw_dot = torch.dot(grad.view(-1), weight.view(-1))
         else:
@@ -207,7 +213,7 @@ class StackedSpectralNorm(nn.Module):
 
 def _sigmas(w: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``[u_i . (W_i v_i)]`` for ``w`` ``[n, out, in*k*k]``: one matrix-vector product per candidate."""
-    return torch.stack([torch.dot(u[i], torch.mv(w[i], v[i])) for i in range(w.shape[0])])
+    return torch.stack([_sigma_of(w[i], u[i], v[i]) for i in range(w.shape[0])])
 
 
 def _sigmas_gradient(grad: torch.Tensor, u: torch.Tensor, v: torch.Tensor, shape: torch.Size) -> torch.Tensor:
